@@ -1,0 +1,227 @@
+"""Safe DICOM opening and 2D image reading.
+
+Reading order follows PS3.3 C.11 (and what pydicom, dcm2niix and MONAI users expect):
+stored values -> modality LUT (RescaleSlope/Intercept or Modality LUT Sequence) -> VOI LUT or
+window -> MONOCHROME1 inversion. Everything that makes a file unusable raises
+:class:`~pipeline.io.errors.InputRejected` with a one-line reason that holds no header values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.io.errors import InputRejected
+
+log = logging.getLogger(__name__)
+
+#: Preamble prefixes of executables: a DICOM/PE or DICOM/ELF polyglot (CVE-2019-11687).
+EXECUTABLE_MAGIC: tuple[bytes, ...] = (b"MZ", b"\x7fELF", b"\xca\xfe\xba\xbe", b"\xcf\xfa\xed\xfe")
+
+#: Default cap on decoded pixel bytes for one object (decompression-bomb guard): 1 GiB.
+DEFAULT_MAX_PIXEL_BYTES = 1 << 30
+
+#: SOP classes that are DICOM but never images (RT structure sets, SR, presentation states...).
+NON_IMAGE_SOP_PREFIXES: tuple[str, ...] = (
+    "1.2.840.10008.5.1.4.1.1.481.3",  # RT Structure Set
+    "1.2.840.10008.5.1.4.1.1.88.",  # Structured reports
+    "1.2.840.10008.5.1.4.1.1.11.",  # Presentation states
+    "1.2.840.10008.5.1.4.1.1.66",  # Raw data, spatial registration, segmentation-free objects
+    "1.2.840.10008.5.1.4.1.1.104.",  # Encapsulated PDF/CDA
+)
+
+
+def _check_preamble(path: Path) -> bool:
+    """Return True if the file has the standard 128-byte preamble + ``DICM``.
+
+    Raises:
+        InputRejected: The file is empty, too short, or its preamble is an executable header.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    if not head:
+        raise InputRejected("empty file (0 bytes)", code="empty")
+    if head.startswith(EXECUTABLE_MAGIC):
+        raise InputRejected(
+            "preamble starts with an executable header (DICOM polyglot, CVE-2019-11687)",
+            code="polyglot",
+        )
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def open_dicom(path: str | os.PathLike[str], *, stop_before_pixels: bool = False) -> Any:
+    """Open a DICOM file defensively.
+
+    Files with the standard preamble are read normally. A file without the ``DICM`` marker is
+    accepted only if it parses as a raw dataset that carries an SOP Class UID (an explicit,
+    logged fallback, as old ACR-NEMA-style exports need); anything else (a PNG renamed
+    ``.dcm``, text, garbage) is rejected, never silently forced.
+
+    Args:
+        path: File to open.
+        stop_before_pixels: Skip reading Pixel Data (header-only scans).
+
+    Returns:
+        A ``pydicom.Dataset``.
+
+    Raises:
+        InputRejected: Not DICOM, polyglot preamble, unparsable or pathologically nested header.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    try:
+        has_preamble = _check_preamble(path)
+    except OSError as exc:
+        raise InputRejected(f"cannot read file ({type(exc).__name__})", code="unreadable") from None
+    try:
+        if has_preamble:
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        else:
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+            if "SOPClassUID" not in ds or len(ds) < 3:
+                raise InputRejected(
+                    "not a DICOM file (no 'DICM' marker and no parsable dataset)", code="not_dicom"
+                )
+            log.info("%s: no DICOM preamble; read as a raw dataset (explicit fallback)", path.name)
+    except InputRejected:
+        raise
+    except RecursionError:
+        raise InputRejected("header has pathologically deep nested sequences", code="nested") from None
+    except InvalidDicomError:
+        raise InputRejected("not a DICOM file", code="not_dicom") from None
+    except Exception as exc:  # pydicom raises many types for broken headers
+        raise InputRejected(f"unparsable DICOM header ({type(exc).__name__})", code="bad_header") from None
+    _touch_all_elements(ds)
+    return ds
+
+
+def _touch_all_elements(ds: Any) -> None:
+    """Force-parse every element now so broken or deeply nested headers fail here, cleanly.
+
+    pydicom parses sequences lazily; without this a RecursionError could escape much later.
+    """
+    try:
+        for _ in ds.iterall():
+            pass
+    except RecursionError:
+        raise InputRejected("header has pathologically deep nested sequences", code="nested") from None
+    except Exception as exc:
+        raise InputRejected(f"unparsable DICOM header ({type(exc).__name__})", code="bad_header") from None
+
+
+def is_image_sop(ds: Any) -> bool:
+    """True unless the SOP class is a known non-image object."""
+    uid = str(ds.get("SOPClassUID", ""))
+    return not any(uid.startswith(p) for p in NON_IMAGE_SOP_PREFIXES)
+
+
+def pixel_geometry(ds: Any) -> tuple[int, int, int, int, int]:
+    """Return ``(frames, rows, columns, samples, bits_allocated)`` from the header.
+
+    Raises:
+        InputRejected: A dimension is missing, zero or negative.
+    """
+    try:
+        rows = int(ds.Rows)
+        cols = int(ds.Columns)
+        bits = int(ds.BitsAllocated)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        raise InputRejected("missing or malformed image pixel module (Rows/Columns/BitsAllocated)",
+                            code="bad_header") from None
+    if min(rows, cols, bits, samples, frames) <= 0:
+        raise InputRejected(
+            f"zero or negative image dimension (rows={rows}, columns={cols}, frames={frames})",
+            code="bad_dimensions",
+        )
+    if bits not in (1, 8, 16, 32, 64):
+        raise InputRejected(f"unsupported BitsAllocated={bits}", code="bad_header")
+    return frames, rows, cols, samples, bits
+
+
+def check_pixel_data(ds: Any, *, max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> int:
+    """Validate Pixel Data before decoding: present, sane size, not truncated.
+
+    Args:
+        ds: Dataset read with pixels.
+        max_pixel_bytes: Cap on the decoded size (decompression-bomb guard).
+
+    Returns:
+        The expected decoded size in bytes.
+
+    Raises:
+        InputRejected: Non-image SOP class, no Pixel Data, absurd dimensions, truncated data.
+    """
+    if not is_image_sop(ds):
+        raise InputRejected("non-image SOP class (e.g. structure set, report, presentation state)",
+                            code="not_image")
+    if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise InputRejected("float pixel data is not supported", code="not_image")
+        raise InputRejected("no PixelData element (not an image)", code="not_image")
+    frames, rows, cols, samples, bits = pixel_geometry(ds)
+    expected = frames * rows * cols * samples * bits // 8 if bits >= 8 else (
+        (frames * rows * cols * samples + 7) // 8
+    )
+    if expected > max_pixel_bytes:
+        raise InputRejected(
+            f"declared image size {expected} bytes exceeds the cap of {max_pixel_bytes} "
+            "(decompression-bomb guard)",
+            code="too_large",
+        )
+    ts = getattr(ds, "file_meta", {}).get("TransferSyntaxUID", None)
+    if ts is None or not ts.is_compressed:
+        actual = len(ds.PixelData)
+        if actual < expected:
+            raise InputRejected(
+                f"truncated pixel data ({actual} of {expected} bytes)", code="truncated"
+            )
+    return expected
+
+
+def decode_pixels(ds: Any, *, max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> np.ndarray:
+    """Decode Pixel Data to an array through pydicom's pixel handlers/plugins.
+
+    pydicom 3 masks unused high bits (BitsStored < BitsAllocated) and sign-extends signed data.
+    The returned shape is always ``(frames, rows, cols[, samples])`` (a single frame gets a
+    leading axis of 1, see pydicom issue #1066); YBR colour data is converted to RGB.
+
+    Raises:
+        InputRejected: See :func:`check_pixel_data`; a missing codec plugin; a decode failure.
+    """
+    check_pixel_data(ds, max_pixel_bytes=max_pixel_bytes)
+    frames, rows, cols, samples, _ = pixel_geometry(ds)
+    ts = ds.file_meta.get("TransferSyntaxUID", None)
+    try:
+        arr = ds.pixel_array
+    except NotImplementedError as exc:
+        raise InputRejected(_codec_reason(ts, exc), code="missing_codec") from None
+    except RuntimeError as exc:
+        msg = str(exc).lower()
+        if "plugin" in msg or "decoder" in msg or "no pixel data decoders" in msg or "missing" in msg:
+            raise InputRejected(_codec_reason(ts, exc), code="missing_codec") from None
+        raise InputRejected(f"pixel data could not be decoded ({type(exc).__name__})",
+                            code="decode_error") from None
+    except (ValueError, EOFError, OSError) as exc:
+        raise InputRejected(f"pixel data could not be decoded ({type(exc).__name__}); "
+                            "truncated or corrupt", code="decode_error") from None
+    expected_shape = (frames, rows, cols) + ((samples,) if samples > 1 else ())
+    if arr.size != int(np.prod(expected_shape)):
+        raise InputRejected(
+            f"decoded {arr.size} values but the header declares {int(np.prod(expected_shape))}",
+            code="decode_error",
+        )
+    return arr.reshape(expected_shape)
+
+
+def _codec_reason(ts: Any, exc: BaseException) -> str:
+    name = getattr(ts, "name", None) or str(ts)
+    return (f"no installed decoder for transfer syntax '{name}' ({ts}); install the pylibjpeg, "
+            "pylibjpeg-openjpeg, pyjpegls or python-gdcm plugin")

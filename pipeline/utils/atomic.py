@@ -1,0 +1,69 @@
+"""Atomic output writes: a temp file in the destination directory, then ``os.replace``.
+
+An interrupted stage therefore never leaves a half-written file that DVC would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it into place if the block succeeds.
+
+    The parent directory is created if needed. On an exception the temporary file is removed
+    and ``path`` is left untouched.
+
+    Args:
+        path: Final destination.
+        suffix: Suffix for the temporary name (some writers infer the format from it,
+            e.g. ``".nii.gz"`` or ``".npy"``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[Any]:
+    """Open a temporary file for writing and atomically move it to ``path`` on success."""
+    if not any(m in mode for m in "wx"):
+        raise ValueError(f"atomic_open is for writing; mode must contain 'w'. Received: {mode!r}")
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) atomically."""
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` atomically."""
+    fh: BinaryIO
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON atomically (stable bytes for DVC)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
