@@ -1,0 +1,271 @@
+"""params.yaml, parsed once into typed, frozen objects.
+
+Every stage calls :func:`load_params` and then :meth:`Params.task`. Unknown keys and bad values
+fail before any work with :class:`ParamsError`, whose message names the full key path, what is
+allowed and what was received, e.g.::
+
+    tasks.cxr.ingest.window must be 'auto', 'percentile' or [center, width]. Received: 'wide'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEMO_PREFIX = "demo:"
+DEMO_KINDS = ("cxr", "ct")
+
+
+class ParamsError(ValueError):
+    """A param is missing, unknown or has a bad value. The message names the key."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Splits(_Frozen):
+    """Fractions of patients for val and test; the rest is train (patient-level, stratified)."""
+
+    val: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.15
+    test: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+
+    @model_validator(mode="after")
+    def _sum_below_one(self) -> Splits:
+        if self.val + self.test >= 1.0:
+            raise ValueError(f"val + test must be < 1. Received: {self.val} + {self.test}")
+        return self
+
+
+class DataParams(_Frozen):
+    """Where a task's dataset comes from.
+
+    ``source`` is ``demo:cxr`` / ``demo:ct`` (the generated demo, written by the ``demo`` stage
+    under ``data/raw/<task>``) or a folder holding ``labels.csv`` (see README, dataset contract).
+    """
+
+    source: str
+    demo_seed: int = 0
+    demo_patients: Annotated[int, Field(ge=4)] | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str) -> str:
+        if value.startswith(DEMO_PREFIX) and value[len(DEMO_PREFIX):] not in DEMO_KINDS:
+            raise ValueError(
+                f"must be a folder or one of {[DEMO_PREFIX + k for k in DEMO_KINDS]}. "
+                f"Received: {value!r}"
+            )
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @property
+    def demo_kind(self) -> str | None:
+        """``"cxr"``/``"ct"`` for a demo source, else None."""
+        return self.source[len(DEMO_PREFIX):] if self.source.startswith(DEMO_PREFIX) else None
+
+
+Window = Literal["auto", "percentile"] | tuple[float, Annotated[float, Field(gt=0)]]
+
+
+class IngestParams(_Frozen):
+    """Ingest knobs. 2D-only and 3D-only keys are checked against the task kind."""
+
+    # shared
+    splits: Splits = Splits()
+    max_quarantine_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    workers: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    max_pixel_bytes: Annotated[int, Field(gt=0)] = 1 << 30
+    redact_paths: bool = False
+    # 2D
+    image_size: tuple[Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)]] | None = None
+    window: Window = "auto"
+    percentiles: tuple[
+        Annotated[float, Field(ge=0, le=100)], Annotated[float, Field(ge=0, le=100)]
+    ] = (0.5, 99.5)
+    frame: Literal["first", "middle", "last", "max"] = "middle"
+    # 3D
+    volume_shape: (
+        tuple[Annotated[int, Field(ge=4)], Annotated[int, Field(ge=4)], Annotated[int, Field(ge=4)]]
+        | None
+    ) = None
+    target_spacing: tuple[
+        Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]
+    ] = (5.0, 5.0, 5.0)
+    hu_window: tuple[float, Annotated[float, Field(gt=0)]] = (-600.0, 1500.0)
+    on_missing_slices: Literal["interpolate", "reject"] = "interpolate"
+    min_slices: Annotated[int, Field(ge=2)] = 8
+    max_voxels: Annotated[int, Field(gt=0)] = 512**3
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return tuple(value)
+        if isinstance(value, str) and value not in ("auto", "percentile"):
+            raise ValueError(f"must be 'auto', 'percentile' or [center, width]. Received: {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _percentiles_ordered(self) -> IngestParams:
+        lo, hi = self.percentiles
+        if lo >= hi:
+            raise ValueError(f"percentiles must be [low, high] with low < high. Received: {[lo, hi]}")
+        return self
+
+    @property
+    def n_workers(self) -> int:
+        """Resolved worker count (``auto`` = all CPU cores available to this process)."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                       else os.cpu_count() or 1)
+        return int(self.workers)
+
+
+class TaskParams(_Frozen):
+    """One task: a dataset, its label set and per-stage params."""
+
+    name: str
+    kind: Literal["2d", "3d"]
+    labels: Annotated[tuple[str, ...], Field(min_length=2)]
+    data: DataParams
+    ingest: IngestParams = IngestParams()
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"labels must be unique. Received: {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_specific(self) -> TaskParams:
+        ing = self.ingest
+        if self.kind == "2d" and ing.image_size is None:
+            raise ValueError("ingest.image_size ([H, W]) is required for kind '2d'")
+        if self.kind == "3d" and ing.volume_shape is None:
+            raise ValueError("ingest.volume_shape ([D, H, W]) is required for kind '3d'")
+        if self.kind == "2d" and ing.volume_shape is not None:
+            raise ValueError("ingest.volume_shape is for kind '3d'; use ingest.image_size for '2d'")
+        if self.kind == "3d" and ing.image_size is not None:
+            raise ValueError("ingest.image_size is for kind '2d'; use ingest.volume_shape for '3d'")
+        demo = self.data.demo_kind
+        expected = {"cxr": "2d", "ct": "3d"}
+        if demo is not None and expected[demo] != self.kind:
+            raise ValueError(
+                f"data.source {self.data.source!r} is a {expected[demo]} demo but kind is "
+                f"{self.kind!r}"
+            )
+        return self
+
+
+class BaseParams(_Frozen):
+    """Settings shared by every task."""
+
+    seed: int = 42
+    #: Key for salted pseudonyms. ``env:NAME`` reads it from an environment variable, which is
+    #: how real data should be run: the salt must not be committed next to real data.
+    salt: str = Field(min_length=1)
+
+    def resolved_salt(self) -> str:
+        """The salt value, reading ``env:NAME`` from the environment."""
+        if self.salt.startswith("env:"):
+            name = self.salt[4:]
+            value = os.environ.get(name, "")
+            if not value:
+                raise ParamsError(f"base.salt reads environment variable {name!r}, which is unset "
+                                  "or empty. Set it, or put a literal salt in params.yaml.")
+            return value
+        return self.salt
+
+
+class Params(_Frozen):
+    """The whole params.yaml."""
+
+    base: BaseParams
+    tasks: dict[str, Any]
+
+    def task(self, name: str) -> TaskParams:
+        """Return the validated params of task ``name``.
+
+        Raises:
+            ParamsError: Unknown task (lists the known ones) or invalid task params.
+        """
+        if name not in self.tasks:
+            raise ParamsError(f"task must be one of {sorted(self.tasks)}. Received: {name!r}")
+        raw = self.tasks[name]
+        if not isinstance(raw, dict):
+            raise ParamsError(f"tasks.{name} must be a mapping. Received: {raw!r}")
+        try:
+            return TaskParams.model_validate({"name": name, **raw})
+        except ValidationError as exc:
+            raise ParamsError(_format_errors(exc, prefix=f"tasks.{name}")) from None
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("at least one task is required")
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", str(name)):
+                raise ValueError(
+                    f"task names must match [a-z][a-z0-9_]* (they become folder and DVC stage "
+                    f"names). Received: {name!r}"
+                )
+        return value
+
+
+def _format_errors(exc: ValidationError, *, prefix: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if "[" not in str(p) and not str(p).startswith("function-"))
+        key = ".".join(p for p in (prefix, loc) if p)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "is not a known key (check spelling; see README, params reference)"
+        elif err["type"] == "missing":
+            msg = "is required"
+        elif err["type"] == "literal_error":
+            msg = f"{msg}. Received: {err.get('input')!r}"
+        elif "Received" not in msg and "input" in err:
+            msg = f"{msg}. Received: {err['input']!r}"
+        lines.append(f"{key} {msg}")
+    # Keep the message short: identical keys from union branches are reported once.
+    return "; ".join(dict.fromkeys(lines))
+
+
+def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``.
+
+    Raises:
+        ParamsError: The file is missing, not YAML, or the top level is invalid.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"params file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} must hold a mapping with 'base' and 'tasks'")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(_format_errors(exc, prefix="")) from None
+    for name in params.tasks:  # fail early on any bad task, not only the one being run
+        params.task(name)
+    return params

@@ -1,0 +1,1 @@
+"""Dataset-level logic: labels.csv parsing, patient-level splits, the array store."""

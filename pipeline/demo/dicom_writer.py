@@ -1,0 +1,537 @@
+"""Build and save synthetic DICOM objects, including the pitfalls real archives contain.
+
+Used by the demo datasets and by tests that need DICOM files exhibiting one specific pitfall
+(MONOCHROME1, garbage in unused high bits, signed data, negative rescale slope, VOI LUT
+sequences, multi-frame, RGB, every common transfer syntax).
+
+Conventions:
+    * ``pixels`` are always STORED values (what goes into Pixel Data), never display values.
+      The modality LUT (``RescaleSlope``/``RescaleIntercept``), the VOI transform (window or
+      VOI LUT) and the MONOCHROME1 inversion are what a reader must apply to recover the
+      intended image, in that order (PS3.3 C.11).
+    * Array shapes: ``(rows, cols)``; ``(frames, rows, cols)`` for multi-frame grayscale;
+      ``(rows, cols, 3)`` or ``(frames, rows, cols, 3)`` uint8 for RGB (colour-by-pixel,
+      ``PlanarConfiguration`` 0).
+    * UIDs are generated with :func:`pydicom.uid.generate_uid` from deterministic entropy
+      (the PHI, a caller-supplied ``uid_key`` and a digest of the pixels), so the same inputs
+      always give byte-identical files.
+    * Files are written with a zeroed 128-byte preamble (a non-zero preamble is how DICOM/PE
+      polyglots hide executables) and atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.utils.atomic import atomic_path
+
+CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+DX_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image, for presentation
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+SECONDARY_CAPTURE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+JPEG_BASELINE_8BIT = "1.2.840.10008.1.2.4.50"
+JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
+JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
+JPEG_2000 = "1.2.840.10008.1.2.4.91"
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+
+#: Transfer syntaxes :func:`save_dataset` can write.
+TRANSFER_SYNTAXES: tuple[str, ...] = (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    RLE_LOSSLESS,
+    JPEG_2000_LOSSLESS,
+    JPEG_2000,
+    JPEG_LS_LOSSLESS,
+    JPEG_BASELINE_8BIT,
+)
+#: The lossy ones (pixel values change; ``LossyImageCompression`` is set to ``"01"``).
+LOSSY_TRANSFER_SYNTAXES: tuple[str, ...] = (JPEG_2000, JPEG_BASELINE_8BIT)
+
+_COLOR_PHOTOMETRICS = ("RGB", "YBR_FULL")
+_GRAY_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
+
+
+@dataclass(frozen=True)
+class PHI:
+    """Patient and study identifiers written into a dataset (all fake in this project).
+
+    Attributes:
+        patient_name: DICOM PN, e.g. ``"DOE^JANE^7"``.
+        patient_id: e.g. ``"MRN0071234"``; identical for every object of one patient.
+        birth_date: DICOM DA ``YYYYMMDD``.
+        sex: ``"F"``, ``"M"`` or ``"O"``.
+        accession_number: Identifies the study order, e.g. ``"ACC884213"``.
+        institution_name: Free text.
+        referring_physician: DICOM PN.
+        study_date: DICOM DA ``YYYYMMDD``.
+    """
+
+    patient_name: str
+    patient_id: str
+    birth_date: str
+    sex: str
+    accession_number: str
+    institution_name: str
+    referring_physician: str
+    study_date: str
+
+
+_LAST_NAMES = ("DOE", "ROE", "POE", "SAMPLE", "TESTER", "EXAMPLE", "DUMMY", "PHANTOM", "FAKE")
+_FIRST_NAMES = ("JANE", "JOHN", "ALEX", "MARIA", "SAM", "LEE", "ROBIN", "KIM", "NOOR", "ELI")
+_INSTITUTIONS = (
+    "St. Example General Hospital",
+    "Demo County Medical Center",
+    "Synthetic University Clinic",
+)
+_PHYSICIANS = ("WELBY^MARCUS^^DR", "KILDARE^JAMES^^DR", "QUINN^MICHAELA^^DR")
+
+
+def fake_phi(rng: np.random.Generator, index: int) -> PHI:
+    """Draw obviously fake but realistic-looking identifiers for patient number ``index``.
+
+    The patient ID embeds ``index`` so IDs are unique within a dataset.
+
+    Args:
+        rng: Source of randomness.
+        index: Patient number (0-based), >= 0.
+
+    Returns:
+        A :class:`PHI`; ``accession_number`` and ``study_date`` describe one study and can be
+        replaced per study with :func:`dataclasses.replace`.
+    """
+    if index < 0:
+        raise ValueError(f"index must be >= 0. Received: index={index}")
+    sex = "F" if rng.random() < 0.5 else "M"
+    return PHI(
+        patient_name=f"{_pick(rng, _LAST_NAMES)}^{_pick(rng, _FIRST_NAMES)}^{index}",
+        patient_id=f"MRN{index:03d}{int(rng.integers(0, 10_000)):04d}",
+        birth_date=fake_date(rng, 1930, 2005),
+        sex=sex,
+        accession_number=fake_accession(rng),
+        institution_name=_pick(rng, _INSTITUTIONS),
+        referring_physician=_pick(rng, _PHYSICIANS),
+        study_date=fake_date(rng, 2015, 2024),
+    )
+
+
+def fake_date(rng: np.random.Generator, first_year: int, last_year: int) -> str:
+    """A DICOM DA string ``YYYYMMDD`` between two years (inclusive); days 1-28 only."""
+    year = int(rng.integers(first_year, last_year + 1))
+    return f"{year:04d}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
+
+
+def fake_accession(rng: np.random.Generator) -> str:
+    """A fake accession number, ``"ACC"`` + 6 digits."""
+    return f"ACC{int(rng.integers(100_000, 1_000_000))}"
+
+
+def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
+    return options[int(rng.integers(0, len(options)))]
+
+
+def make_image_dataset(
+    pixels: np.ndarray,
+    *,
+    modality: str = "DX",
+    photometric: str = "MONOCHROME2",
+    bits_allocated: int = 16,
+    bits_stored: int | None = None,
+    signed: bool = False,
+    rescale: tuple[float, float] | None = None,
+    window: tuple[float, float] | None = None,
+    voi_lut: np.ndarray | None = None,
+    voi_lut_first_mapped: int = 0,
+    sop_class_uid: str = DX_IMAGE_STORAGE,
+    phi: PHI | None = None,
+    uid_key: str = "",
+    unused_bits_rng: np.random.Generator | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Any:
+    """Build an image dataset (uncompressed, Explicit VR Little Endian) from stored values.
+
+    Args:
+        pixels: STORED values, see the module docstring for shapes. Grayscale values must fit
+            in ``bits_stored`` bits (two's complement when ``signed``); RGB must be uint8.
+        modality: ``Modality`` (``"DX"``, ``"CR"``, ``"CT"``, ``"OT"``...).
+        photometric: ``"MONOCHROME2"`` (high value = white), ``"MONOCHROME1"`` (high value
+            = black; stored data must already be inverted accordingly) or ``"RGB"``.
+        bits_allocated: 8 or 16 (RGB: 8).
+        bits_stored: Defaults to ``bits_allocated``. ``HighBit`` is ``bits_stored - 1``.
+        signed: ``PixelRepresentation`` 1 (two's complement).
+        rescale: ``(RescaleSlope, RescaleIntercept)``; ``None`` leaves both absent (identity
+            modality LUT). A negative slope is allowed: store the data flipped accordingly.
+        window: ``(WindowCenter, WindowWidth)`` in rescaled units; ``None`` = absent. Add
+            ``{"VOILUTFunction": "SIGMOID"}`` in ``extra`` for a sigmoid window.
+        voi_lut: VOI LUT data (non-negative ints < 65536, 16-bit entries) written as a one-item
+            ``VOILUTSequence``; entry ``n`` maps the rescaled value ``voi_lut_first_mapped + n``.
+        voi_lut_first_mapped: Second ``LUTDescriptor`` value; must be >= 0 here.
+        sop_class_uid: ``SOPClassUID``; default Digital X-Ray (for presentation).
+        phi: Patient/study identifiers; ``None`` writes empty patient name and ID.
+        uid_key: Distinguishes objects with the same PHI and pixels (e.g. a file index).
+        unused_bits_rng: If given (and ``bits_stored < bits_allocated``), fill the unused high
+            bits of every stored word with random garbage, as some devices do, so readers must
+            mask them (pydicom does). Only valid for uncompressed transfer syntaxes.
+        extra: More elements by keyword (``{"PixelSpacing": [0.7, 0.7]}``), applied last, so
+            they can override anything set here (UIDs included).
+
+    Returns:
+        A ``pydicom.Dataset`` with ``file_meta`` (Explicit VR Little Endian).
+
+    Raises:
+        ValueError: Inconsistent arguments, pixel values out of range, unknown keyword.
+    """
+    from pydicom.dataset import Dataset
+
+    arr = np.asarray(pixels)
+    bits_stored = bits_allocated if bits_stored is None else bits_stored
+    frames, rows, cols, samples = _check_pixels(arr, photometric, bits_allocated, bits_stored,
+                                                signed)
+    ds = Dataset()
+    _set_patient_study(ds, phi)
+    digest = hashlib.sha256(arr.tobytes() + repr(arr.shape).encode()).hexdigest()
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = _uid("sop", uid_key, digest, *_phi_key(phi))
+    ds.StudyInstanceUID = _uid("study", *_phi_key(phi))
+    ds.SeriesInstanceUID = _uid("series", uid_key, *_phi_key(phi))
+    ds.Modality = modality
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.SamplesPerPixel = samples
+    ds.PhotometricInterpretation = photometric
+    if samples > 1:
+        ds.PlanarConfiguration = 0
+    if frames > 1 or arr.ndim == (4 if samples > 1 else 3):
+        ds.NumberOfFrames = frames
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits_allocated, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = int(signed)
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = _ds_str(rescale[0]), _ds_str(rescale[1])
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = _ds_str(window[0]), _ds_str(window[1])
+    if voi_lut is not None:
+        ds.VOILUTSequence = [_voi_lut_item(voi_lut, voi_lut_first_mapped)]
+    ds.PixelData = _pack(arr, bits_allocated, bits_stored, unused_bits_rng)
+    ds["PixelData"].VR = "OB" if bits_allocated == 8 else "OW"
+    for keyword, value in (extra or {}).items():
+        _set_keyword(ds, keyword, value)
+    _set_file_meta(ds, EXPLICIT_VR_LITTLE_ENDIAN)
+    return ds
+
+
+def make_ct_slice_dataset(
+    pixels: np.ndarray,
+    *,
+    position: tuple[float, float, float],
+    orientation: tuple[float, float, float, float, float, float],
+    pixel_spacing: tuple[float, float],
+    slice_thickness: float,
+    rescale: tuple[float, float] = (1.0, -1024.0),
+    instance_number: int,
+    series_uid: str,
+    study_uid: str,
+    frame_of_reference_uid: str,
+    phi: PHI,
+    window: tuple[float, float] | None = (40.0, 400.0),
+    image_type: Sequence[str] = ("ORIGINAL", "PRIMARY", "AXIAL"),
+    bits_stored: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Any:
+    """Build one CT Image Storage slice.
+
+    Args:
+        pixels: ``(rows, cols)`` stored values, ``int16`` (``PixelRepresentation`` 1) or
+            ``uint16`` (``PixelRepresentation`` 0). HU = stored * slope + intercept.
+        position: ``ImagePositionPatient``: centre of the first transmitted pixel, mm, LPS.
+        orientation: ``ImageOrientationPatient``: row direction (towards increasing column
+            index) then column direction (towards increasing row index), unit LPS vectors.
+        pixel_spacing: ``PixelSpacing`` ``(row spacing, column spacing)`` in mm, i.e. the
+            distance between adjacent rows, then between adjacent columns.
+        slice_thickness: ``SliceThickness`` in mm.
+        rescale: ``(RescaleSlope, RescaleIntercept)`` to HU.
+        instance_number: ``InstanceNumber`` (need not follow spatial order).
+        series_uid: ``SeriesInstanceUID``.
+        study_uid: ``StudyInstanceUID``.
+        frame_of_reference_uid: ``FrameOfReferenceUID``.
+        phi: Patient/study identifiers.
+        window: ``(WindowCenter, WindowWidth)`` in HU, or ``None``.
+        image_type: ``ImageType``; use ``("ORIGINAL", "PRIMARY", "LOCALIZER")`` for a scout.
+        bits_stored: Default 16 for ``int16``; for ``uint16`` 12 if every value fits, else 16.
+        extra: More elements by keyword, applied last.
+
+    Returns:
+        A ``pydicom.Dataset``. ``SliceLocation`` is the z coordinate (mm) of ``position``, as
+        most scanners write it; readers should sort on ``position`` projected on the normal.
+
+    Raises:
+        ValueError: ``pixels`` is not 2D int16/uint16, or the geometry is malformed.
+    """
+    arr = np.asarray(pixels)
+    if arr.ndim != 2 or arr.dtype not in (np.int16, np.uint16):
+        raise ValueError(f"CT pixels must be a 2D int16 or uint16 array. Received: "
+                         f"shape={arr.shape}, dtype={arr.dtype}")
+    if len(position) != 3 or len(orientation) != 6 or len(pixel_spacing) != 2:
+        raise ValueError("position needs 3 values, orientation 6, pixel_spacing 2. Received: "
+                         f"{len(position)}, {len(orientation)}, {len(pixel_spacing)}")
+    signed = arr.dtype == np.int16
+    if bits_stored is None:
+        bits_stored = 16 if signed or int(arr.max(initial=0)) > 4095 else 12
+    geometry: dict[str, Any] = {
+        "ImagePositionPatient": [_ds_str(v) for v in position],
+        "ImageOrientationPatient": [_ds_str(v) for v in orientation],
+        "PixelSpacing": [_ds_str(v) for v in pixel_spacing],
+        "SliceThickness": _ds_str(slice_thickness),
+        "SliceLocation": _ds_str(position[2]),
+        "InstanceNumber": int(instance_number),
+        "SeriesInstanceUID": series_uid,
+        "StudyInstanceUID": study_uid,
+        "FrameOfReferenceUID": frame_of_reference_uid,
+        "PositionReferenceIndicator": "",
+        "ImageType": list(image_type),
+        "PatientPosition": "HFS",
+        "BodyPartExamined": "CHEST",
+        "KVP": "120",
+        "RescaleType": "HU",
+    }
+    geometry.update(extra or {})
+    key = f"{series_uid}|{instance_number}|{tuple(position)}|{tuple(orientation)}"
+    return make_image_dataset(
+        arr, modality="CT", photometric="MONOCHROME2", bits_allocated=16,
+        bits_stored=bits_stored, signed=signed, rescale=rescale, window=window,
+        sop_class_uid=CT_IMAGE_STORAGE, phi=phi, uid_key=key, extra=geometry,
+    )
+
+
+def save_dataset(
+    ds: Any,
+    path: str | Path,
+    *,
+    transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN,
+    jpeg_quality: int = 90,
+    j2k_compression_ratio: float = 8.0,
+) -> None:
+    """Write ``ds`` as a DICOM file (Part 10), compressing if the transfer syntax asks for it.
+
+    The input dataset is not modified. The file gets a zeroed 128-byte preamble and ``DICM``
+    and is written atomically (temporary file in the same folder, then ``os.replace``).
+
+    Args:
+        ds: Uncompressed dataset, e.g. from :func:`make_image_dataset`.
+        path: Destination file.
+        transfer_syntax: One of :data:`TRANSFER_SYNTAXES`. RLE Lossless uses pydicom's own
+            encoder, JPEG 2000 (lossless and lossy) pylibjpeg-openjpeg, JPEG-LS Lossless
+            pyjpegls, JPEG Baseline (8-bit only) Pillow, one JPEG per frame.
+        jpeg_quality: Pillow quality for JPEG Baseline (1-95).
+        j2k_compression_ratio: Compression ratio for lossy JPEG 2000 (>= 1).
+
+    Raises:
+        ValueError: Unknown transfer syntax, already compressed input, or JPEG Baseline asked
+            for data that is not 8-bit unsigned.
+    """
+    if transfer_syntax not in TRANSFER_SYNTAXES:
+        raise ValueError(f"transfer_syntax must be one of {list(TRANSFER_SYNTAXES)}. "
+                         f"Received: {transfer_syntax!r}")
+    current = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if current is not None and current.is_compressed:
+        raise ValueError(f"save_dataset needs an uncompressed dataset. Received: {current}")
+    ds = copy.deepcopy(ds)
+    _set_file_meta(ds, str(current or EXPLICIT_VR_LITTLE_ENDIAN))
+    if transfer_syntax == JPEG_BASELINE_8BIT:
+        _encode_jpeg_baseline(ds, jpeg_quality)
+    elif transfer_syntax == JPEG_2000:
+        ds.compress(transfer_syntax, generate_instance_uid=False,
+                    j2k_cr=[float(j2k_compression_ratio)])
+        _mark_lossy(ds, "ISO_15444_1", j2k_compression_ratio)
+    elif transfer_syntax in (RLE_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_LS_LOSSLESS):
+        ds.compress(transfer_syntax, generate_instance_uid=False)
+    _set_file_meta(ds, transfer_syntax)
+    write_file(ds, path)
+
+
+def write_file(ds: Any, path: str | Path) -> None:
+    """Write ``ds`` as-is (its ``file_meta`` transfer syntax), zeroed preamble, atomically."""
+    from pydicom import dcmwrite
+
+    ds.preamble = b"\x00" * 128
+    with atomic_path(path, suffix=".dcm") as tmp:
+        dcmwrite(tmp, ds, enforce_file_format=True)
+
+
+def _check_pixels(arr: np.ndarray, photometric: str, bits_allocated: int, bits_stored: int,
+                  signed: bool) -> tuple[int, int, int, int]:
+    """Validate stored pixels; return ``(frames, rows, cols, samples)``."""
+    if photometric in _COLOR_PHOTOMETRICS:
+        if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or arr.shape[-1] != 3:
+            raise ValueError("RGB pixels must be uint8 with shape (rows, cols, 3) or "
+                             f"(frames, rows, cols, 3). Received: {arr.dtype} {arr.shape}")
+        if bits_allocated != 8 or bits_stored != 8 or signed:
+            raise ValueError("RGB needs bits_allocated=8, bits_stored=8, unsigned. Received: "
+                             f"bits_allocated={bits_allocated}, bits_stored={bits_stored}")
+        frames = arr.shape[0] if arr.ndim == 4 else 1
+        return frames, arr.shape[-3], arr.shape[-2], 3
+    if photometric not in _GRAY_PHOTOMETRICS:
+        raise ValueError(f"photometric must be one of {list(_GRAY_PHOTOMETRICS + _COLOR_PHOTOMETRICS)}."
+                         f" Received: {photometric!r}")
+    if arr.ndim not in (2, 3) or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError("grayscale pixels must be an integer array (rows, cols) or "
+                         f"(frames, rows, cols). Received: {arr.dtype} {arr.shape}")
+    if bits_allocated not in (8, 16) or not 1 <= bits_stored <= bits_allocated:
+        raise ValueError("bits_allocated must be 8 or 16 and 1 <= bits_stored <= bits_allocated."
+                         f" Received: bits_allocated={bits_allocated}, bits_stored={bits_stored}")
+    lo, hi = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (
+        0, 2**bits_stored - 1)
+    if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+        raise ValueError(f"stored values must lie in [{lo}, {hi}] for bits_stored={bits_stored}"
+                         f", signed={signed}. Received: range [{arr.min()}, {arr.max()}]")
+    frames = arr.shape[0] if arr.ndim == 3 else 1
+    return frames, arr.shape[-2], arr.shape[-1], 1
+
+
+def _pack(arr: np.ndarray, bits_allocated: int, bits_stored: int,
+          unused_bits_rng: np.random.Generator | None) -> bytes:
+    """Little-endian Pixel Data bytes, padded to even length, optional high-bit garbage."""
+    if arr.dtype == np.uint8 and arr.ndim >= 3 and arr.shape[-1] == 3:
+        raw = np.ascontiguousarray(arr).tobytes()
+    else:
+        dtype = {8: np.uint8, 16: np.dtype("<u2")}[bits_allocated]
+        words = arr.astype(np.int64).astype(dtype)  # two's complement wrap for signed data
+        if unused_bits_rng is not None and bits_stored < bits_allocated:
+            garbage = unused_bits_rng.integers(1, 2 ** (bits_allocated - bits_stored),
+                                               size=words.shape)
+            keep = (1 << bits_stored) - 1
+            words = ((words & keep) | (garbage << bits_stored)).astype(dtype)
+        raw = np.ascontiguousarray(words).tobytes()
+    return raw + b"\x00" if len(raw) % 2 else raw
+
+
+def _voi_lut_item(lut: np.ndarray, first_mapped: int) -> Any:
+    from pydicom.dataset import Dataset
+
+    data = np.asarray(lut)
+    if data.ndim != 1 or data.size < 2 or data.size > 65536:
+        raise ValueError(f"voi_lut must be 1D with 2..65536 entries. Received: {data.shape}")
+    if data.min() < 0 or data.max() > 65535 or first_mapped < 0:
+        raise ValueError("voi_lut values must lie in [0, 65535] and voi_lut_first_mapped >= 0. "
+                         f"Received: [{data.min()}, {data.max()}], {first_mapped}")
+    item = Dataset()
+    item.add_new("LUTDescriptor", "US", [data.size % 65536, int(first_mapped), 16])
+    item.add_new("LUTData", "OW", data.astype("<u2").tobytes())
+    item.LUTExplanation = "DEMO VOI LUT"
+    return item
+
+
+def _set_patient_study(ds: Any, phi: PHI | None) -> None:
+    ds.PatientName = phi.patient_name if phi else ""
+    ds.PatientID = phi.patient_id if phi else ""
+    if phi is None:
+        return
+    ds.PatientBirthDate = phi.birth_date
+    ds.PatientSex = phi.sex
+    ds.AccessionNumber = phi.accession_number
+    ds.InstitutionName = phi.institution_name
+    ds.ReferringPhysicianName = phi.referring_physician
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = phi.study_date
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = _fake_time(phi.accession_number)
+    ds.StudyID = phi.accession_number[-4:]
+
+
+def _fake_time(seed_text: str) -> str:
+    """A plausible daytime TM derived from a string (no clock, so output is reproducible)."""
+    value = int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16)
+    return f"{8 + value % 10:02d}{value // 10 % 60:02d}{value // 600 % 60:02d}"
+
+
+def _phi_key(phi: PHI | None) -> tuple[str, ...]:
+    return astuple(phi) if phi is not None else ()
+
+
+def _uid(*entropy: str) -> str:
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(entropy_srcs=["pipeline.demo", *map(str, entropy)]))
+
+
+def _ds_str(value: float) -> str:
+    """A DS string of at most 16 characters (``2048``, ``-0.5``, ``0.1428571429``)."""
+    text = f"{float(value):.10g}"
+    return text if len(text) <= 16 else f"{float(value):.6g}"
+
+
+def _set_keyword(ds: Any, keyword: str, value: Any) -> None:
+    from pydicom.datadict import tag_for_keyword
+
+    if tag_for_keyword(keyword) is None:
+        raise ValueError(f"extra keys must be DICOM keywords. Received: {keyword!r}")
+    setattr(ds, keyword, value)
+
+
+def _set_file_meta(ds: Any, transfer_syntax: str) -> None:
+    """(Re)build file meta so it matches the dataset's SOP class/instance UIDs."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "MEDVISION_DEMO"
+    ds.file_meta = meta
+
+
+def _encode_jpeg_baseline(ds: Any, quality: int) -> None:
+    """Encode each frame with Pillow (JPEG Baseline, 8-bit) and encapsulate.
+
+    Grayscale keeps its MONOCHROME1/2 interpretation; RGB is stored as YCbCr without chroma
+    subsampling, hence ``YBR_FULL``.
+    """
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    if int(ds.BitsAllocated) != 8 or int(ds.BitsStored) != 8 or int(ds.PixelRepresentation):
+        raise ValueError("JPEG Baseline needs 8-bit unsigned data. Received: BitsStored="
+                         f"{ds.BitsStored}, PixelRepresentation={ds.PixelRepresentation}")
+    frames = _frames(ds)
+    color = int(ds.SamplesPerPixel) == 3
+    encoded = []
+    for frame in frames:
+        buf = io.BytesIO()
+        options = {"subsampling": 0} if color else {}
+        Image.fromarray(np.ascontiguousarray(frame)).save(buf, format="JPEG",
+                                                          quality=int(quality), **options)
+        encoded.append(buf.getvalue())
+    ds.PixelData = encapsulate(encoded)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    if color:
+        ds.PhotometricInterpretation = "YBR_FULL"
+    ratio = frames.nbytes / max(1, sum(len(e) for e in encoded))
+    _mark_lossy(ds, "ISO_10918_1", ratio)
+
+
+def _frames(ds: Any) -> np.ndarray:
+    """Uncompressed pixels of ``ds`` as ``(frames, rows, cols[, 3])`` uint8."""
+    samples = int(ds.SamplesPerPixel)
+    shape = (int(ds.get("NumberOfFrames", 1) or 1), int(ds.Rows), int(ds.Columns))
+    shape += (samples,) if samples > 1 else ()
+    count = int(np.prod(shape))
+    return np.frombuffer(ds.PixelData, dtype=np.uint8, count=count).reshape(shape)
+
+
+def _mark_lossy(ds: Any, method: str, ratio: float) -> None:
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionRatio = _ds_str(round(float(ratio), 2))
+    ds.LossyImageCompressionMethod = method

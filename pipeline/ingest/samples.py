@@ -1,0 +1,133 @@
+"""One labels.csv row -> model-ready arrays. Runs inside worker processes; pure and picklable."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.io.errors import InputRejected
+
+log = logging.getLogger(__name__)
+
+#: Air, used to pad CT volumes before windowing.
+CT_PAD_HU = -1024.0
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    """Everything a worker needs for one row (absolute paths, resolved params)."""
+
+    position: int
+    path: Path
+    mask: Path | None
+    kind: str  # "2d" | "3d"
+    settings: dict[str, Any]
+    needs_patient_id: bool
+
+
+@dataclass
+class SampleResult:
+    """What a worker returns. ``image``/``mask`` are uint8 arrays with a trailing channel axis."""
+
+    position: int
+    image: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    header_patient_id: str | None = None  # PHI: pseudonymised by the caller, never written
+    rejection: tuple[str, str] | None = None  # (reason, code)
+    excluded: list[dict[str, str]] = field(default_factory=list)  # files left out of a series
+
+
+def process(job: SampleJob) -> SampleResult:
+    """Run one job, turning every input problem into a rejection (never raising for bad data)."""
+    try:
+        if job.kind == "2d":
+            return _process_2d(job)
+        return _process_3d(job)
+    except InputRejected as exc:
+        return SampleResult(job.position, rejection=(exc.reason, exc.code),
+                            excluded=list(getattr(exc, "excluded", [])))
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a bug or an unforeseen file: keep the stage alive, say so
+        if os.environ.get("MEDVISION_DEBUG"):
+            log.exception("unexpected error on input #%d", job.position)
+        return SampleResult(
+            job.position,
+            rejection=(f"unexpected error ({type(exc).__name__}); set MEDVISION_DEBUG=1 for the "
+                       "traceback (may print header values)", "error"),
+        )
+
+
+def _to_uint8(image01: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(image01, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _process_2d(job: SampleJob) -> SampleResult:
+    from pipeline.io.dicom import open_dicom
+    from pipeline.io.dicom_image import image_from_dataset, read_image_mask
+    from pipeline.preprocess.image import resize_with_pad
+
+    s = job.settings
+    if job.path.is_dir():
+        raise InputRejected("2D tasks take one DICOM file per row; got a directory", code="bad_path")
+    ds = open_dicom(job.path)
+    image, meta = image_from_dataset(ds, window=s["window"], percentiles=s["percentiles"],
+                                     frame=s["frame"], max_pixel_bytes=s["max_pixel_bytes"])
+    size = tuple(s["image_size"])
+    resized, geometry = resize_with_pad(image, size)
+    meta.update(geometry)
+    mask_out = None
+    if job.mask is not None:
+        mask = read_image_mask(job.mask, shape=image.shape)
+        mask_out, _ = resize_with_pad(mask, size, mode="mask")
+        mask_out = mask_out[..., None]
+    patient = None
+    if job.needs_patient_id:
+        patient = str(ds.get("PatientID", "") or "").strip() or None
+    return SampleResult(job.position, image=_to_uint8(resized)[..., None], mask=mask_out,
+                        meta=meta, header_patient_id=patient)
+
+
+def _process_3d(job: SampleJob) -> SampleResult:
+    from pipeline.io.nifti import read_nifti
+    from pipeline.io.series import read_dicom_series, series_patient_id
+    from pipeline.io.volume_mask import read_volume_mask
+    from pipeline.preprocess.volume import crop_or_pad, resample_to_spacing, window_hu
+
+    s = job.settings
+    patient = None
+    name = job.path.name.lower()
+    if job.path.is_dir():
+        volume, meta = read_dicom_series(
+            job.path, max_voxels=s["max_voxels"], on_missing_slices=s["on_missing_slices"],
+            min_slices=s["min_slices"], max_pixel_bytes=s["max_pixel_bytes"])
+        meta["format"] = "dicom_series"
+        if job.needs_patient_id:
+            patient = series_patient_id(job.path)
+    elif name.endswith((".nii", ".nii.gz")):
+        volume, meta = read_nifti(job.path, max_voxels=s["max_voxels"])
+        meta["format"] = "nifti"
+    else:
+        raise InputRejected("3D tasks take a DICOM series directory or a .nii/.nii.gz file",
+                            code="bad_path")
+    excluded = list(meta.pop("excluded", []))
+    target = tuple(s["target_spacing"])
+    shape = tuple(s["volume_shape"])
+    resampled = resample_to_spacing(volume, meta["spacing"], target, order=1)
+    cropped, offsets = crop_or_pad(resampled, shape, pad_value=CT_PAD_HU)
+    meta["crop_offsets"] = offsets
+    image = _to_uint8(window_hu(cropped, *s["hu_window"]))[..., None]
+    mask_out = None
+    if job.mask is not None:
+        mask = read_volume_mask(job.mask, image_meta=meta)
+        mask_r = resample_to_spacing(mask.astype(np.float32), meta["spacing"], target, order=0)
+        mask_c, _ = crop_or_pad(mask_r, shape, pad_value=0.0)
+        mask_out = (mask_c > 0.5).astype(np.uint8)[..., None]
+    return SampleResult(job.position, image=image, mask=mask_out, meta=meta,
+                        header_patient_id=patient, excluded=excluded)

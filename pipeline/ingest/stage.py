@@ -1,0 +1,252 @@
+"""Ingest orchestration: labels.csv -> worker pool -> array store + manifest + quarantine."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import TaskParams
+from pipeline.dataset.labels import LabelRow, Rejection, read_labels
+from pipeline.dataset.splits import assign_splits
+from pipeline.dataset.store import ArrayWriter
+from pipeline.ingest.samples import SampleJob, SampleResult, process
+from pipeline.ingest.tables import MANIFEST_LEADING, QUARANTINE_COLUMNS, write_table
+from pipeline.utils.atomic import write_json
+from pipeline.utils.hashing import pseudonym
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.csv"
+QUARANTINE = "quarantine.csv"
+IMAGES = "images.npy"
+MASKS = "masks.npy"
+INFO = "dataset.json"
+
+
+class QuarantineLimitExceeded(RuntimeError):
+    """More labels.csv rows were rejected than ``max_quarantine_fraction`` allows."""
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """Counts of one ingest run (no identifiers)."""
+
+    rows: int
+    samples: int
+    quarantined_rows: int
+    quarantined_files: int
+    per_split: dict[str, dict[str, int]]
+    reasons: dict[str, int]
+
+    @property
+    def quarantine_fraction(self) -> float:
+        return self.quarantined_rows / self.rows if self.rows else 0.0
+
+
+def run_ingest(task: TaskParams, *, source: Path, out_dir: Path, seed: int, salt: str,
+               workers: int | None = None, progress: bool = False) -> IngestSummary:
+    """Ingest ``source`` (a dataset folder) for ``task`` into ``out_dir``.
+
+    Writes ``images.npy`` and ``masks.npy`` (uint8, channels-last, memory-mappable; image value
+    ``v`` means intensity ``v / 255`` after windowing, masks are 0/1), ``manifest.csv`` (one row
+    per usable sample), ``quarantine.csv`` (one row per rejected labels.csv row or unused file)
+    and ``dataset.json`` (shapes, labels, preprocessing, counts). Every labels.csv row is in
+    exactly one of manifest and quarantine; every other file of the folder is either referenced
+    by a used row or listed in quarantine.
+
+    Args:
+        task: Validated task params.
+        source: Dataset folder with labels.csv.
+        out_dir: Output folder (``data/interim/<task>``).
+        seed: Split seed.
+        salt: Pseudonym key.
+        workers: Process count (default: the task's ``ingest.workers``). Output does not depend
+            on it.
+        progress: Show a progress bar on stderr.
+
+    Raises:
+        DatasetError: labels.csv missing or malformed as a whole.
+        QuarantineLimitExceeded: Too many rejected rows (raised after all outputs are written).
+    """
+    ing = task.ingest
+    rows, rejections = read_labels(source, labels=task.labels)
+    rejections += _unlisted_files(source, rows, rejections)
+    n_rows = len(rows) + sum(1 for r in rejections if r.row is not None)
+    item_shape = _item_shape(task)
+    jobs = [_job(task, source, i, row) for i, row in enumerate(rows)]
+    workers = workers or ing.n_workers
+    log.info("ingest %s: %d rows, %d workers", task.name, n_rows, workers)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]] = []
+    with ArrayWriter(out_dir / IMAGES, capacity=len(jobs), item_shape=item_shape, dtype="uint8") as im_w, \
+         ArrayWriter(out_dir / MASKS, capacity=len(jobs), item_shape=item_shape, dtype="uint8") as mk_w:
+        for result in _run_jobs(jobs, workers=workers, progress=progress, label=task.name):
+            row = rows[result.position]
+            shown = _shown_path(row.path, ing.redact_paths, salt)
+            for ex in result.excluded:
+                rejections.append(Rejection(_shown_path(f"{row.path}/{ex['file']}", ing.redact_paths, salt),
+                                            ex["reason"], "excluded_from_series", None))
+            if result.rejection is not None:
+                rejections.append(Rejection(shown, result.rejection[0], result.rejection[1], row.row))
+                continue
+            index = im_w.append(result.image)
+            mk_w.append(result.mask if result.mask is not None else np.zeros(item_shape, np.uint8))
+            patient_key = row.patient_id or result.header_patient_id or row.path
+            records.append({
+                **{f"meta_{k}" if k in MANIFEST_LEADING else k: v for k, v in result.meta.items()},
+                "sample_id": pseudonym(row.path, salt=salt, prefix="S"),
+                "patient": pseudonym(patient_key, salt=salt, prefix="P"),
+                "label": row.label,
+                "label_index": task.labels.index(row.label),
+                "index": index,
+                "has_mask": int(result.mask is not None),
+                "source_path": shown,
+                "row": row.row,
+                "_fixed_split": row.split,
+            })
+
+    _assign(records, ing.splits.val, ing.splits.test, seed)
+    write_table(out_dir / MANIFEST, records, MANIFEST_LEADING)
+    write_table(out_dir / QUARANTINE, [_quarantine_row(r) for r in rejections], QUARANTINE_COLUMNS)
+    summary = _summary(n_rows, records, rejections)
+    write_json(out_dir / INFO, _dataset_info(task, item_shape, summary))
+    _check_limit(task, summary)
+    return summary
+
+
+def _job(task: TaskParams, source: Path, position: int, row: LabelRow) -> SampleJob:
+    ing = task.ingest
+    settings = ing.model_dump(mode="python")
+    settings["window"] = ing.window if isinstance(ing.window, str) else tuple(ing.window)
+    return SampleJob(position=position, path=source / row.path,
+                     mask=(source / row.mask) if row.mask else None, kind=task.kind,
+                     settings=settings, needs_patient_id=row.patient_id is None)
+
+
+def _item_shape(task: TaskParams) -> tuple[int, ...]:
+    if task.kind == "2d":
+        return (*task.ingest.image_size, 1)
+    return (*task.ingest.volume_shape, 1)
+
+
+def _run_jobs(jobs: list[SampleJob], *, workers: int, progress: bool, label: str) -> Iterator[SampleResult]:
+    """Results in job order (so outputs do not depend on the worker count)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc=f"ingest {label}", unit="sample", disable=not progress)
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                yield process(job)
+                bar.update()
+            return
+        # spawn: safe even when the parent has TensorFlow/OpenMP threads (fork is not).
+        ctx = mp.get_context("spawn")
+        chunk = max(1, min(8, len(jobs) // (workers * 8)))
+        with ctx.Pool(processes=workers) as pool:
+            for result in pool.imap(process, jobs, chunksize=chunk):
+                yield result
+                bar.update()
+    finally:
+        bar.close()
+
+
+def _assign(records: list[dict[str, Any]], val: float, test: float, seed: int) -> None:
+    splits = assign_splits([r["patient"] for r in records], [r["label"] for r in records],
+                           [r.pop("_fixed_split") for r in records], val=val, test=test, seed=seed)
+    for r, split in zip(records, splits, strict=True):
+        r["split"] = split
+
+
+def _shown_path(rel: str, redact: bool, salt: str) -> str:
+    return pseudonym(rel, salt=salt, prefix="path:") if redact else rel
+
+
+def _unlisted_files(source: Path, rows: list[LabelRow], rejected: list[Rejection]) -> list[Rejection]:
+    """Files in the folder that no labels.csv row (image or mask) refers to."""
+    used: set[str] = {"labels.csv"}
+    dirs: list[str] = []
+    for row in rows:
+        if (source / row.path).is_dir():
+            dirs.append(row.path.rstrip("/") + "/")
+        else:
+            used.add(row.path)
+        if row.mask:
+            used.add(row.mask)
+    used.update(r.source_path for r in rejected)
+    out = []
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        rel = path.relative_to(source).as_posix()
+        if rel in used or any(rel.startswith(d) for d in dirs):
+            continue
+        if any(rel.startswith(r.source_path.rstrip("/") + "/") for r in rejected):
+            continue
+        out.append(Rejection(rel, "file not listed in labels.csv", "unlisted", None))
+    return out
+
+
+def _quarantine_row(r: Rejection) -> dict[str, Any]:
+    return {"source_path": r.source_path, "reason": r.reason, "code": r.code, "row": r.row,
+            "scope": "row" if r.row is not None else "file"}
+
+
+def _summary(n_rows: int, records: list[dict[str, Any]], rejections: list[Rejection]) -> IngestSummary:
+    per_split: dict[str, dict[str, int]] = {}
+    for r in records:
+        per_split.setdefault(r["split"], Counter())[r["label"]] += 1
+    return IngestSummary(
+        rows=n_rows,
+        samples=len(records),
+        quarantined_rows=sum(1 for r in rejections if r.row is not None),
+        quarantined_files=sum(1 for r in rejections if r.row is None),
+        per_split={k: dict(sorted(v.items())) for k, v in sorted(per_split.items())},
+        reasons=dict(sorted(Counter(r.code for r in rejections).items())),
+    )
+
+
+def _dataset_info(task: TaskParams, item_shape: tuple[int, ...], summary: IngestSummary) -> dict:
+    ing = task.ingest
+    info: dict[str, Any] = {
+        "task": task.name,
+        "kind": task.kind,
+        "labels": list(task.labels),
+        "item_shape": list(item_shape),
+        "dtype": "uint8",
+        "value_scale": "intensity = value / 255 (after windowing); masks are 0/1",
+        "axes": "(N, H, W, C)" if task.kind == "2d" else "(N, D, H, W, C); D,H,W = S,P,L",
+        "counts": {
+            "rows": summary.rows, "samples": summary.samples,
+            "quarantined_rows": summary.quarantined_rows,
+            "quarantined_files": summary.quarantined_files,
+            "per_split": summary.per_split, "quarantine_codes": summary.reasons,
+        },
+    }
+    if task.kind == "2d":
+        info["preprocessing"] = {"window": ing.window, "percentiles": list(ing.percentiles),
+                                 "frame": ing.frame, "image_size": list(ing.image_size)}
+    else:
+        info["preprocessing"] = {"hu_window": list(ing.hu_window),
+                                 "target_spacing_mm": list(ing.target_spacing),
+                                 "volume_shape": list(ing.volume_shape),
+                                 "on_missing_slices": ing.on_missing_slices}
+    return info
+
+
+def _check_limit(task: TaskParams, summary: IngestSummary) -> None:
+    limit = task.ingest.max_quarantine_fraction
+    if summary.quarantine_fraction > limit:
+        raise QuarantineLimitExceeded(
+            f"ingest@{task.name}: {summary.quarantined_rows} of {summary.rows} labels.csv rows "
+            f"quarantined ({summary.quarantine_fraction:.1%}) > "
+            f"tasks.{task.name}.ingest.max_quarantine_fraction={limit}; see quarantine.csv "
+            f"(codes: {summary.reasons})"
+        )
+

@@ -1,0 +1,275 @@
+"""2D DICOM images (CR, DX, secondary capture, single frames of multi-frame objects).
+
+Contract: :func:`read_dicom_image` returns ``(image, meta)`` with ``image`` float32 ``(H, W)`` in
+[0, 1] where 1 is displayed white (dense), after, in this order (PS3.3 C.11):
+
+1. decoding through pydicom's plugins (masked to BitsStored, sign-extended if signed),
+2. frame selection for multi-frame objects,
+3. the modality LUT (RescaleSlope/Intercept, per frame for enhanced objects, or the Modality LUT
+   Sequence),
+4. the VOI LUT Sequence or Window Center/Width (``window="auto"``), percentile clipping, or an
+   explicit window,
+5. MONOCHROME1 inversion (after the VOI step, as the standard's presentation pipeline does).
+
+RGB/YBR images are converted to luminance (ITU-R BT.601) and scaled by their bit depth.
+``meta`` holds only non-PHI technical attributes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.io.dicom import DEFAULT_MAX_PIXEL_BYTES, decode_pixels, open_dicom
+from pipeline.io.errors import InputRejected
+from pipeline.preprocess.intensity import linear_window, percentile_window
+
+FramePolicy = str  # "first" | "middle" | "last" | "max"
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def read_dicom_image(
+    path: str | os.PathLike[str],
+    *,
+    window: str | tuple[float, float] = "auto",
+    percentiles: tuple[float, float] = (0.5, 99.5),
+    frame: FramePolicy = "middle",
+    max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read one DICOM file as a display-ready 2D image.
+
+    Args:
+        path: DICOM file.
+        window: ``"auto"`` (VOI LUT Sequence, else Window Center/Width, else percentiles),
+            ``"percentile"``, or an explicit ``(center, width)`` in modality-LUT output units.
+        percentiles: Low/high percentiles for percentile clipping.
+        frame: Multi-frame policy: ``first``, ``middle``, ``last`` or ``max`` (maximum
+            intensity over frames, after the modality LUT).
+        max_pixel_bytes: Decompression-bomb cap on the declared decoded size.
+
+    Returns:
+        ``(image, meta)``: float32 ``(H, W)`` in [0, 1] (white = dense) and technical metadata.
+
+    Raises:
+        InputRejected: Anything that makes the file unusable, with a one-line PHI-free reason.
+    """
+    return image_from_dataset(open_dicom(path), window=window, percentiles=percentiles,
+                              frame=frame, max_pixel_bytes=max_pixel_bytes)
+
+
+def image_from_dataset(
+    ds: Any,
+    *,
+    window: str | tuple[float, float] = "auto",
+    percentiles: tuple[float, float] = (0.5, 99.5),
+    frame: FramePolicy = "middle",
+    max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`read_dicom_image` for a dataset already opened with :func:`open_dicom`."""
+    pixels = decode_pixels(ds, max_pixel_bytes=max_pixel_bytes)  # (F, R, C[, S])
+    meta = technical_meta(ds)
+    frames = pixels.shape[0]
+    index = _frame_index(frames, frame)
+    meta["frame_used"] = frame if frame == "max" and frames > 1 else index
+
+    samples = pixels.shape[3] if pixels.ndim == 4 else 1
+    if samples == 3:
+        image = _rgb_to_gray(pixels, ds, index if frame != "max" else None)
+        meta["voi"] = "rgb_luminance"
+    elif samples == 1:
+        values = _modality_frames(pixels, ds, index if frame != "max" else None)
+        image, meta["voi"] = _apply_voi(values, ds, window=window, percentiles=percentiles)
+        if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+            image = 1.0 - image
+    else:
+        raise InputRejected(f"unsupported SamplesPerPixel={samples}", code="bad_header")
+
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if not np.isfinite(image).all():
+        raise InputRejected("non-finite values after intensity mapping", code="bad_pixels")
+    if float(image.max() - image.min()) < 1e-6:
+        raise InputRejected("image is constant after windowing (blank or window outside data)",
+                            code="blank")
+    return image, meta
+
+
+def technical_meta(ds: Any) -> dict[str, Any]:
+    """Non-PHI technical attributes worth keeping in a manifest."""
+    ts = getattr(ds, "file_meta", {}).get("TransferSyntaxUID", None)
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    return {
+        "modality": str(ds.get("Modality", "")),
+        "sop_class_uid": str(ds.get("SOPClassUID", "")),
+        "photometric": str(ds.get("PhotometricInterpretation", "")),
+        "bits_allocated": int(ds.get("BitsAllocated", 0) or 0),
+        "bits_stored": int(ds.get("BitsStored", 0) or 0),
+        "pixel_representation": int(ds.get("PixelRepresentation", 0) or 0),
+        "transfer_syntax": str(ts) if ts is not None else "",
+        "rows": int(ds.get("Rows", 0) or 0),
+        "columns": int(ds.get("Columns", 0) or 0),
+        "frames": int(ds.get("NumberOfFrames", 1) or 1),
+        "pixel_spacing": [float(v) for v in spacing] if spacing else None,
+        "rescale_slope": _float_or_none(ds.get("RescaleSlope")),
+        "rescale_intercept": _float_or_none(ds.get("RescaleIntercept")),
+    }
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _frame_index(frames: int, policy: FramePolicy) -> int:
+    if policy == "first":
+        return 0
+    if policy == "last":
+        return frames - 1
+    if policy in ("middle", "max"):
+        return frames // 2
+    raise ValueError(f"frame must be one of ['first', 'last', 'max', 'middle']. Received: {policy!r}")
+
+
+def _modality_frames(pixels: np.ndarray, ds: Any, index: int | None) -> np.ndarray:
+    """Modality LUT of one frame (``index``) or the max over all frames (``None``)."""
+    if index is not None:
+        return _modality_lut(pixels[index], ds, index)
+    out = _modality_lut(pixels[0], ds, 0)
+    for i in range(1, pixels.shape[0]):
+        np.maximum(out, _modality_lut(pixels[i], ds, i), out=out)
+    return out
+
+
+def _modality_lut(frame: np.ndarray, ds: Any, index: int) -> np.ndarray:
+    """Stored values -> modality values, using per-frame rescale of enhanced objects if any."""
+    from pydicom.pixels import apply_modality_lut
+
+    slope_icept = _per_frame_rescale(ds, index)
+    if slope_icept is not None:
+        slope, icept = slope_icept
+        return frame.astype(np.float64) * slope + icept
+    try:
+        return np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
+    except Exception as exc:  # malformed LUT descriptors, non-numeric DS values
+        raise InputRejected(f"invalid modality LUT/rescale ({type(exc).__name__})",
+                            code="bad_header") from None
+
+
+def _per_frame_rescale(ds: Any, index: int) -> tuple[float, float] | None:
+    """Rescale of frame ``index`` from the (per-frame or shared) functional groups, if present."""
+    for seq_name, item_index in (("PerFrameFunctionalGroupsSequence", index),
+                                 ("SharedFunctionalGroupsSequence", 0)):
+        seq = ds.get(seq_name)
+        if not seq or item_index >= len(seq):
+            continue
+        pvt = seq[item_index].get("PixelValueTransformationSequence")
+        if pvt:
+            try:
+                return float(pvt[0].RescaleSlope), float(pvt[0].RescaleIntercept)
+            except (AttributeError, TypeError, ValueError):
+                raise InputRejected("invalid per-frame rescale values", code="bad_header") from None
+    return None
+
+
+def _apply_voi(
+    values: np.ndarray, ds: Any, *, window: str | tuple[float, float], percentiles: tuple[float, float]
+) -> tuple[np.ndarray, str]:
+    """VOI step; returns ``(image in [0, 1], which VOI was used)``."""
+    if isinstance(window, tuple | list):
+        return linear_window(values, float(window[0]), float(window[1])), "explicit"
+    if window == "auto":
+        if ds.get("VOILUTSequence"):
+            return _voi_lut_sequence(values, ds), "voi_lut"
+        if "WindowCenter" in ds and "WindowWidth" in ds:
+            return _file_window(values, ds), "window"
+    elif window != "percentile":
+        raise ValueError(f"window must be 'auto', 'percentile' or (center, width). Received: {window!r}")
+    return percentile_window(values, *percentiles), "percentile"
+
+
+def _voi_lut_sequence(values: np.ndarray, ds: Any) -> np.ndarray:
+    from pydicom.pixels import apply_voi_lut
+
+    try:
+        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float32)
+        item = ds.VOILUTSequence[0]
+        lut = np.asarray(item.LUTData, dtype=np.float32)
+    except Exception as exc:
+        raise InputRejected(f"invalid VOI LUT Sequence ({type(exc).__name__})", code="bad_header") from None
+    lo, hi = float(lut.min()), float(lut.max())
+    if hi <= lo:
+        raise InputRejected("VOI LUT Sequence is constant", code="bad_header")
+    return np.clip((out - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _file_window(values: np.ndarray, ds: Any) -> np.ndarray:
+    """Apply the file's first Window Center/Width (pydicom, honouring VOILUTFunction)."""
+    from pydicom.pixels import apply_windowing
+
+    try:
+        out = apply_windowing(values.astype(np.float64), ds, index=0)
+    except Exception as exc:  # width < 1, unknown VOILUTFunction, malformed DS
+        raise InputRejected(f"invalid Window Center/Width ({type(exc).__name__})",
+                            code="bad_header") from None
+    y_min, y_max = _window_output_range(ds)
+    return np.clip((out - y_min) / (y_max - y_min), 0.0, 1.0).astype(np.float32)
+
+
+def _window_output_range(ds: Any) -> tuple[float, float]:
+    """The ``(y_min, y_max)`` pydicom's ``apply_windowing`` maps the window onto.
+
+    Mirrors pydicom 3's rule (PS3.3 C.11.2.1.2) so the output can be normalised exactly; the
+    order is kept even for a negative slope (then y_min > y_max and the division still maps the
+    window's low end to 0).
+    """
+    bits = int(ds.BitsStored)
+    if ds.get("ModalityLUTSequence"):
+        y_min, y_max = 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    elif int(ds.get("PixelRepresentation", 0)) == 0:
+        y_min, y_max = 0.0, float(2**bits - 1)
+    else:
+        y_min, y_max = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope, icept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and icept is not None:
+        y_min, y_max = y_min * float(slope) + float(icept), y_max * float(slope) + float(icept)
+    if y_max == y_min:
+        raise InputRejected("degenerate window output range", code="bad_header")
+    return y_min, y_max
+
+
+def _rgb_to_gray(pixels: np.ndarray, ds: Any, index: int | None) -> np.ndarray:
+    """RGB (pydicom already converted YBR to RGB) -> luminance in [0, 1]."""
+    rgb = pixels[index] if index is not None else pixels.max(axis=0)
+    scale = float(2 ** int(ds.get("BitsStored", 8) or 8) - 1)
+    return (rgb.astype(np.float32) @ _LUMA) / scale
+
+
+def read_image_mask(path: str | os.PathLike[str], *, shape: tuple[int, int]) -> np.ndarray:
+    """Read a 2D lesion mask (PNG or NPY) that must match the image's original ``shape``.
+
+    Returns:
+        uint8 ``(H, W)`` with values {0, 1} (any non-zero pixel is foreground).
+
+    Raises:
+        InputRejected: Unreadable, wrong shape, or a pickled/object ``.npy``.
+    """
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".npy":
+            mask = np.load(path, allow_pickle=False)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                mask = np.asarray(im.convert("L"))
+    except (ValueError, OSError) as exc:
+        raise InputRejected(f"mask unreadable ({type(exc).__name__})", code="bad_mask") from None
+    mask = np.squeeze(mask)
+    if mask.shape != tuple(shape):
+        raise InputRejected(f"mask shape {list(mask.shape)} does not match image {list(shape)}",
+                            code="bad_mask")
+    return (mask > 0).astype(np.uint8)

@@ -1,0 +1,1 @@
+"""Preprocessing: intensity windowing and geometry (resize/pad, resample, crop) as pure functions."""

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.dataset.labels import DatasetError, read_labels
+
+
+def _folder(tmp_path: Path, csv_bytes: bytes, files=("a.dcm", "b.dcm", "m.png")) -> Path:
+    for f in files:
+        (tmp_path / f).write_bytes(b"x")
+    (tmp_path / "labels.csv").write_bytes(csv_bytes)
+    return tmp_path
+
+
+def test_good_and_bad_rows_are_all_accounted_for(tmp_path):
+    csv = (
+        "path,label,patient_id,split,mask\n"
+        "a.dcm,normal,p1,,\n"
+        "b.dcm,opacity,p2,test,m.png\n"
+        "missing.dcm,normal,p3,,\n"
+        "a.dcm,normal,p1,,\n"
+        "b.dcm,cancer,p2,,\n"
+        "../etc/passwd,normal,p4,,\n"
+        ",normal,p5,,\n"
+        "b.dcm,normal,p2,holdout,\n"
+    ).encode()
+    rows, rejected = read_labels(_folder(tmp_path, csv), labels=("normal", "opacity"))
+    assert [(r.path, r.label, r.split, r.mask) for r in rows] == [
+        ("a.dcm", "normal", None, None), ("b.dcm", "opacity", "test", "m.png")]
+    codes = {r.row: r.code for r in rejected}
+    assert codes == {4: "missing_file", 5: "duplicate", 6: "bad_label", 7: "bad_path",
+                     8: "bad_row", 9: "bad_row"}
+    assert len(rows) + len(rejected) == 8  # every data row is accounted for
+    assert all("\n" not in r.reason for r in rejected)
+    assert "allowed: ['normal', 'opacity']" in next(r.reason for r in rejected if r.row == 6)
+
+
+def test_non_utf8_lines_are_quarantined_not_fatal(tmp_path):
+    csv = "path,label\n".encode() + "a.dcm,normal\n".encode() + b"b\xe9.dcm,normal\n"
+    rows, rejected = read_labels(_folder(tmp_path, csv), labels=("normal", "opacity"))
+    assert [r.path for r in rows] == ["a.dcm"]
+    assert rejected[0].row == 3 and "not valid UTF-8" in rejected[0].reason
+
+
+def test_bom_and_crlf_are_accepted(tmp_path):
+    csv = b"\xef\xbb\xbfpath,label\r\na.dcm,normal\r\n"
+    rows, rejected = read_labels(_folder(tmp_path, csv), labels=("normal", "opacity"))
+    assert [r.path for r in rows] == ["a.dcm"] and not rejected
+
+
+@pytest.mark.parametrize(("csv", "message"), [
+    (b"file,label\na.dcm,normal\n", "missing required column(s) ['path']"),
+    (b"path,label,age\na.dcm,normal,3\n", "unknown column(s) ['age']"),
+])
+def test_malformed_csv_header_is_a_clear_dataset_error(tmp_path, csv, message):
+    with pytest.raises(DatasetError) as info:
+        read_labels(_folder(tmp_path, csv), labels=("normal",))
+    assert message in str(info.value)
+
+
+def test_missing_labels_csv(tmp_path):
+    with pytest.raises(DatasetError, match="labels.csv not found"):
+        read_labels(tmp_path, labels=("normal",))

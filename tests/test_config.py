@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ParamsError, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def raw() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def _load(tmp_path: Path, raw: dict):
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return load_params(p)
+
+
+def test_repo_params_are_valid_and_typed():
+    params = load_params(ROOT / "params.yaml")
+    cxr = params.task("cxr")
+    assert cxr.kind == "2d" and cxr.ingest.image_size == (128, 128)
+    assert cxr.data.demo_kind == "cxr"
+    ct = params.task("ct")
+    assert ct.kind == "3d" and len(ct.ingest.volume_shape) == 3
+    with pytest.raises(Exception):  # frozen
+        cxr.kind = "3d"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda r: r["tasks"]["cxr"]["ingest"].update(window="wide"),
+         "tasks.cxr.ingest.window must be 'auto', 'percentile' or [center, width]. Received: 'wide'"),
+        (lambda r: r["tasks"]["cxr"]["ingest"].update(imagesize=[64, 64]),
+         "tasks.cxr.ingest.imagesize is not a known key"),
+        (lambda r: r["tasks"]["cxr"].update(kind="4d"), "tasks.cxr.kind Input should be '2d' or '3d'"),
+        (lambda r: r["tasks"]["cxr"]["data"].update(source="demo:mri"),
+         "tasks.cxr.data.source must be a folder or one of ['demo:cxr', 'demo:ct']"),
+        (lambda r: r["tasks"]["ct"]["ingest"].pop("volume_shape"),
+         "ingest.volume_shape ([D, H, W]) is required for kind '3d'"),
+        (lambda r: r["tasks"]["ct"]["ingest"].update(image_size=[64, 64]),
+         "ingest.image_size is for kind '2d'"),
+        (lambda r: r["tasks"]["cxr"]["ingest"]["splits"].update(val=0.5, test=0.6),
+         "val + test must be < 1"),
+        (lambda r: r["tasks"]["cxr"]["ingest"].update(max_quarantine_fraction=2),
+         "tasks.cxr.ingest.max_quarantine_fraction"),
+        (lambda r: r["tasks"]["cxr"].update(labels=["a", "a"]), "labels must be unique"),
+        (lambda r: r["tasks"].update({"Bad-Name": r["tasks"]["cxr"]}), "task names must match"),
+        (lambda r: r["base"].update(sead=1), "base.sead is not a known key"),
+    ],
+)
+def test_bad_params_fail_early_naming_the_key(tmp_path, raw, mutate, expected):
+    raw = copy.deepcopy(raw)
+    mutate(raw)
+    with pytest.raises(ParamsError) as info:
+        _load(tmp_path, raw)
+    assert expected in str(info.value)
+
+
+def test_unknown_task_lists_known_ones(tmp_path, raw):
+    params = _load(tmp_path, raw)
+    with pytest.raises(ParamsError, match=r"task must be one of \['ct', 'cxr'\]. Received: 'xr'"):
+        params.task("xr")
+
+
+def test_salt_from_environment(tmp_path, raw, monkeypatch):
+    raw["base"]["salt"] = "env:MV_TEST_SALT"
+    params = _load(tmp_path, raw)
+    monkeypatch.delenv("MV_TEST_SALT", raising=False)
+    with pytest.raises(ParamsError, match="MV_TEST_SALT"):
+        params.base.resolved_salt()
+    monkeypatch.setenv("MV_TEST_SALT", "s3cret")
+    assert params.base.resolved_salt() == "s3cret"
+
+
+def test_explicit_window_and_workers(tmp_path, raw):
+    raw["tasks"]["cxr"]["ingest"].update(window=[40, 400], workers=3)
+    ing = _load(tmp_path, raw).task("cxr").ingest
+    assert ing.window == (40.0, 400.0) and ing.n_workers == 3
