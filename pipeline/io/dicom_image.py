@@ -195,9 +195,13 @@ def _voi_lut_sequence(values: np.ndarray, ds: Any) -> np.ndarray:
     from pydicom.pixels import apply_voi_lut
 
     try:
-        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float32)
-        item = ds.VOILUTSequence[0]
-        lut = np.asarray(item.LUTData, dtype=np.float32)
+        # LUTs are indexed by integer modality values (PS3.3 C.11.2.1.1): round, don't warn.
+        indices = np.rint(values).astype(np.int64)
+        out = apply_voi_lut(indices, ds, index=0, prefer_lut=True).astype(np.float32)
+        # The LUT's own output range, read through pydicom (LUTData may be raw OW bytes).
+        n_entries, first = (int(v) for v in ds.VOILUTSequence[0].LUTDescriptor[:2])
+        n_entries = n_entries or 65536  # 0 means 2**16 entries
+        lut = apply_voi_lut(np.arange(first, first + n_entries), ds, index=0, prefer_lut=True)
     except Exception as exc:
         raise InputRejected(f"invalid VOI LUT Sequence ({type(exc).__name__})", code="bad_header") from None
     lo, hi = float(lut.min()), float(lut.max())
