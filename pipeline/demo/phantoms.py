@@ -113,8 +113,8 @@ def draw_chest_anatomy(rng: np.random.Generator) -> ChestAnatomy:
     u = rng.uniform
     lung_sep, lung_w, lung_cy = u(0.38, 0.45), u(0.26, 0.32), u(-0.12, -0.04)
     lung_h = u(0.56, 0.66)
-    heart = Blob((u(0.06, 0.14), u(0.26, 0.34)), u(0.27, 0.34), u(0.14, 0.22),
-                 aspect=u(0.7, 0.85), angle=u(-0.5, -0.2))
+    heart = Blob((u(0.06, 0.14), lung_cy + lung_h * u(0.45, 0.6)), u(0.26, 0.32), u(0.04, 0.09),
+                 aspect=u(0.75, 0.9), angle=u(-0.6, -0.3))
     clavicles = tuple(
         Segment((s * u(0.06, 0.1), u(-0.66, -0.58)), (s * u(0.5, 0.6), u(-0.78, -0.68)),
                 u(0.022, 0.03), u(0.08, 0.13))
@@ -199,9 +199,13 @@ class Canvas:
 
 
 def lung_field(a: ChestAnatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Soft mask of both lung fields at unit coordinates ``x, y`` (0..1)."""
+    """Soft mask of both lung fields at unit coordinates ``x, y`` (0..1).
+
+    Bounded by the lung outline, the diaphragm domes, the mediastinum and the heart border.
+    """
     out = np.zeros(np.broadcast(x, y).shape, dtype=np.float32)
     medial = a.medi_w + 0.06 * np.clip(y - a.lung_cy + 0.3, 0.0, 1.0)
+    heart = (_blob_distance(a.heart, x, y) - 1.0) * a.heart.radius
     for side in (-1.0, 1.0):
         cx = side * a.lung_sep
         ex = np.abs(x - cx) / a.lung_w
@@ -210,7 +214,7 @@ def lung_field(a: ChestAnatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         lift = 0.03 if side < 0 else 0.0  # the right hemidiaphragm sits higher
         dome = a.dome_base - lift - a.dome_h * (1.0 - np.clip(((x - cx) / a.lung_w) ** 2, 0, 1))
         d = np.maximum(np.maximum(d_shape, y - dome), medial - side * x)
-        out = np.maximum(out, soft_inside(d, 0.012))
+        out = np.maximum(out, soft_inside(np.maximum(d, -heart), 0.012))
     return out
 
 
@@ -265,28 +269,48 @@ def render_chest(a: ChestAnatomy, canvas: Canvas, *, lesions: tuple[Blob, ...],
     """
     x, y = canvas.coords()
     lungs = lung_field(a, x, y)
-    body = np.sqrt(np.clip(1.0 - (x / a.body_w) ** 2 - ((y - 0.3) / 1.4) ** 2, 0.0, 1.0))
-    img = a.tissue * body**0.6
-    medial = a.medi_w + 0.06 * np.clip(y - a.lung_cy + 0.3, 0.0, 1.0)
-    img += 0.12 * soft_inside(np.abs(x) - medial, 0.02) * body
-    img += 0.08 * soft_inside(np.abs(x) - 0.06, 0.01) * (1 + 0.3 * np.cos(y * 60.0)) * body
-    img += a.heart.amplitude * blob_profile(_blob_distance(a.heart, x, y))
+    img = a.tissue * _trunk(a, x, y) + _mediastinum(a, x, y)
     img += _ribs(a, x, y) * soft_inside(np.abs(x) - (a.lung_sep + a.lung_w + 0.06), 0.03)
-    img -= a.lung_air * lungs
+    img -= a.lung_air * lungs * _lung_depth(a, x, y, rng)
     for seg in a.clavicles:
         _draw_segment(img, canvas, seg)
-    vessels = np.zeros_like(img)
+    inside_lungs = np.zeros_like(img)
     for seg in a.vessels:
-        _draw_segment(vessels, canvas, seg)
-    img += vessels * lungs
+        _draw_segment(inside_lungs, canvas, seg)
+    for blob in lesions:
+        _draw_blob(inside_lungs, canvas, blob)
+    img += inside_lungs * lungs
     for blob in a.benign:
         _draw_blob(img, canvas, blob)
-    lesion_img = np.zeros_like(img)
-    for blob in lesions:
-        _draw_blob(lesion_img, canvas, blob)
-    img += lesion_img * lungs
     mask = _lesion_support(canvas, lesions) & (lungs >= 0.5)
     return _expose(img, x, y, exposure, rng), mask
+
+
+def _trunk(a: ChestAnatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Projected soft-tissue thickness (0..1): neck at the top, shoulders, chest wall."""
+    half_width = a.body_w * (1.0 - 0.6 * soft_inside(y + 0.8, 0.06))
+    return np.sqrt(np.clip(1.0 - (x / half_width) ** 2, 0.0, 1.0)) ** 0.6
+
+
+def _mediastinum(a: ChestAnatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Mediastinum, spine (with vertebral texture) and heart shadow."""
+    medial = a.medi_w + 0.06 * np.clip(y - a.lung_cy + 0.3, 0.0, 1.0)
+    out = 0.12 * soft_inside(np.abs(x) - medial, 0.02)
+    out += 0.08 * soft_inside(np.abs(x) - 0.06, 0.01) * (1 + 0.3 * np.cos(y * 60.0))
+    heart = np.sqrt(np.clip(1.0 - _blob_distance(a.heart, x, y) ** 2, 0.0, 1.0))
+    return out + a.heart.amplitude * heart
+
+
+def _lung_depth(a: ChestAnatomy, x: np.ndarray, y: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    """Relative air thickness: more at the centre of each lung, mottled parenchyma."""
+    from scipy.ndimage import gaussian_filter
+
+    ex = (np.abs(x) - a.lung_sep) / a.lung_w
+    ey = (y - a.lung_cy) / a.lung_h
+    depth = 0.65 + 0.35 * np.sqrt(np.clip(1.0 - ex**2 - ey**2, 0.0, 1.0))
+    texture = gaussian_filter(rng.normal(0.0, 1.0, size=x.shape).astype(np.float32), 1.5)
+    return depth * (1.0 + 0.25 * texture)
 
 
 def _ribs(a: ChestAnatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -297,7 +321,7 @@ def _ribs(a: ChestAnatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     bands = np.clip(np.cos(2 * np.pi * post), 0, 1) ** 6 + 0.4 * np.clip(
         np.cos(2 * np.pi * ant), 0, 1) ** 6
     within = soft_inside(a.rib_top - 0.05 - y, 0.02) * soft_inside(y - a.dome_base - 0.05, 0.03)
-    return a.rib_amp * bands * within * soft_inside(0.07 - ax, 0.02)
+    return a.rib_amp * bands * within * soft_inside(0.07 - ax, 0.02) * (1 + 0.2 * np.cos(x * 9))
 
 
 def _expose(img: np.ndarray, x: np.ndarray, y: np.ndarray, e: Exposure,

@@ -1,0 +1,224 @@
+"""The ingest stage end to end on small folders made here (2D DICOM, 3D NIfTI)."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import TaskParams
+from pipeline.dataset.store import open_array
+from pipeline.demo.dicom_writer import PHI, make_image_dataset, save_dataset
+from pipeline.ingest import QuarantineLimitExceeded, run_ingest
+from pipeline.ingest.tables import read_table
+
+PHI_STRINGS = ("SECRET^NAME", "SECRETID", "19450607", "ACCSECRET", "Secret Clinic")
+
+
+def _phi(i: int) -> PHI:
+    return PHI(patient_name=f"SECRET^NAME^{i}", patient_id=f"SECRETID{i:03d}", birth_date="19450607",
+               sex="F", accession_number=f"ACCSECRET{i}", institution_name="Secret Clinic",
+               referring_physician="DR^SECRET", study_date="20210101")
+
+
+def make_2d_folder(root: Path, n_patients: int = 12, *, broken: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    rows = ["path,label,mask"]
+    for p in range(n_patients):
+        for k in range(2):
+            label = "opacity" if p % 3 == 0 else "normal"
+            img = rng.integers(0, 4096, size=(40 + 4 * k, 36)).astype(np.uint16)
+            mask_rel = ""
+            if label == "opacity":
+                img[10:20, 10:20] = 4095
+                mask = np.zeros(img.shape, np.uint8)
+                mask[10:20, 10:20] = 255
+                mask_rel = f"masks/p{p}_{k}.png"
+                from PIL import Image
+
+                (root / "masks").mkdir(parents=True, exist_ok=True)
+                Image.fromarray(mask).save(root / mask_rel)
+            if k:  # MONOCHROME1 stores dense (white) as low values
+                img = (4095 - img).astype(np.uint16)
+            ds = make_image_dataset(img, bits_stored=12, phi=_phi(p), uid_key=f"{p}-{k}",
+                                    photometric="MONOCHROME1" if k else "MONOCHROME2")
+            rel = f"img/p{p}_{k}.dcm"
+            (root / "img").mkdir(parents=True, exist_ok=True)
+            save_dataset(ds, root / rel)
+            rows.append(f"{rel},{label},{mask_rel}")
+    if broken:
+        (root / "img" / "bad.dcm").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 300)
+        rows.append("img/bad.dcm,normal,")
+        rows.append("img/nowhere.dcm,normal,")
+        (root / "img" / "stray.txt").write_text("not listed")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def task_2d(**ingest) -> TaskParams:
+    base = {"image_size": [32, 32], "window": "percentile", "max_quarantine_fraction": 0.2}
+    return TaskParams.model_validate({
+        "name": "t2", "kind": "2d", "labels": ["normal", "opacity"],
+        "data": {"source": "unused"}, "ingest": {**base, **ingest}})
+
+
+def run(folder: Path, out: Path, task: TaskParams | None = None, workers: int = 1):
+    return run_ingest(task or task_2d(), source=folder, out_dir=out, seed=1, salt="pepper",
+                      workers=workers)
+
+
+@pytest.fixture(scope="module")
+def folder_2d(tmp_path_factory) -> Path:
+    return make_2d_folder(tmp_path_factory.mktemp("ds2d"))
+
+
+@pytest.fixture(scope="module")
+def ingested_2d(folder_2d, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("out2d")
+    run(folder_2d, out)
+    return out
+
+
+def test_every_input_is_accounted_for(ingested_2d, folder_2d):
+    manifest = read_table(ingested_2d / "manifest.csv")
+    quarantine = read_table(ingested_2d / "quarantine.csv")
+    with open(folder_2d / "labels.csv") as fh:
+        n_rows = sum(1 for _ in csv.DictReader(fh))
+    row_q = [q for q in quarantine if q["scope"] == "row"]
+    assert len(manifest) + len(row_q) == n_rows
+    assert {q["source_path"]: q["code"] for q in quarantine} == {
+        "img/bad.dcm": "not_dicom", "img/nowhere.dcm": "missing_file", "img/stray.txt": "unlisted"}
+    images = open_array(ingested_2d / "images.npy")
+    masks = open_array(ingested_2d / "masks.npy")
+    assert images.shape == masks.shape == (len(manifest), 32, 32, 1) and images.dtype == np.uint8
+    assert sorted(int(m["index"]) for m in manifest) == list(range(len(manifest)))
+    assert list(manifest[0])[:4] == ["sample_id", "split", "label", "source_path"]
+    assert list(quarantine[0])[:2] == ["source_path", "reason"]
+
+
+def test_masks_stay_aligned_with_images(ingested_2d):
+    manifest = read_table(ingested_2d / "manifest.csv")
+    images = open_array(ingested_2d / "images.npy")
+    masks = open_array(ingested_2d / "masks.npy")
+    for m in manifest:
+        i = int(m["index"])
+        if m["label"] == "opacity":
+            assert m["has_mask"] == "1" and masks[i].sum() > 0
+            # the lesion is white (dense) whatever the photometric interpretation
+            assert images[i][masks[i] == 1].mean() > images[i][masks[i] == 0].mean() + 60
+        else:
+            assert m["has_mask"] == "0" and masks[i].sum() == 0
+
+
+def test_no_patient_in_two_splits(ingested_2d):
+    seen = defaultdict(set)
+    for m in read_table(ingested_2d / "manifest.csv"):
+        seen[m["patient"]].add(m["split"])
+    assert len(seen) == 12 and all(len(s) == 1 for s in seen.values())
+    assert {s for v in seen.values() for s in v} == {"train", "val", "test"}
+
+
+def test_no_phi_anywhere_in_outputs(ingested_2d, caplog):
+    for path in ingested_2d.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for value in PHI_STRINGS:
+                assert value.encode() not in data, (path.name, value)
+            assert value not in path.name
+
+
+def test_patients_come_from_dicom_patient_id_pseudonymised(ingested_2d):
+    manifest = read_table(ingested_2d / "manifest.csv")
+    by_patient = defaultdict(list)
+    for m in manifest:
+        by_patient[m["patient"]].append(m["source_path"])
+    # both images of a patient share the pseudonym (from PatientID, not the path)
+    assert all(len(v) == 2 and v[0].split("_")[0] == v[1].split("_")[0] for v in by_patient.values())
+    assert all(p.startswith("P") and len(p) == 17 for p in by_patient)
+
+
+def test_output_is_identical_for_1_and_2_workers(folder_2d, ingested_2d, tmp_path):
+    run(folder_2d, tmp_path, workers=2)
+    for name in ("images.npy", "masks.npy", "manifest.csv", "quarantine.csv", "dataset.json"):
+        assert (tmp_path / name).read_bytes() == (ingested_2d / name).read_bytes(), name
+
+
+def test_quarantine_limit_fails_loudly_after_writing_tables(folder_2d, tmp_path):
+    with pytest.raises(QuarantineLimitExceeded) as info:
+        run(folder_2d, tmp_path, task_2d(max_quarantine_fraction=0.01))
+    assert "2 of 26 labels.csv rows quarantined" in str(info.value)
+    assert "max_quarantine_fraction=0.01" in str(info.value)
+    assert len(read_table(tmp_path / "quarantine.csv")) == 3
+
+
+def test_redact_paths_hides_file_names(folder_2d, tmp_path):
+    run(folder_2d, tmp_path, task_2d(redact_paths=True))
+    for table in ("manifest.csv", "quarantine.csv"):
+        text = (tmp_path / table).read_text()
+        assert "p0_0" not in text and "bad.dcm" not in text and "path:" in text
+
+
+def test_explicit_split_column_is_respected(tmp_path):
+    folder = make_2d_folder(tmp_path / "in", n_patients=6, broken=False)
+    lines = (folder / "labels.csv").read_text().splitlines()
+    out = ["path,label,mask,split"] + [f"{line},{'test' if i < 4 else 'train'}"
+                                       for i, line in enumerate(lines[1:])]
+    (folder / "labels.csv").write_text("\n".join(out) + "\n")
+    run(folder, tmp_path / "out")
+    manifest = read_table(tmp_path / "out" / "manifest.csv")
+    assert [m["split"] for m in manifest] == ["test"] * 4 + ["train"] * 8
+
+
+# --- 3D ----------------------------------------------------------------------------------
+
+def make_3d_folder(root: Path, n: int = 8) -> Path:
+    import nibabel as nib
+
+    root.mkdir(parents=True, exist_ok=True)
+    rows = ["path,label,patient_id,mask"]
+    for i in range(n):
+        vol = np.full((40, 40, 20), -1000, np.int16)  # (x, y, z) in RAS, 2.5 mm voxels
+        vol[8:32, 8:32, 2:18] = 40
+        mask = np.zeros(vol.shape, np.uint8)
+        label = "nodule" if i % 2 else "normal"
+        if label == "nodule":
+            vol[12:18, 12:18, 8:12] = 300
+            mask[12:18, 12:18, 8:12] = 1
+        affine = np.diag([2.5, 2.5, 4.0, 1.0])
+        img = nib.Nifti1Image(vol, affine)
+        img.set_qform(affine, code=1)
+        img.set_sform(affine, code=1)
+        nib.save(img, root / f"v{i}.nii.gz")
+        m = nib.Nifti1Image(mask, affine)
+        m.set_qform(affine, code=1)
+        m.set_sform(affine, code=1)
+        nib.save(m, root / f"m{i}.nii.gz")
+        rows.append(f"v{i}.nii.gz,{label},pat{i // 2},{'m%d.nii.gz' % i if label == 'nodule' else ''}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_3d_nifti_ingest(tmp_path):
+    folder = make_3d_folder(tmp_path / "in")
+    task = TaskParams.model_validate({
+        "name": "t3", "kind": "3d", "labels": ["normal", "nodule"], "data": {"source": "x"},
+        "ingest": {"volume_shape": [16, 24, 24], "target_spacing": [4.0, 4.0, 4.0],
+                   "hu_window": [0, 800], "min_slices": 4}})
+    summary = run_ingest(task, source=folder, out_dir=tmp_path / "out", seed=0, salt="s", workers=2)
+    assert summary.samples == 8 and summary.quarantined_rows == 0
+    images = open_array(tmp_path / "out" / "images.npy")
+    masks = open_array(tmp_path / "out" / "masks.npy")
+    assert images.shape == (8, 16, 24, 24, 1)
+    manifest = read_table(tmp_path / "out" / "manifest.csv")
+    for m in manifest:
+        i = int(m["index"])
+        if m["label"] == "nodule":
+            assert masks[i].sum() > 0
+            assert images[i][masks[i] == 1].mean() > images[i][masks[i] == 0].mean() + 50
+    seen = defaultdict(set)
+    for m in manifest:
+        seen[m["patient"]].add(m["split"])
+    assert all(len(s) == 1 for s in seen.values())
