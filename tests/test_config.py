@@ -29,7 +29,9 @@ def test_repo_params_are_valid_and_typed():
     assert cxr.data.demo_kind == "cxr"
     ct = params.task("ct")
     assert ct.kind == "3d" and len(ct.ingest.volume_shape) == 3
-    with pytest.raises(Exception):  # frozen
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         cxr.kind = "3d"  # type: ignore[misc]
 
 

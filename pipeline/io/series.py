@@ -364,7 +364,13 @@ def _decode_stack(slices: list[_Slice], max_pixel_bytes: int) -> tuple[np.ndarra
 def _decode_slice(ds: Any, s: _Slice, max_pixel_bytes: int) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut
 
-    frames = decode_pixels(ds, max_pixel_bytes=max_pixel_bytes)
+    try:
+        frames = decode_pixels(ds, max_pixel_bytes=max_pixel_bytes)
+    except InputRejected:
+        raise
+    except Exception as exc:  # decode_pixels lets a few pydicom errors through
+        raise InputRejected(f"pixel data could not be decoded ({type(exc).__name__})",
+                            code="decode_error") from None
     if frames.shape != (1, s.rows, s.cols):
         raise InputRejected("pixel data shape differs from the scanned header",
                             code="decode_error")

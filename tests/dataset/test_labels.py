@@ -16,16 +16,16 @@ def _folder(tmp_path: Path, csv_bytes: bytes, files=("a.dcm", "b.dcm", "m.png"))
 
 def test_good_and_bad_rows_are_all_accounted_for(tmp_path):
     csv = (
-        "path,label,patient_id,split,mask\n"
-        "a.dcm,normal,p1,,\n"
-        "b.dcm,opacity,p2,test,m.png\n"
-        "missing.dcm,normal,p3,,\n"
-        "a.dcm,normal,p1,,\n"
-        "b.dcm,cancer,p2,,\n"
-        "../etc/passwd,normal,p4,,\n"
-        ",normal,p5,,\n"
-        "b.dcm,normal,p2,holdout,\n"
-    ).encode()
+        b"path,label,patient_id,split,mask\n"
+        b"a.dcm,normal,p1,,\n"
+        b"b.dcm,opacity,p2,test,m.png\n"
+        b"missing.dcm,normal,p3,,\n"
+        b"a.dcm,normal,p1,,\n"
+        b"b.dcm,cancer,p2,,\n"
+        b"../etc/passwd,normal,p4,,\n"
+        b",normal,p5,,\n"
+        b"b.dcm,normal,p2,holdout,\n"
+    )
     rows, rejected = read_labels(_folder(tmp_path, csv), labels=("normal", "opacity"))
     assert [(r.path, r.label, r.split, r.mask) for r in rows] == [
         ("a.dcm", "normal", None, None), ("b.dcm", "opacity", "test", "m.png")]
@@ -38,7 +38,7 @@ def test_good_and_bad_rows_are_all_accounted_for(tmp_path):
 
 
 def test_non_utf8_lines_are_quarantined_not_fatal(tmp_path):
-    csv = "path,label\n".encode() + "a.dcm,normal\n".encode() + b"b\xe9.dcm,normal\n"
+    csv = b"path,label\n" + b"a.dcm,normal\n" + b"b\xe9.dcm,normal\n"
     rows, rejected = read_labels(_folder(tmp_path, csv), labels=("normal", "opacity"))
     assert [r.path for r in rows] == ["a.dcm"]
     assert rejected[0].row == 3 and "not valid UTF-8" in rejected[0].reason

@@ -196,7 +196,8 @@ def make_3d_folder(root: Path, n: int = 8) -> Path:
         m.set_qform(affine, code=1)
         m.set_sform(affine, code=1)
         nib.save(m, root / f"m{i}.nii.gz")
-        rows.append(f"v{i}.nii.gz,{label},pat{i // 2},{'m%d.nii.gz' % i if label == 'nodule' else ''}")
+        mask_rel = f"m{i}.nii.gz" if label == "nodule" else ""
+        rows.append(f"v{i}.nii.gz,{label},pat{i // 2},{mask_rel}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     return root
 

@@ -165,6 +165,23 @@ def test_truncated_slice_rejects_the_whole_series(tmp_path, ref_volume, ref_affi
     assert paths[4].name in info.value.reason and info.value.code == "truncated"
 
 
+def test_slice_that_cannot_be_decoded_rejects_cleanly(tmp_path, ref_volume, ref_affine):
+    """A raw dataset (no preamble, no file meta) opens, but its pixels cannot be decoded."""
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_dataset
+
+    data, affine = _axial(ref_volume, ref_affine)
+    paths = write_series(tmp_path / "s", data, affine)
+    ds = pydicom.dcmread(paths[7])
+    with open(paths[7], "wb") as fh:
+        out = DicomFileLike(fh)
+        out.is_little_endian, out.is_implicit_VR = True, False
+        write_dataset(out, ds)
+    with pytest.raises(InputRejected, match="could not be decoded") as info:
+        read_dicom_series(tmp_path / "s")
+    assert paths[7].name in info.value.reason
+
+
 def test_voxel_cap_rejects_before_any_decoding(axial_series, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("decode_pixels must not run")

@@ -1,0 +1,119 @@
+"""End to end: `dvc repro` of demo + ingest in a throwaway clone, twice (second run: no-op)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.ingest.tables import read_table
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _sh(args: list[str], cwd: Path, env: dict) -> str:
+    res = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, f"{' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
+    return res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> tuple[Path, dict]:
+    dest = tmp_path_factory.mktemp("clone")
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["tasks"]["cxr"]["data"]["demo_patients"] = 12
+    params["tasks"]["ct"]["data"]["demo_patients"] = 6
+    for task in params["tasks"].values():
+        task["ingest"]["max_quarantine_fraction"] = 0.3  # tiny demos: 3 broken rows weigh more
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t.invalid"}
+    _sh(["git", "init", "-q"], dest, env)
+    _sh(["git", "add", "-A"], dest, env)
+    _sh(["git", "commit", "-qm", "init"], dest, env)
+    return dest, env
+
+
+@pytest.fixture(scope="module")
+def first_run(repo) -> str:
+    dest, env = repo
+    return _sh([sys.executable, "-m", "dvc", "repro"], dest, env)
+
+
+def test_repro_runs_every_stage_for_every_task(repo, first_run):
+    dest, _ = repo
+    for stage in ("demo@cxr", "demo@ct", "ingest@cxr", "ingest@ct"):
+        assert f"Running stage '{stage}'" in first_run
+    for task in ("cxr", "ct"):
+        out = dest / "data" / "interim" / task
+        manifest = read_table(out / "manifest.csv")
+        quarantine = read_table(out / "quarantine.csv")
+        rows = read_table(dest / "data" / "raw" / task / "labels.csv")
+        assert len(manifest) + sum(q["scope"] == "row" for q in quarantine) == len(rows)
+        assert {m["split"] for m in manifest} == {"train", "val", "test"}
+        assert {m["label"] for m in manifest} == set(yaml.safe_load(
+            (dest / "params.yaml").read_text())["tasks"][task]["labels"])
+    assert (dest / "dvc.lock").is_file()
+
+
+def test_second_repro_does_nothing(repo, first_run):
+    dest, env = repo
+    out = _sh([sys.executable, "-m", "dvc", "repro"], dest, env)
+    assert "Running stage" not in out
+    status = _sh([sys.executable, "-m", "dvc", "status"], dest, env)
+    assert "up to date" in status.lower()
+
+
+def test_no_demo_phi_reaches_interim_outputs(repo, first_run):
+    import pydicom
+
+    dest, _ = repo
+    phi: set[str] = set()
+    for path in (dest / "data" / "raw").rglob("*.dcm"):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:
+            continue
+        for kw in ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
+                   "InstitutionName", "ReferringPhysicianName"):
+            value = str(ds.get(kw, "") or "")
+            if len(value) >= 6:
+                phi.add(value)
+    assert len(phi) > 10
+    outputs = [p for p in (dest / "data" / "interim").rglob("*") if p.is_file()]
+    outputs += [dest / "dvc.lock"]
+    for path in outputs:
+        data = path.read_bytes()
+        for value in phi:
+            assert value.encode() not in data, f"{value!r} leaked into {path.name}"
+
+
+def test_cli_lists_stages():
+    res = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert res.returncode == 0 and "demo" in res.stdout and "ingest" in res.stdout
+
+
+def test_cli_bad_param_names_the_key(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["tasks"]["cxr"]["ingest"]["window"] = "wide"
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    res = subprocess.run([sys.executable, "-m", "pipeline", "ingest", "--task", "cxr", "--params",
+                          str(tmp_path / "p.yaml"), "--raw", str(tmp_path), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 2
+    assert "tasks.cxr.ingest.window must be 'auto', 'percentile' or [center, width]" in res.stderr
+    assert not (tmp_path / "o").exists()
