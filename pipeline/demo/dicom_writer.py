@@ -59,6 +59,14 @@ TRANSFER_SYNTAXES: tuple[str, ...] = (
 #: The lossy ones (pixel values change; ``LossyImageCompression`` is set to ``"01"``).
 LOSSY_TRANSFER_SYNTAXES: tuple[str, ...] = (JPEG_2000, JPEG_BASELINE_8BIT)
 
+#: Encoder plugin per lossless syntax, pinned so output bytes never depend on which optional
+#: plugins are installed (and never on GDCM, whose RLE encoder aborts the process on some
+#: odd-width images instead of raising).
+_ENCODING_PLUGINS = {
+    RLE_LOSSLESS: "pydicom",
+    JPEG_2000_LOSSLESS: "pylibjpeg",
+    JPEG_LS_LOSSLESS: "pyjpegls",
+}
 _COLOR_PHOTOMETRICS = ("RGB", "YBR_FULL")
 _GRAY_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
 
@@ -352,11 +360,12 @@ def save_dataset(
     if transfer_syntax == JPEG_BASELINE_8BIT:
         _encode_jpeg_baseline(ds, jpeg_quality)
     elif transfer_syntax == JPEG_2000:
-        ds.compress(transfer_syntax, generate_instance_uid=False,
+        ds.compress(transfer_syntax, encoding_plugin="pylibjpeg", generate_instance_uid=False,
                     j2k_cr=[float(j2k_compression_ratio)])
         _mark_lossy(ds, "ISO_15444_1", j2k_compression_ratio)
-    elif transfer_syntax in (RLE_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_LS_LOSSLESS):
-        ds.compress(transfer_syntax, generate_instance_uid=False)
+    elif transfer_syntax in _ENCODING_PLUGINS:
+        ds.compress(transfer_syntax, encoding_plugin=_ENCODING_PLUGINS[transfer_syntax],
+                    generate_instance_uid=False)
     _set_file_meta(ds, transfer_syntax)
     write_file(ds, path)
 

@@ -169,7 +169,7 @@ class Canvas:
     def __init__(self, rows: int, cols: int, pose: Pose) -> None:
         self.rows, self.cols, self.pose = rows, cols, pose
         self.unit = min(rows, cols) / 2.0
-        self._c, self._s = np.cos(pose.angle), np.sin(pose.angle)
+        self._c, self._s = float(np.cos(pose.angle)), float(np.sin(pose.angle))
 
     def coords(self, rs: slice = slice(None), cs: slice = slice(None)) -> list[np.ndarray]:
         """Anatomy coordinates ``[x, y]`` of the pixel centres in a block."""
@@ -210,7 +210,7 @@ def lung_field(a: ChestAnatomy, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         cx = side * a.lung_sep
         ex = np.abs(x - cx) / a.lung_w
         ey = np.abs(y - a.lung_cy) / a.lung_h
-        d_shape = (np.sqrt(ex**2.3 + ey**2) - 1.0) * a.lung_w
+        d_shape = (np.sqrt(ex * ex * np.sqrt(np.sqrt(ex)) + ey * ey) - 1.0) * a.lung_w  # ex**2.25
         lift = 0.03 if side < 0 else 0.0  # the right hemidiaphragm sits higher
         dome = a.dome_base - lift - a.dome_h * (1.0 - np.clip(((x - cx) / a.lung_w) ** 2, 0, 1))
         d = np.maximum(np.maximum(d_shape, y - dome), medial - side * x)
@@ -335,7 +335,7 @@ def _expose(img: np.ndarray, x: np.ndarray, y: np.ndarray, e: Exposure,
 
 def _blob_distance(blob: Blob, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     dx, dy = x - blob.center[0], y - blob.center[1]
-    c, s = np.cos(blob.angle), np.sin(blob.angle)
+    c, s = float(np.cos(blob.angle)), float(np.sin(blob.angle))
     major, minor = c * dx + s * dy, -s * dx + c * dy
     return np.sqrt(major**2 + (minor / blob.aspect) ** 2) / blob.radius
 

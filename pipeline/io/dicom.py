@@ -88,6 +88,8 @@ def open_dicom(path: str | os.PathLike[str], *, stop_before_pixels: bool = False
                 raise InputRejected(
                     "not a DICOM file (no 'DICM' marker and no parsable dataset)", code="not_dicom"
                 )
+            if "TransferSyntaxUID" not in ds.file_meta:
+                ds.file_meta.TransferSyntaxUID = _syntax_of(ds)
             log.info("%s: no DICOM preamble; read as a raw dataset (explicit fallback)", path.name)
     except InputRejected:
         raise
@@ -99,6 +101,16 @@ def open_dicom(path: str | os.PathLike[str], *, stop_before_pixels: bool = False
         raise InputRejected(f"unparsable DICOM header ({type(exc).__name__})", code="bad_header") from None
     _touch_all_elements(ds)
     return ds
+
+
+def _syntax_of(ds: Any) -> str:
+    """The uncompressed transfer syntax a raw (meta-less) dataset was actually parsed with."""
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    implicit, little = ds.original_encoding
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
 
 
 def _touch_all_elements(ds: Any) -> None:
@@ -165,11 +177,16 @@ def check_pixel_data(ds: Any, *, max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES)
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise InputRejected("float pixel data is not supported", code="not_image")
+        if _pixel_tag_in_file(ds):
+            # pydicom drops an element cut off by end-of-file with only a warning
+            raise InputRejected("truncated pixel data (element cut off at end of file)",
+                                code="truncated")
         raise InputRejected("no PixelData element (not an image)", code="not_image")
     frames, rows, cols, samples, bits = pixel_geometry(ds)
-    expected = frames * rows * cols * samples * bits // 8 if bits >= 8 else (
-        (frames * rows * cols * samples + 7) // 8
-    )
+    values = frames * rows * cols * samples
+    if str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+        values = values * 2 // 3  # chroma subsampled: 2 samples per pixel on disk (C.7.6.3.1.2)
+    expected = values * bits // 8 if bits >= 8 else (values + 7) // 8
     if expected > max_pixel_bytes:
         raise InputRejected(
             f"declared image size {expected} bytes exceeds the cap of {max_pixel_bytes} "
@@ -186,6 +203,18 @@ def check_pixel_data(ds: Any, *, max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES)
     return expected
 
 
+def _pixel_tag_in_file(ds: Any) -> bool:
+    """Whether the file on disk contains a Pixel Data tag although the dataset has none."""
+    path = getattr(ds, "filename", None)
+    if not isinstance(path, str | os.PathLike):
+        return False
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return False
+    return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
+
+
 def decode_pixels(ds: Any, *, max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> np.ndarray:
     """Decode Pixel Data to an array through pydicom's pixel handlers/plugins.
 
@@ -194,24 +223,23 @@ def decode_pixels(ds: Any, *, max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES) ->
     leading axis of 1, see pydicom issue #1066); YBR colour data is converted to RGB.
 
     Raises:
-        InputRejected: See :func:`check_pixel_data`; a missing codec plugin; a decode failure.
+        InputRejected: See :func:`check_pixel_data`; no available decoder for the transfer
+            syntax (``missing_codec``); corrupt data the decoder refuses (``decode_error``).
     """
     check_pixel_data(ds, max_pixel_bytes=max_pixel_bytes)
     frames, rows, cols, samples, _ = pixel_geometry(ds)
     ts = ds.file_meta.get("TransferSyntaxUID", None)
+    if ts is None:
+        raise InputRejected("no Transfer Syntax UID in the file meta information", code="bad_header")
+    if not _decoder_available(ts):
+        raise InputRejected(_codec_reason(ts), code="missing_codec")
     try:
         arr = ds.pixel_array
-    except NotImplementedError as exc:
-        raise InputRejected(_codec_reason(ts, exc), code="missing_codec") from None
-    except RuntimeError as exc:
-        msg = str(exc).lower()
-        if "plugin" in msg or "decoder" in msg or "no pixel data decoders" in msg or "missing" in msg:
-            raise InputRejected(_codec_reason(ts, exc), code="missing_codec") from None
-        raise InputRejected(f"pixel data could not be decoded ({type(exc).__name__})",
-                            code="decode_error") from None
-    except (ValueError, EOFError, OSError) as exc:
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # the decoder exists, so this is corrupt or truncated data
         raise InputRejected(f"pixel data could not be decoded ({type(exc).__name__}); "
-                            "truncated or corrupt", code="decode_error") from None
+                            "corrupt or truncated", code="decode_error") from None
     expected_shape = (frames, rows, cols) + ((samples,) if samples > 1 else ())
     if arr.size != int(np.prod(expected_shape)):
         raise InputRejected(
@@ -221,7 +249,17 @@ def decode_pixels(ds: Any, *, max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES) ->
     return arr.reshape(expected_shape)
 
 
-def _codec_reason(ts: Any, exc: BaseException) -> str:
+def _decoder_available(ts: Any) -> bool:
+    """True if pydicom has a decoder with at least one installed plugin for ``ts``."""
+    from pydicom.pixels.decoders.base import get_decoder
+
+    try:
+        return bool(get_decoder(ts).is_available)
+    except NotImplementedError:
+        return False
+
+
+def _codec_reason(ts: Any) -> str:
     name = getattr(ts, "name", None) or str(ts)
     return (f"no installed decoder for transfer syntax '{name}' ({ts}); install the pylibjpeg, "
             "pylibjpeg-openjpeg, pyjpegls or python-gdcm plugin")

@@ -98,7 +98,10 @@ def read_dicom_series(
         (mm along the normal), ``missing_slices``, ``spacing_irregular``, ``gantry_tilt_deg``
         (0.0 unless above 0.5 degrees), ``modality``, ``manufacturer``, ``transfer_syntax``,
         ``rows``, ``columns`` and ``kvp`` (None when absent). No patient identifiers: see
-        :func:`series_patient_id`.
+        :func:`series_patient_id`. The "source" array is the stack sorted along the slice
+        normal, so ``source_orientation`` describes that order, not the file order. With a
+        flagged gantry tilt ``spacing[0]`` is the length of the sheared slice step while
+        ``slice_spacing_median`` is the distance between slice planes.
 
     Raises:
         InputRejected: No usable series, too few slices, missing slices with ``"reject"``,

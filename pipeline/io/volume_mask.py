@@ -51,8 +51,14 @@ def read_volume_mask(path: Path, *, image_meta: dict) -> np.ndarray:
 
 
 def _nifti_mask(path: Path, image_meta: dict, shape: tuple[int, ...]) -> np.ndarray:
-    values, meta = read_nifti(path, require_orientation=True,
-                              max_voxels=max(int(np.prod(shape)), 1))
+    try:  # a mask never needs more voxels than its image: the cap doubles as a bomb guard
+        values, meta = read_nifti(path, require_orientation=True,
+                                  max_voxels=max(int(np.prod(shape)), 1))
+    except InputRejected as exc:
+        if exc.code != "too_large":
+            raise
+        raise InputRejected("mask grid does not match its image (more voxels than the image)",
+                            code="mask_mismatch") from None
     tol = GRID_TOLERANCE * min(float(s) for s in image_meta["spacing"])
     same_affine = np.allclose(np.asarray(meta["affine_ras"]), np.asarray(image_meta["affine_ras"]),
                               rtol=0.0, atol=tol)

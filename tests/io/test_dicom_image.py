@@ -351,3 +351,22 @@ def test_image_masks(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InputRejected, match="unreadable"):
         read_image_mask(tmp_path / "obj.npy", shape=(1,))
+
+
+def test_corrupt_compressed_data_is_a_decode_error_not_a_missing_codec(tmp_path):
+    from pydicom.encaps import encapsulate
+
+    ds = make_image_dataset(stored(phantom(), 12).astype(np.uint16), bits_stored=12, phi=PHI_VALUES)
+    ds.PixelData = encapsulate([b"\x00\x00\x00\x01" + b"\xff" * 40])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = RLE_LOSSLESS
+    write_file(ds, tmp_path / "bad_rle.dcm")
+    _reject(tmp_path / "bad_rle.dcm", "decode_error")
+
+
+def test_compressed_file_cut_at_end_of_file_is_truncated(tmp_path):
+    ds = make_image_dataset(stored(phantom(64, 64), 12).astype(np.uint16), bits_stored=12)
+    data = save(tmp_path, "j2k.dcm", ds, JPEG_2000_LOSSLESS).read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[: len(data) - len(data) // 3])
+    err = _reject(tmp_path / "cut.dcm", "truncated")
+    assert "truncated" in err.reason

@@ -165,8 +165,9 @@ def test_truncated_slice_rejects_the_whole_series(tmp_path, ref_volume, ref_affi
     assert paths[4].name in info.value.reason and info.value.code == "truncated"
 
 
-def test_slice_that_cannot_be_decoded_rejects_cleanly(tmp_path, ref_volume, ref_affine):
-    """A raw dataset (no preamble, no file meta) opens, but its pixels cannot be decoded."""
+def test_raw_slice_without_preamble_or_meta_is_read_through_the_fallback(
+        tmp_path, ref_volume, ref_affine):
+    """A raw dataset (no preamble, no file meta) opens via the logged fallback and decodes."""
     from pydicom.filebase import DicomFileLike
     from pydicom.filewriter import write_dataset
 
@@ -177,9 +178,24 @@ def test_slice_that_cannot_be_decoded_rejects_cleanly(tmp_path, ref_volume, ref_
         out = DicomFileLike(fh)
         out.is_little_endian, out.is_implicit_VR = True, False
         write_dataset(out, ds)
+    volume, meta = read_dicom_series(tmp_path / "s")
+    assert meta["n_slices_used"] == len(paths)
+    np.testing.assert_allclose(volume, ref_volume)
+
+
+def test_slice_with_corrupt_compressed_pixels_rejects_the_series(tmp_path, ref_volume, ref_affine):
+    from pydicom.encaps import encapsulate
+
+    data, affine = _axial(ref_volume, ref_affine)
+    paths = write_series(tmp_path / "s", data, affine)
+    ds = pydicom.dcmread(paths[5])
+    ds.PixelData = encapsulate([b"\x00\x00\x00\x01" + b"\xff" * 40])  # nonsense RLE frame
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.5"
+    ds.save_as(paths[5], enforce_file_format=True)
     with pytest.raises(InputRejected, match="could not be decoded") as info:
         read_dicom_series(tmp_path / "s")
-    assert paths[7].name in info.value.reason
+    assert paths[5].name in info.value.reason and info.value.code == "decode_error"
 
 
 def test_voxel_cap_rejects_before_any_decoding(axial_series, monkeypatch):

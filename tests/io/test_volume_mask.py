@@ -55,6 +55,13 @@ def test_mask_shape_mismatch_rejected(tmp_path, mask, ref_affine, image_meta):
         read_volume_mask(path, image_meta=image_meta)
 
 
+def test_larger_mask_rejected_as_mismatch(tmp_path, ref_affine, image_meta):
+    big = np.zeros((REF_SHAPE[0] + 1,) + REF_SHAPE[1:], dtype=np.uint8)
+    path = _write_mask(tmp_path / "mask.nii.gz", big, ref_affine, "RAS")
+    with pytest.raises(InputRejected, match="mask grid does not match its image"):
+        read_volume_mask(path, image_meta=image_meta)
+
+
 def test_mask_matches_interpolated_dicom_grid(tmp_path, mask, ref_volume, ref_affine):
     data, affine = as_orientation(ref_volume, ref_affine, "LPS")
     write_series(tmp_path / "s", data, affine, slices=[k for k in range(12) if k != 5])
