@@ -135,14 +135,67 @@ class IngestParams(_Frozen):
         return int(self.workers)
 
 
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+
+class TrainParams(_Frozen):
+    """Training knobs (see README, params reference). Learning rates are per global batch of
+    ``batch_size`` samples on one replica; with ``lr_scaling`` they scale with the replica count."""
+
+    backbone: str = "resnet50"
+    weights: str | None = "imagenet"
+    epochs: Annotated[int, Field(ge=1)] = 20
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    freeze_epochs: Annotated[int, Field(ge=0)] = 3
+    unfreeze: Literal["all"] | Annotated[int, Field(ge=0)] = "all"
+    lr_head: Annotated[float, Field(gt=0)] = 1e-3
+    lr_finetune: Annotated[float, Field(gt=0)] = 1e-4
+    warmup_epochs: Annotated[float, Field(ge=0)] = 1.0
+    min_lr_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    pooling: Literal["avg", "max"] = "avg"
+    class_balance: Literal["none", "class_weights", "focal"] = "none"
+    focal_gamma: Annotated[float, Field(ge=0)] = 2.0
+    early_stopping_patience: Annotated[int, Field(ge=0)] = 5
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
+    lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
+    deterministic: bool = False
+    augment: tuple[dict[str, Any], ...] | None = None
+
+    @model_validator(mode="after")
+    def _phases(self) -> TrainParams:
+        if self.freeze_epochs >= self.epochs and self.weights is not None:
+            raise ValueError(f"freeze_epochs must be < epochs. Received: freeze_epochs="
+                             f"{self.freeze_epochs}, epochs={self.epochs}")
+        return self
+
+
 class TaskParams(_Frozen):
     """One task: a dataset, its label set and per-stage params."""
 
     name: str
     kind: Literal["2d", "3d"]
     labels: Annotated[tuple[str, ...], Field(min_length=2)]
+    multilabel: bool = False
     data: DataParams
     ingest: IngestParams = IngestParams()
+    train: TrainParams = TrainParams()
+
+    @property
+    def problem(self) -> Literal["binary", "multiclass", "multilabel"]:
+        """``multilabel`` if set, ``binary`` for two labels, else ``multiclass``."""
+        if self.multilabel:
+            return "multilabel"
+        return "binary" if len(self.labels) == 2 else "multiclass"
+
+    @property
+    def n_outputs(self) -> int:
+        """Model outputs: 1 sigmoid unit for binary, one unit per label otherwise."""
+        return 1 if self.problem == "binary" else len(self.labels)
 
     @field_validator("labels")
     @classmethod

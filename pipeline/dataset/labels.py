@@ -44,7 +44,8 @@ class Rejection:
     row: int | None = None
 
 
-def read_labels(root: Path, *, labels: tuple[str, ...]) -> tuple[list[LabelRow], list[Rejection]]:
+def read_labels(root: Path, *, labels: tuple[str, ...], multilabel: bool = False
+                ) -> tuple[list[LabelRow], list[Rejection]]:
     """Parse ``root/labels.csv`` into usable rows and rejected rows.
 
     Lines that are not valid UTF-8 are rejected one by one (the rest of the file is still used).
@@ -52,6 +53,8 @@ def read_labels(root: Path, *, labels: tuple[str, ...]) -> tuple[list[LabelRow],
     Args:
         root: Dataset folder.
         labels: Allowed class names (the task's ``labels`` param).
+        multilabel: The ``label`` cell holds zero or more names separated by ``|`` (empty = none
+            of the labels); they are normalised to the order of ``labels``.
 
     Raises:
         DatasetError: labels.csv missing or lacking a required column.
@@ -78,7 +81,7 @@ def read_labels(root: Path, *, labels: tuple[str, ...]) -> tuple[list[LabelRow],
     rows: list[LabelRow] = []
     seen: set[str] = set()
     for record, line_no in zip(reader, line_numbers, strict=False):
-        parsed = _parse_row(root, record, line_no, labels=labels, seen=seen)
+        parsed = _parse_row(root, record, line_no, labels=labels, seen=seen, multilabel=multilabel)
         (rows if isinstance(parsed, LabelRow) else rejected).append(parsed)
     rejected.sort(key=lambda r: (r.row or 0))
     return rows, rejected
@@ -105,7 +108,8 @@ def _decode_lines(raw: bytes) -> tuple[list[tuple[int, str]], list[Rejection]]:
 
 
 def _parse_row(
-    root: Path, record: dict, line_no: int, *, labels: tuple[str, ...], seen: set[str]
+    root: Path, record: dict, line_no: int, *, labels: tuple[str, ...], seen: set[str],
+    multilabel: bool = False,
 ) -> LabelRow | Rejection:
     def value(key: str) -> str | None:
         v = record.get(key)
@@ -119,10 +123,14 @@ def _parse_row(
         return Rejection(path, f"labels.csv line {line_no}: more fields than columns", "bad_row",
                          line_no)
     label = value("label")
-    if label not in labels:
-        shown = (label or "")[:40]
+    names = [n.strip() for n in (label or "").split("|") if n.strip()] if multilabel else [label]
+    unknown = [n for n in names if n not in labels]
+    if unknown:
+        shown = (unknown[0] or "")[:40]
         return Rejection(path, f"unknown label {shown!r}; allowed: {list(labels)}", "bad_label",
                          line_no)
+    if multilabel:
+        label = "|".join(n for n in labels if n in names)
     split = value("split")
     if split is not None and split not in SPLITS:
         return Rejection(path, f"split must be one of {list(SPLITS)}. Received: {split[:20]!r}",

@@ -210,9 +210,9 @@ def make_image_dataset(
     _set_patient_study(ds, phi)
     digest = hashlib.sha256(arr.tobytes() + repr(arr.shape).encode()).hexdigest()
     ds.SOPClassUID = sop_class_uid
-    ds.SOPInstanceUID = _uid("sop", uid_key, digest, *_phi_key(phi))
-    ds.StudyInstanceUID = _uid("study", *_phi_key(phi))
-    ds.SeriesInstanceUID = _uid("series", uid_key, *_phi_key(phi))
+    ds.SOPInstanceUID = deterministic_uid("sop", uid_key, digest, *_phi_key(phi))
+    ds.StudyInstanceUID = deterministic_uid("study", *_phi_key(phi))
+    ds.SeriesInstanceUID = deterministic_uid("series", uid_key, *_phi_key(phi))
     ds.Modality = modality
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1
@@ -467,7 +467,8 @@ def _phi_key(phi: PHI | None) -> tuple[str, ...]:
     return astuple(phi) if phi is not None else ()
 
 
-def _uid(*entropy: str) -> str:
+def deterministic_uid(*entropy: str) -> str:
+    """A UID under pydicom's root derived from ``entropy`` (same strings, same UID)."""
     from pydicom.uid import generate_uid
 
     return str(generate_uid(entropy_srcs=["pipeline.demo", *map(str, entropy)]))

@@ -76,7 +76,7 @@ def run_ingest(task: TaskParams, *, source: Path, out_dir: Path, seed: int, salt
         QuarantineLimitExceeded: Too many rejected rows (raised after all outputs are written).
     """
     ing = task.ingest
-    rows, rejections = read_labels(source, labels=task.labels)
+    rows, rejections = read_labels(source, labels=task.labels, multilabel=task.multilabel)
     rejections += _unlisted_files(source, rows, rejections)
     n_rows = len(rows) + sum(1 for r in rejections if r.row is not None)
     item_shape = _item_shape(task)
@@ -105,7 +105,7 @@ def run_ingest(task: TaskParams, *, source: Path, out_dir: Path, seed: int, salt
                 "sample_id": pseudonym(row.path, salt=salt, prefix="S"),
                 "patient": pseudonym(patient_key, salt=salt, prefix="P"),
                 "label": row.label,
-                "label_index": task.labels.index(row.label),
+                "label_index": label_index(task, row.label),
                 "index": index,
                 "has_mask": int(result.mask is not None),
                 "source_path": shown,
@@ -120,6 +120,13 @@ def run_ingest(task: TaskParams, *, source: Path, out_dir: Path, seed: int, salt
     write_json(out_dir / INFO, _dataset_info(task, item_shape, summary))
     _check_limit(task, summary)
     return summary
+
+
+def label_index(task: TaskParams, label: str) -> int | str:
+    """Class index, or for multi-label tasks the ``|``-joined indices (``""`` = none)."""
+    if task.multilabel:
+        return "|".join(str(task.labels.index(n)) for n in label.split("|") if n)
+    return task.labels.index(label)
 
 
 def _job(task: TaskParams, source: Path, position: int, row: LabelRow) -> SampleJob:

@@ -63,3 +63,11 @@ def test_malformed_csv_header_is_a_clear_dataset_error(tmp_path, csv, message):
 def test_missing_labels_csv(tmp_path):
     with pytest.raises(DatasetError, match="labels.csv not found"):
         read_labels(tmp_path, labels=("normal",))
+
+
+def test_multilabel_cells_are_split_validated_and_normalised(tmp_path):
+    csv = b"path,label\na.dcm,effusion|opacity\nb.dcm,\nm.png,opacity|tumour\n"
+    rows, rejected = read_labels(_folder(tmp_path, csv), labels=("opacity", "effusion"),
+                                 multilabel=True)
+    assert [(r.path, r.label) for r in rows] == [("a.dcm", "opacity|effusion"), ("b.dcm", "")]
+    assert rejected[0].code == "bad_label" and "'tumour'" in rejected[0].reason
