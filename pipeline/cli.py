@@ -48,6 +48,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the task's model on its ingested arrays."""
+    from pipeline.train.trainer import train
+
+    params = load_params(args.params)
+    task = params.task(args.task)
+    result = train(task, data_dir=args.data, model_dir=args.out, live_dir=args.live,
+                   backup_root=args.backup, seed=params.base.seed)
+    log.info("train %s: %d epochs in %.0f s (%s, %d replica(s)); val %s", task.name,
+             result.epochs_run, result.seconds, result.precision, result.replicas,
+             {k: result.val_metrics[k] for k in sorted(result.val_metrics) if k in ("auroc", "loss")})
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -69,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--workers", type=int, default=None, help="override ingest.workers")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(func=cmd_ingest)
+
+    train = sub.add_parser("train", help="fine-tune the task's model (2D backbone or 3D CNN)")
+    _common(train)
+    train.add_argument("--data", type=Path, required=True, help="ingest outputs, data/interim/<task>")
+    train.add_argument("--out", type=Path, required=True, help="model folder, models/<task>")
+    train.add_argument("--live", type=Path, default=None, help="DVCLive folder, dvclive/<task>")
+    train.add_argument("--backup", type=Path, required=True,
+                       help="resumable training state (not a DVC output), .cache/train/<task>")
+    train.set_defaults(func=cmd_train)
     return parser
 
 

@@ -1,0 +1,61 @@
+"""Model card (a small JSON next to the model) and safe model loading.
+
+Files in ``models/<task>/``: ``model.keras`` (Keras v3 format) and ``model_card.json``.
+Models are only ever loaded with ``safe_mode=True`` (no Lambda/pickled code is executed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pipeline.utils.atomic import write_json
+
+MODEL_FILE = "model.keras"
+CARD_FILE = "model_card.json"
+
+
+def data_fingerprint(data_dir: Path, names: tuple[str, ...] = ("manifest.csv", "dataset.json",
+                                                                 "images.npy")) -> str:
+    """SHA-256 over the ingest outputs the model was trained on (streamed, bounded memory)."""
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode() + b"\0")
+        with open(data_dir / name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def write_card(model_dir: Path, card: dict[str, Any]) -> Path:
+    """Write ``model_card.json`` atomically."""
+    path = model_dir / CARD_FILE
+    write_json(path, card)
+    return path
+
+
+def read_card(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a model card."""
+    return json.loads((Path(model_dir) / CARD_FILE).read_text(encoding="utf-8"))
+
+
+def load_model(path: str | os.PathLike[str]) -> Any:
+    """Load a ``.keras`` model (or ``models/<task>/``) in safe mode; never ``safe_mode=False``.
+
+    Raises:
+        ValueError: Not a Keras v3 ``.keras`` file.
+    """
+    import keras
+
+    import pipeline.models  # noqa: F401  (registers the custom layers, if any)
+    import pipeline.train.schedule  # noqa: F401
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if path.suffix != ".keras":
+        raise ValueError(f"only Keras v3 '.keras' models are loaded. Received: {path.name!r}")
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
