@@ -45,6 +45,7 @@ class SampleResult:
 
 def process(job: SampleJob) -> SampleResult:
     """Run one job, turning every input problem into a rejection (never raising for bad data)."""
+    _crash_hook(job)
     try:
         if job.kind == "2d":
             return _process_2d(job)
@@ -62,6 +63,13 @@ def process(job: SampleJob) -> SampleResult:
             rejection=(f"unexpected error ({type(exc).__name__}); set MEDVISION_DEBUG=1 for the "
                        "traceback (may print header values)", "error"),
         )
+
+
+def _crash_hook(job: SampleJob) -> None:
+    """Test hook: kill this worker process abruptly, as a segfaulting C decoder would."""
+    target = os.environ.get("MEDVISION_TEST_CRASH_ON")
+    if target and job.path.name == target:
+        os._exit(70)
 
 
 def _to_uint8(image01: np.ndarray) -> np.ndarray:

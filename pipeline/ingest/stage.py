@@ -150,20 +150,61 @@ def _run_jobs(jobs: list[SampleJob], *, workers: int, progress: bool, label: str
 
     bar = tqdm(total=len(jobs), desc=f"ingest {label}", unit="sample", disable=not progress)
     try:
-        if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                yield process(job)
-                bar.update()
-            return
-        # spawn: safe even when the parent has TensorFlow/OpenMP threads (fork is not).
-        ctx = mp.get_context("spawn")
-        chunk = max(1, min(8, len(jobs) // (workers * 8)))
-        with ctx.Pool(processes=workers) as pool:
-            for result in pool.imap(process, jobs, chunksize=chunk):
-                yield result
-                bar.update()
+        source = (map(process, jobs) if workers <= 1 or len(jobs) <= 1
+                  else _pooled(jobs, workers=workers))
+        for result in source:
+            yield result
+            bar.update()
     finally:
         bar.close()
+
+
+def _pooled(jobs: list[SampleJob], *, workers: int) -> Iterator[SampleResult]:
+    """Run jobs in a process pool, in order, with a bounded number in flight (bounded memory).
+
+    A worker that dies (a C decoder crashing on a hostile file) breaks the pool; the jobs that
+    were in flight are then retried one by one in a fresh single-process pool, so the culprit is
+    quarantined with its reason and every other file is still processed.
+    """
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn: safe even when the parent has TensorFlow/OpenMP threads (fork is not).
+    ctx = mp.get_context("spawn")
+    window = workers * 4
+    pending = deque(jobs)
+    while pending:
+        retry: list[SampleJob] = []
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            in_flight: deque = deque()
+            try:
+                while pending or in_flight:
+                    while pending and len(in_flight) < window:
+                        job = pending.popleft()
+                        in_flight.append((job, pool.submit(process, job)))
+                    result = in_flight[0][1].result()
+                    in_flight.popleft()
+                    yield result
+            except BrokenProcessPool:
+                retry = [job for job, _ in in_flight]
+                log.warning("a decoding process died; retrying %d input(s) one at a time", len(retry))
+        for job in retry:  # they precede everything still pending: order is kept
+            yield _isolated(job, ctx)
+
+
+def _isolated(job: SampleJob, ctx: Any) -> SampleResult:
+    """Run one job in its own process; a crash becomes a quarantine reason."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        try:
+            return pool.submit(process, job).result()
+        except BrokenProcessPool:
+            return SampleResult(job.position, rejection=(
+                "the decoding process crashed on this file (decoder bug triggered by corrupt or "
+                "hostile data)", "crash"))
 
 
 def _assign(records: list[dict[str, Any]], val: float, test: float, seed: int) -> None:

@@ -223,3 +223,13 @@ def test_3d_nifti_ingest(tmp_path):
     for m in manifest:
         seen[m["patient"]].add(m["split"])
     assert all(len(s) == 1 for s in seen.values())
+
+
+def test_a_crashing_decoder_is_isolated_and_quarantined(folder_2d, ingested_2d, tmp_path, monkeypatch):
+    """A worker process that dies (e.g. a C codec segfault) must not hang or kill the stage."""
+    monkeypatch.setenv("MEDVISION_TEST_CRASH_ON", "p3_1.dcm")
+    run(folder_2d, tmp_path, workers=2)
+    quarantine = {q["source_path"]: q for q in read_table(tmp_path / "quarantine.csv")}
+    assert quarantine["img/p3_1.dcm"]["code"] == "crash"
+    manifest = read_table(tmp_path / "manifest.csv")
+    assert len(manifest) == len(read_table(ingested_2d / "manifest.csv")) - 1
