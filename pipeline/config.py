@@ -157,6 +157,9 @@ class TrainParams(_Frozen):
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
     pooling: Literal["avg", "max"] = "avg"
+    #: Filters of the first stage of the models built here (3D models, 2D resnet18/34);
+    #: keras.applications backbones have fixed widths. None = the architecture's default (64).
+    width: Annotated[int, Field(ge=4)] | None = None
     class_balance: Literal["none", "class_weights", "focal"] = "none"
     focal_gamma: Annotated[float, Field(ge=0)] = 2.0
     early_stopping_patience: Annotated[int, Field(ge=0)] = 5

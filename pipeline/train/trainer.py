@@ -214,7 +214,8 @@ def _build(task: TaskParams, item_shape: tuple[int, ...]) -> Any:
     tp = task.train
     return build_model(kind=task.kind, backbone=tp.backbone, input_shape=item_shape,
                        n_outputs=task.n_outputs, activation=objective.activation_for(task.problem),
-                       weights=tp.weights, dropout=tp.dropout, pooling=tp.pooling)
+                       weights=tp.weights, dropout=tp.dropout, pooling=tp.pooling,
+                       base_width=tp.width)
 
 
 def _phases(task: TaskParams) -> list[tuple[int, int, float, int | str]]:

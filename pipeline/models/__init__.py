@@ -1,0 +1,43 @@
+"""Model builders for the train stage: 2D keras.applications backbones, 3D CNNs, shared head.
+
+- :data:`BACKBONES`: 2D registry (name → :class:`BackboneSpec`: constructor, family,
+  preprocessing, Grad-CAM layer).
+- :data:`ARCHITECTURES_3D`: 3D registry (``resnet18_3d``, ``resnet34_3d``, ``resnet50_3d``,
+  ``densenet121_3d``).
+- :func:`build_model`: one flat functional model, input float32 in [0, 1].
+- :func:`backbone_layers`, :func:`backbone_blocks`, :func:`unfreeze_top`: freezing for
+  fine-tuning; :func:`gradcam_layer`: Grad-CAM target layer name.
+- :func:`inflate_2d_weights`: I3D inflation of 2D weights into a 3D model.
+
+Importing this package imports Keras (and TensorFlow).
+"""
+
+from __future__ import annotations
+
+from pipeline.models.backbones import (
+    BACKBONES,
+    BackboneSpec,
+    backbone_blocks,
+    backbone_layers,
+    build_model,
+    get_backbone,
+    gradcam_layer,
+    unfreeze_top,
+)
+from pipeline.models.cnn3d import ARCHITECTURES_3D
+from pipeline.models.heads import classification_head
+from pipeline.models.inflate import inflate_2d_weights
+
+__all__ = [
+    "ARCHITECTURES_3D",
+    "BACKBONES",
+    "BackboneSpec",
+    "backbone_blocks",
+    "backbone_layers",
+    "build_model",
+    "classification_head",
+    "get_backbone",
+    "gradcam_layer",
+    "inflate_2d_weights",
+    "unfreeze_top",
+]
