@@ -128,6 +128,7 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
             continue
         history = model.fit(
             train_ds, validation_data=val_ds, initial_epoch=first, epochs=last, verbose=2,
+            shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
             class_weight=class_weight,
             callbacks=make_callbacks(best_path=best_path, backup_dir=state_dir / f"phase{phase_no}",
                                      live=live, patience=tp.early_stopping_patience,
