@@ -28,7 +28,7 @@ import numpy as np
 from pipeline.config import TaskParams
 from pipeline.ingest.tables import read_table
 from pipeline.train import objective
-from pipeline.train.callbacks import make_callbacks
+from pipeline.train.callbacks import make_callbacks, read_best
 from pipeline.train.card import MODEL_FILE, data_fingerprint, load_model, write_card
 from pipeline.train.distribute import is_chief, make_strategy, scaled_lr
 from pipeline.train.precision import apply_precision
@@ -93,7 +93,8 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
     fingerprint = data_fingerprint(data_dir)
     state_dir = backup_root / _state_key(task, fingerprint, seed)
     model_dir.mkdir(parents=True, exist_ok=True)
-    best_path = (model_dir if chief else state_dir / "nonchief") / BEST_FILE
+    # The best model so far lives with the resumable state (DVC deletes outputs before a rerun).
+    best_path = (state_dir if chief else state_dir / "nonchief") / BEST_FILE
     best_path.parent.mkdir(parents=True, exist_ok=True)
 
     global_batch = tp.batch_size * replicas
@@ -105,8 +106,12 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
 
     with strategy.scope():
         model = _build(task, tuple(info["item_shape"]))
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        from pipeline.train.compat import patch_multi_worker
+
+        patch_multi_worker(model, strategy)
     phases = _phases(task)
-    best: float | None = None
+    best = read_best(state_dir)
     epochs_run = 0
     for phase_no, (first, last, lr, unfreeze) in enumerate(phases, start=1):
         marker = state_dir / f"phase{phase_no}_done.weights.h5"
@@ -132,11 +137,10 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
             class_weight=class_weight,
             callbacks=make_callbacks(best_path=best_path, backup_dir=state_dir / f"phase{phase_no}",
                                      live=live, patience=tp.early_stopping_patience,
-                                     best_so_far=best, chief=chief),
+                                     best_so_far=best, chief=chief, state_dir=state_dir),
         )
-        scores = history.history.get("val_auroc", [])
-        best = max([best or -math.inf, *scores]) if scores else best
-        epochs_run = first + len(scores)
+        best = read_best(state_dir)
+        epochs_run = history.epoch[-1] + 1 if history.epoch else last
         model.save_weights(marker)
     if live is not None:
         live.end()
@@ -148,7 +152,6 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
         tmp = model_dir / f".{MODEL_FILE}.tmp.keras"
         result_model.save(tmp)
         tmp.replace(final)
-        best_path.unlink(missing_ok=True)
         write_card(model_dir, _card(task, info, fingerprint, val_metrics, policy, replicas,
                                     global_batch, seed, splits, epochs_run))
     shutil.rmtree(state_dir, ignore_errors=True)  # finished: nothing to resume
