@@ -21,6 +21,12 @@ Geometry conventions (what a reader must reproduce to overlay the masks):
 * NIfTI images and masks share one affine, with qform and sform (code 1, scanner) set; some
   are stored in non-canonical orientations (LPS, LAS, RAI) rather than RAS.
 
+Content (HU): air, fat and muscle layers, two lungs (about -850) with thin vessel trees and
+small vessel blobs, mediastinum and heart, aorta, spine and ribs, noise. ``nodule`` volumes
+hold 1-2 soft-edged spheroids of +20..+60 HU (radius 8-12 mm, or 5-8 mm for the subtle 30%),
+half of them with a ground-glass halo; the mask is the nodule's half-maximum support (the halo
+is not included).
+
 Series variants: InstanceNumber ascending or descending along the spatial order; random file
 names; mostly axial ``(1,0,0,0,1,0)``, some ``(-1,0,0,0,1,0)`` or ``(-1,0,0,0,-1,0)``; a
 dropped middle slice in two series; a coronal LOCALIZER (own SeriesInstanceUID, same study and
@@ -98,9 +104,10 @@ class VolumeSpec:
 #: shows each pitfall; the rest are drawn.
 FORCED_DICOM: tuple[dict[str, Any], ...] = (
     {"instance_order": "descending", "localizer": True},
-    {"orientation": "flip_rows", "missing_slice": True, "transfer_syntax": dw.RLE_LOSSLESS},
+    {"orientation": "flip_rows", "missing_slice": True},
     {"signed": True, "transfer_syntax": dw.JPEG_2000_LOSSLESS},
-    {"orientation": "rot180", "missing_slice": True, "instance_order": "descending"},
+    {"orientation": "rot180", "missing_slice": True, "instance_order": "descending",
+     "transfer_syntax": dw.RLE_LOSSLESS},
     {"orientation": "flip_rows", "transfer_syntax": dw.IMPLICIT_VR_LITTLE_ENDIAN},
 )
 FORCED_NIFTI: tuple[dict[str, Any], ...] = (
@@ -109,24 +116,31 @@ FORCED_NIFTI: tuple[dict[str, Any], ...] = (
 
 
 def plan(seed: int, n_patients: int) -> list[VolumeSpec]:
-    """Volumes per patient (1-2, ~4 per 3 patients), labels (45% nodule), formats (75% DICOM)."""
+    """Volumes per patient (1-2, ~4 per 3 patients), labels (45% nodule), formats (75% DICOM).
+
+    Forced variants go to the first DICOM / NIfTI volumes in a shuffled order; the first
+    NIfTI volume and the second DICOM volume (flipped rows, missing slice) get nodules first,
+    so even a tiny demo has masks for both formats and for a non-trivial series geometry.
+    """
     rng = np.random.default_rng([seed, _KIND, 0])
     second = rng.permutation(n_patients)[: round(n_patients / 3)]
     patients = np.sort(np.concatenate([np.arange(n_patients), second]))
     n = patients.size
-    labels = np.full(n, "normal", dtype=object)
-    labels[rng.permutation(n)[: min(max(round(0.45 * n), 1), n - 1)]] = "nodule"
     n_nifti = min(max(round(0.25 * n), 1), n - 1)
     fmts = np.full(n, "dicom", dtype=object)
     fmts[rng.permutation(n)[:n_nifti]] = "nifti"
-    specs, counts = [], {"dicom": 0, "nifti": 0}
-    for number in rng.permutation(n):
-        fmt = str(fmts[number])
-        forced = FORCED_DICOM if fmt == "dicom" else FORCED_NIFTI
-        force = forced[counts[fmt]] if counts[fmt] < len(forced) else {}
-        counts[fmt] += 1
-        specs.append(_draw_spec(rng, int(number), int(patients[number]), str(labels[number]),
-                                fmt, force))
+    visit = [int(v) for v in rng.permutation(n)]
+    by_fmt = {f: [v for v in visit if fmts[v] == f] for f in ("dicom", "nifti")}
+    first = by_fmt["nifti"][:1] + by_fmt["dicom"][1:2]
+    priority = first + [int(v) for v in rng.permutation(n) if v not in first]
+    labels = np.full(n, "normal", dtype=object)
+    labels[priority[: min(max(round(0.45 * n), 1), n - 1)]] = "nodule"
+    specs = []
+    for fmt, forced in (("dicom", FORCED_DICOM), ("nifti", FORCED_NIFTI)):
+        for rank, number in enumerate(by_fmt[fmt]):
+            force = forced[rank] if rank < len(forced) else {}
+            specs.append(_draw_spec(rng, number, int(patients[number]), str(labels[number]),
+                                    fmt, force))
     return sorted(specs, key=lambda s: s.number)
 
 
@@ -136,8 +150,9 @@ def _draw_spec(rng: np.random.Generator, number: int, patient: int, label: str, 
         orientation = str(rng.choice(["RAS", "RAS", "LAS", "LPS", "RAI"]))
     else:
         orientation = str(rng.choice(["axial"] * 8 + ["flip_rows", "rot180"]))
-    ts = str(rng.choice([dw.EXPLICIT_VR_LITTLE_ENDIAN] * 16 + [dw.IMPLICIT_VR_LITTLE_ENDIAN] * 2
-                        + [dw.JPEG_2000_LOSSLESS, dw.RLE_LOSSLESS]))
+    # RLE only where forced: pydicom's pure-Python RLE encoder costs ~1 s per series.
+    ts = str(rng.choice([dw.EXPLICIT_VR_LITTLE_ENDIAN] * 17 + [dw.IMPLICIT_VR_LITTLE_ENDIAN] * 2
+                        + [dw.JPEG_2000_LOSSLESS]))
     drawn: dict[str, Any] = {
         "orientation": orientation, "slice_spacing": float(rng.choice([2.5, 3.0, 5.0])),
         "signed": bool(rng.random() < 0.25), "transfer_syntax": ts,
@@ -193,8 +208,8 @@ def _write_volume(out_dir: Path, spec: VolumeSpec, anatomy: ph.ThoraxAnatomy, ph
                   seed: int) -> list[str]:
     rng = np.random.default_rng([seed, _KIND, 3, spec.number])
     grid = make_grid(spec, anatomy, rng)
-    nodules = _draw_nodules(anatomy, grid, rng) if spec.label == "nodule" else ()
-    hu, mask = ph.render_thorax(anatomy, grid, nodules=nodules,
+    nodules, halos = _draw_nodules(anatomy, grid, rng) if spec.label == "nodule" else ((), ())
+    hu, mask = ph.render_thorax(anatomy, grid, nodules=nodules, halos=halos,
                                 noise_hu=float(rng.uniform(8.0, 25.0)), rng=rng)
     name = f"vol_{spec.number:03d}"
     mask_rel = ""
@@ -212,18 +227,25 @@ def _write_volume(out_dir: Path, spec: VolumeSpec, anatomy: ph.ThoraxAnatomy, ph
     return [rel, spec.label, mask_rel]
 
 
-def _draw_nodules(anatomy: ph.ThoraxAnatomy, grid: ph.Grid,
-                  rng: np.random.Generator) -> tuple[ph.Blob, ...]:
-    """1-2 nodules, radius 5-12 mm, +20..+60 HU, fully inside the lungs and the grid."""
-    count = 1 if rng.random() < 0.65 else 2
-    nodules = []
+def _draw_nodules(anatomy: ph.ThoraxAnatomy, grid: ph.Grid, rng: np.random.Generator
+                  ) -> tuple[tuple[ph.Blob, ...], tuple[ph.Blob, ...]]:
+    """1-2 nodules inside the lungs and the grid, and their ground-glass halos.
+
+    Radius 8-12 mm (70%) or 5-8 mm (30%, the subtle ones), +20..+60 HU; about half carry a
+    -550..-400 HU halo out to 1.5-1.8 radii (not part of the mask).
+    """
+    count = 1 if rng.random() < 0.55 else 2
+    nodules, halos = [], []
     for _ in range(count):
-        radius = float(np.exp(rng.uniform(np.log(5.0), np.log(12.0))))
+        radius = float(rng.uniform(8.0, 12.0) if rng.random() < 0.7 else rng.uniform(5.0, 8.0))
         center = ph.sample_lung_point_3d(anatomy, rng, depth=radius * 0.8, grid=grid,
                                          margin=radius / 2.5 + 1)
-        nodules.append(ph.Blob(center, radius, float(rng.uniform(20.0, 60.0)),
-                               aspect=float(rng.uniform(0.8, 1.15))))
-    return tuple(nodules)
+        aspect = float(rng.uniform(0.8, 1.15))
+        nodules.append(ph.Blob(center, radius, float(rng.uniform(20.0, 60.0)), aspect=aspect))
+        if rng.random() < 0.5:
+            halos.append(ph.Blob(center, radius * float(rng.uniform(1.5, 1.8)),
+                                 float(rng.uniform(-550.0, -400.0)), aspect=aspect))
+    return tuple(nodules), tuple(halos)
 
 
 def _to_int16(hu: np.ndarray) -> np.ndarray:
@@ -247,7 +269,7 @@ def write_nifti(path: Path, data_kji: np.ndarray, grid: ph.Grid) -> None:
     img.header.set_xyzt_units("mm", "sec")
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    write_bytes(path, gzip.compress(img.to_bytes(), compresslevel=6, mtime=0))
+    write_bytes(path, gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
 
 
 def _write_series(folder: Path, spec: VolumeSpec, grid: ph.Grid, hu: np.ndarray,
@@ -310,8 +332,11 @@ def _stored(hu_slice: np.ndarray, signed: bool) -> np.ndarray:
 
 
 def _tokens(rng: np.random.Generator, count: int) -> list[str]:
-    """Unique random file stems (letters and digits), like the names some PACS exports use."""
-    alphabet = np.array(list("abcdefghijklmnopqrstuvwxyz0123456789"))
+    """Unique random hex file stems, like the names some PACS exports use.
+
+    Hex (not the full alphabet) so a token can never spell a fake patient's name.
+    """
+    alphabet = np.array(list("0123456789abcdef"))
     tokens: list[str] = []
     while len(tokens) < count:
         token = "".join(rng.choice(alphabet, size=12))

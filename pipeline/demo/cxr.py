@@ -103,15 +103,15 @@ def draw_encoding(rng: np.random.Generator, force: dict[str, Any] | None = None)
     Constraints: JPEG Baseline only for 8-bit; garbage bits only for 12-bit uncompressed; RGB
     files are 8-bit, unrescaled, without VOI and never JPEG 2000/JPEG-LS; signed files always
     carry a rescale; negative-slope files carry no window; a VOI LUT is only used with an
-    intercept-free, slope <= 1 (or absent) rescale so it can cover the data.
+    identity (or absent) rescale so it is indexed by integers and covers the data.
     """
     drawn: dict[str, Any] = {
         "modality": "CR" if rng.random() < 0.4 else "DX",
         "photometric": _choice(rng, ("MONOCHROME2", "MONOCHROME1", "RGB"), (0.68, 0.3, 0.02)),
         "bits": _choice(rng, ("8", "12", "14", "16", "16s"), (0.14, 0.45, 0.15, 0.15, 0.11)),
-        "garbage": rng.random() < 1 / 3,
+        "garbage": rng.random() < 0.45,  # ~1/3 of all 12-bit files (compressed ones can't)
         "rescale": _choice(rng, ("none", "positive", "negative"), (0.45, 0.5, 0.05)),
-        "voi": _choice(rng, ("none", "window", "lut", "sigmoid"), (0.43, 0.45, 0.06, 0.06)),
+        "voi": _choice(rng, ("none", "window", "lut", "sigmoid"), (0.45, 0.47, 0.04, 0.04)),
         "transfer_syntax": _choice(rng, _TS_CHOICES, _TS_PROBS),
         "frames": int(_choice(rng, (1, 2, 3), (0.97, 0.015, 0.015))),
     }
@@ -185,7 +185,7 @@ def _rescale(enc: Encoding, s_lo: int, s_hi: int,
     if enc.rescale == "none":
         return 1.0, 0.0
     if enc.voi == "lut":
-        return float(_choice(rng, (0.25, 0.5, 1.0), (1, 1, 1))), 0.0
+        return 1.0, 0.0  # integer rescaled values: a VOI LUT is indexed by them
     slope = float(_choice(rng, (0.25, 0.5, 1.0, 2.0, 4.0), (1, 2, 3, 2, 1)))
     return slope, float(rng.integers(-1024, 1025))
 
@@ -314,7 +314,7 @@ def _render(anatomy: ph.ChestAnatomy, job: ImageJob,
         n = int(_choice(rng, (1, 2, 3), (0.5, 0.3, 0.2)))
         lesions = tuple(
             ph.Blob(ph.sample_lung_point(anatomy, rng), rng.uniform(0.04, 0.10) * cols / unit,
-                    float(np.exp(rng.uniform(np.log(0.06), np.log(0.3)))),
+                    float(np.exp(rng.uniform(np.log(0.1), np.log(0.4)))),
                     aspect=rng.uniform(0.65, 1.0), angle=rng.uniform(0, np.pi))
             for _ in range(n))
     frames, masks = [], []
@@ -328,8 +328,11 @@ def _render(anatomy: ph.ChestAnatomy, job: ImageJob,
 
 
 def _header_extras(job: ImageJob, cols: int, rng: np.random.Generator) -> dict[str, Any]:
-    """Acquisition context: description, view, pixel spacing (0.14-0.2 mm native pitch over a
-    350-430 mm field, rescaled to the demo matrix), numbers."""
+    """Acquisition context: description, view, numbers and pixel spacing.
+
+    The spacing is a 350-430 mm field of view (a 0.14-0.2 mm detector pitch at native size)
+    over the demo matrix, so physical sizes stay realistic: about 0.9-1.9 mm per pixel.
+    """
     spacing = round(rng.uniform(350.0, 430.0) / cols, 4)
     extra: dict[str, Any] = {
         "SeriesDescription": _choice(rng, _DESCRIPTIONS, (1,) * len(_DESCRIPTIONS)),

@@ -79,21 +79,21 @@ class PHI:
         patient_name: DICOM PN, e.g. ``"DOE^JANE^7"``.
         patient_id: e.g. ``"MRN0071234"``; identical for every object of one patient.
         birth_date: DICOM DA ``YYYYMMDD``.
-        sex: ``"F"``, ``"M"`` or ``"O"``.
         accession_number: Identifies the study order, e.g. ``"ACC884213"``.
-        institution_name: Free text.
-        referring_physician: DICOM PN.
-        study_date: DICOM DA ``YYYYMMDD``.
+        institution_name: Free text, e.g. ``"St. Example General Hospital"``.
+        referring_physician: DICOM PN (may be empty).
+        sex: ``"F"``, ``"M"``, ``"O"`` or empty.
+        study_date: DICOM DA ``YYYYMMDD`` (may be empty); also used for series/content dates.
     """
 
     patient_name: str
     patient_id: str
     birth_date: str
-    sex: str
     accession_number: str
     institution_name: str
-    referring_physician: str
-    study_date: str
+    referring_physician: str = ""
+    sex: str = ""
+    study_date: str = ""
 
 
 _LAST_NAMES = ("DOE", "ROE", "POE", "SAMPLE", "TESTER", "EXAMPLE", "DUMMY", "PHANTOM", "FAKE")
@@ -121,15 +121,14 @@ def fake_phi(rng: np.random.Generator, index: int) -> PHI:
     """
     if index < 0:
         raise ValueError(f"index must be >= 0. Received: index={index}")
-    sex = "F" if rng.random() < 0.5 else "M"
     return PHI(
         patient_name=f"{_pick(rng, _LAST_NAMES)}^{_pick(rng, _FIRST_NAMES)}^{index}",
         patient_id=f"MRN{index:03d}{int(rng.integers(0, 10_000)):04d}",
         birth_date=fake_date(rng, 1930, 2005),
-        sex=sex,
         accession_number=fake_accession(rng),
         institution_name=_pick(rng, _INSTITUTIONS),
         referring_physician=_pick(rng, _PHYSICIANS),
+        sex="F" if rng.random() < 0.5 else "M",
         study_date=fake_date(rng, 2015, 2024),
     )
 
@@ -355,8 +354,9 @@ def save_dataset(
     current = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if current is not None and current.is_compressed:
         raise ValueError(f"save_dataset needs an uncompressed dataset. Received: {current}")
-    ds = copy.deepcopy(ds)
-    _set_file_meta(ds, str(current or EXPLICIT_VR_LITTLE_ENDIAN))
+    ds = _copy_elements(ds)
+    if current is None:  # compress() reads the current (uncompressed) syntax from file_meta
+        _set_file_meta(ds, EXPLICIT_VR_LITTLE_ENDIAN)
     if transfer_syntax == JPEG_BASELINE_8BIT:
         _encode_jpeg_baseline(ds, jpeg_quality)
     elif transfer_syntax == JPEG_2000:
@@ -367,16 +367,40 @@ def save_dataset(
         ds.compress(transfer_syntax, encoding_plugin=_ENCODING_PLUGINS[transfer_syntax],
                     generate_instance_uid=False)
     _set_file_meta(ds, transfer_syntax)
-    write_file(ds, path)
+    _write(ds, path)
 
 
 def write_file(ds: Any, path: str | Path) -> None:
     """Write ``ds`` as-is (its ``file_meta`` transfer syntax), zeroed preamble, atomically."""
+    _write(_copy_elements(ds), path)
+
+
+def _write(ds: Any, path: str | Path) -> None:
+    """Write a dataset this module owns (sets its preamble to zeros)."""
     from pydicom import dcmwrite
 
     ds.preamble = b"\x00" * 128
     with atomic_path(path, suffix=".dcm") as tmp:
         dcmwrite(tmp, ds, enforce_file_format=True)
+
+
+def _copy_elements(ds: Any) -> Any:
+    """A new dataset with copies of the top-level elements (values shared, not deep-copied).
+
+    Enough to change or replace any top-level or file meta element (Pixel Data and Transfer
+    Syntax UID when compressing) without touching the caller's dataset, at a fraction of the
+    cost of ``copy.deepcopy``.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    out = Dataset()
+    for elem in ds:
+        out.add(copy.copy(elem))
+    if hasattr(ds, "file_meta"):
+        out.file_meta = FileMetaDataset()
+        for elem in ds.file_meta:
+            out.file_meta.add(copy.copy(elem))
+    return out
 
 
 def _check_pixels(arr: np.ndarray, photometric: str, bits_allocated: int, bits_stored: int,
@@ -453,7 +477,8 @@ def _set_patient_study(ds: Any, phi: PHI | None) -> None:
     ds.InstitutionName = phi.institution_name
     ds.ReferringPhysicianName = phi.referring_physician
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = phi.study_date
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = _fake_time(phi.accession_number)
+    time = _fake_time(phi.accession_number) if phi.study_date else ""
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = time
     ds.StudyID = phi.accession_number[-4:]
 
 

@@ -28,8 +28,9 @@ class Blob:
     Attributes:
         center: 2D unit coordinates ``(x, y)`` or 3D LPS mm ``(x, y, z)``.
         radius: Half-maximum radius along the major axis (units, or mm).
-        amplitude: Value added at the centre (physical units, or HU above the background).
-        aspect: Minor/major axis ratio in (0, 1] (2D: y axis before rotation; 3D: z axis).
+        amplitude: 2D: value added at the centre (physical units). 3D: the HU the blob
+            takes at its centre (nodules); unused for vessel look-alikes (40 HU).
+        aspect: Second radius / ``radius`` (2D: the axis across ``angle``; 3D: the z radius).
         angle: Rotation of the major axis, radians (2D only).
     """
 
@@ -394,8 +395,8 @@ class Grid:
         ijk = np.linalg.solve(self.affine[:3, :3], corners - self.affine[:3, 3:4])
         first = np.clip(np.floor(ijk.min(axis=1)).astype(int) - 1, 0, None)
         last = np.ceil(ijk.max(axis=1)).astype(int) + 2
-        return tuple(slice(int(first[a]), int(min(last[a], self.shape[2 - a])))
-                     for a in (2, 1, 0))  # type: ignore[return-value]
+        k, j, i = (slice(int(first[a]), int(min(last[a], self.shape[2 - a]))) for a in (2, 1, 0))
+        return k, j, i
 
     def contains(self, point: tuple[float, ...], margin: float) -> bool:
         """True if ``point`` (LPS mm) lies inside the grid by at least ``margin`` voxels."""
@@ -457,10 +458,10 @@ def _draw_lung_vessels(a: ThoraxAnatomy, rng: np.random.Generator) -> tuple[Segm
         for _ in range(int(rng.integers(7, 10))):
             end = np.array(sample_lung_point_3d(a, rng, depth=15.0, side=side))
             end = hilum + (end - hilum) * 0.75
-            segments.append(Segment(tuple(hilum), tuple(end), rng.uniform(2.5, 4.0), 40.0))
+            segments.append(Segment(tuple(hilum), tuple(end), rng.uniform(1.5, 2.8), 40.0))
             for _ in range(2):
                 tip = end + rng.normal(0.0, 25.0, size=3)
-                segments.append(Segment(tuple(end), tuple(tip), rng.uniform(1.2, 2.0), 40.0))
+                segments.append(Segment(tuple(end), tuple(tip), rng.uniform(0.8, 1.4), 40.0))
     return tuple(segments)
 
 
@@ -486,21 +487,27 @@ def lung_distance(a: ThoraxAnatomy, x: np.ndarray, y: np.ndarray, z: np.ndarray)
 def sample_lung_point_3d(a: ThoraxAnatomy, rng: np.random.Generator, *, depth: float,
                          side: float | None = None, grid: Grid | None = None,
                          margin: float = 0.0) -> tuple[float, float, float]:
-    """A point at least ``depth`` mm inside a lung (and inside ``grid`` by ``margin`` voxels)."""
-    for _ in range(5000):
-        s = side if side is not None else (-1.0 if rng.random() < 0.5 else 1.0)
-        p = (s * a.lung_x + rng.uniform(-a.lung_a, a.lung_a),
-             a.lung_y + rng.uniform(-a.lung_b, a.lung_b),
-             a.lung_z + rng.uniform(-a.lung_c, a.lung_c))
-        if float(lung_distance(a, *map(np.float32, p))) > -depth:
-            continue
-        if grid is None or grid.contains(p, margin):
-            return p
+    """A point at least ``depth`` mm inside a lung (and inside ``grid`` by ``margin`` voxels).
+
+    Rejection sampling in batches of 256 candidates (vectorised), first accepted one wins.
+    """
+    for _ in range(20):
+        n = 256
+        sides = np.full(n, side) if side is not None else rng.choice([-1.0, 1.0], size=n)
+        pts = np.stack([sides * a.lung_x + rng.uniform(-a.lung_a, a.lung_a, n),
+                        a.lung_y + rng.uniform(-a.lung_b, a.lung_b, n),
+                        a.lung_z + rng.uniform(-a.lung_c, a.lung_c, n)], axis=1)
+        inside = lung_distance(a, *pts.T) <= -depth
+        for p in pts[inside]:
+            point = (float(p[0]), float(p[1]), float(p[2]))
+            if grid is None or grid.contains(point, margin):
+                return point
     raise RuntimeError("could not place a point inside the lungs and the grid")
 
 
 def render_thorax(a: ThoraxAnatomy, grid: Grid, *, nodules: tuple[Blob, ...], noise_hu: float,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                  rng: np.random.Generator,
+                  halos: tuple[Blob, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Render a CT volume in HU on ``grid``.
 
     Args:
@@ -510,6 +517,8 @@ def render_thorax(a: ThoraxAnatomy, grid: Grid, *, nodules: tuple[Blob, ...], no
             z/xy radius ratio) replacing lung tissue, soft-edged.
         noise_hu: Standard deviation of the added noise, HU.
         rng: Noise source.
+        halos: Ground-glass halos around nodules (same fields), drawn before the nodules and
+            not part of the mask.
 
     Returns:
         ``(hu, mask)``: float32 HU and boolean nodule support (profile >= half maximum inside
@@ -536,13 +545,13 @@ def render_thorax(a: ThoraxAnatomy, grid: Grid, *, nodules: tuple[Blob, ...], no
         _draw_ball(vessels, grid, blob)
     hu = _mix(hu, 40.0, vessels * lungs)
     mask = np.zeros(grid.shape, dtype=bool)
-    for nod in nodules:
-        rk, rj, ri = grid.block(np.subtract(nod.center, 2 * nod.radius),
-                                np.add(nod.center, 2 * nod.radius))
-        dist = _ellipsoid_distance(nod, *grid.coords((rk, rj, ri)))
-        weight = blob_profile(dist) * lungs[rk, rj, ri]
-        hu[rk, rj, ri] = _mix(hu[rk, rj, ri], nod.amplitude, weight)
-        mask[rk, rj, ri] |= (dist <= 1.0) & (lungs[rk, rj, ri] >= 0.5)
+    for blob, is_nodule in [(h, False) for h in halos] + [(n, True) for n in nodules]:
+        block = grid.block(np.subtract(blob.center, 2 * blob.radius),
+                           np.add(blob.center, 2 * blob.radius))
+        dist = _ellipsoid_distance(blob, *grid.coords(block))
+        hu[block] = _mix(hu[block], blob.amplitude, blob_profile(dist) * lungs[block])
+        if is_nodule:
+            mask[block] |= (dist <= 1.0) & (lungs[block] >= 0.5)
     hu = gaussian_filter(hu, 0.6)
     hu += rng.normal(0.0, noise_hu, size=hu.shape).astype(np.float32)
     return hu, mask

@@ -1,0 +1,314 @@
+"""Tests for the demo datasets: folder contract, determinism, PHI hygiene, masks, geometry."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+from pipeline.demo import ct, cxr, generate_demo
+from pipeline.demo import dicom_writer as dw
+
+N_PATIENTS = 4  # cxr: 16 images + 3 broken rows
+N_CT_PATIENTS = 3  # ct: 3 DICOM series + 1 NIfTI volume
+PHI_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
+                "InstitutionName", "ReferringPhysicianName")
+
+
+@pytest.fixture(scope="module")
+def cxr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cxr")
+    assert generate_demo("cxr", out, seed=0, n_patients=N_PATIENTS) == out / "labels.csv"
+    return out
+
+
+@pytest.fixture(scope="module")
+def ct_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ct")
+    assert generate_demo("ct", out, seed=0, n_patients=N_CT_PATIENTS) == out / "labels.csv"
+    return out
+
+
+def _rows(root: Path) -> list[dict[str, str]]:
+    with open(root / "labels.csv", encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _dicom_files(root: Path) -> list[Path]:
+    return [p for p in sorted(root.rglob("*.dcm")) if p.read_bytes()[128:132] == b"DICM"]
+
+
+# ------------------------------------------------------------------------------ both kinds
+
+
+def test_unknown_kind_and_bad_patient_count_raise(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=re.escape("kind must be one of ['ct', 'cxr']. "
+                                                   "Received: 'x'")):
+        generate_demo("x", tmp_path)
+    with pytest.raises(ValueError, match="n_patients must be >= 1"):
+        generate_demo("cxr", tmp_path, n_patients=0)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["cxr", "ct"])
+def test_same_seed_gives_identical_bytes(kind: str, cxr_dir: Path, ct_dir: Path,
+                                         tmp_path: Path) -> None:
+    first = cxr_dir if kind == "cxr" else ct_dir
+    generate_demo(kind, tmp_path, seed=0, n_patients=N_PATIENTS if kind == "cxr" else N_CT_PATIENTS)
+    assert _hashes(tmp_path) == _hashes(first)
+
+
+def test_different_seed_gives_different_data(cxr_dir: Path, tmp_path: Path) -> None:
+    generate_demo("cxr", tmp_path / "cxr", seed=1, n_patients=2)
+    assert set(_hashes(tmp_path / "cxr").values()).isdisjoint(_hashes(cxr_dir).values())
+    generate_demo("ct", tmp_path / "a", seed=0, n_patients=1)
+    generate_demo("ct", tmp_path / "b", seed=1, n_patients=1)
+    a, b = _hashes(tmp_path / "a"), _hashes(tmp_path / "b")
+    assert set(a.values()).isdisjoint(set(b.values()) - {a["labels.csv"]})
+
+
+@pytest.mark.parametrize("kind", ["cxr", "ct"])
+def test_labels_csv_contract(kind: str, cxr_dir: Path, ct_dir: Path) -> None:
+    root = cxr_dir if kind == "cxr" else ct_dir
+    text = (root / "labels.csv").read_text(encoding="utf-8")
+    assert text.splitlines()[0] == "path,label,mask"
+    rows = _rows(root)
+    classes = cxr.CLASSES if kind == "cxr" else ct.CLASSES
+    assert {r["label"] for r in rows} == set(classes)
+    for r in rows:
+        for rel in (r["path"], r["mask"]):
+            assert not rel.startswith("/") and "\\" not in rel and ".." not in rel.split("/")
+        assert bool(r["mask"]) == (r["label"] == classes[1])
+        if r["mask"]:
+            assert (root / r["mask"]).is_file()
+    missing = [r["path"] for r in rows if not (root / r["path"]).exists()]
+    assert len(missing) == (1 if kind == "cxr" else 0)
+
+
+@pytest.mark.parametrize("kind", ["cxr", "ct"])
+def test_no_phi_in_names_or_labels(kind: str, cxr_dir: Path, ct_dir: Path) -> None:
+    root = cxr_dir if kind == "cxr" else ct_dir
+    phi: set[str] = set()
+    for path in _dicom_files(root):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        for keyword in PHI_KEYWORDS:
+            value = str(ds.get(keyword, "") or "")
+            phi |= {value} | {part for part in value.split("^") if len(part) >= 3}
+        assert ds.PatientID.startswith("MRN") and ds.AccessionNumber.startswith("ACC")
+        assert ds.PatientBirthDate and ds.StudyDate and ds.InstitutionName
+    phi.discard("")
+    assert len(phi) > 10
+    names = [p.relative_to(root).as_posix() for p in root.rglob("*")]
+    haystack = "\n".join(names + [(root / "labels.csv").read_text(encoding="utf-8")]).lower()
+    leaked = sorted(v for v in phi if v.lower() in haystack)
+    assert leaked == []
+
+
+# ------------------------------------------------------------------------------ cxr
+
+
+def _display(ds: pydicom.Dataset) -> np.ndarray:
+    """Reference reader: stored -> modality LUT -> VOI -> MONOCHROME1 inversion, [0, 1]."""
+    arr = ds.pixel_array
+    if int(ds.SamplesPerPixel) == 3:
+        arr = arr.mean(axis=-1)
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        arr = arr[arr.shape[0] // 2]
+    if int(ds.SamplesPerPixel) == 1:
+        arr = apply_modality_lut(arr, ds)
+        if "VOILUTSequence" in ds:
+            arr = apply_voi_lut(np.rint(arr).astype(np.int64), ds)
+        elif "WindowCenter" in ds:
+            arr = apply_voi_lut(arr, ds)
+    arr = np.asarray(arr, dtype=np.float64)
+    lo, hi = np.percentile(arr, [0.5, 99.5])
+    arr = np.clip((arr - lo) / (hi - lo), 0.0, 1.0)
+    return 1.0 - arr if ds.PhotometricInterpretation == "MONOCHROME1" else arr
+
+
+def test_cxr_images_decode_alike_and_masks_match(cxr_dir: Path) -> None:
+    checked = 0
+    for r in _rows(cxr_dir):
+        path = cxr_dir / r["path"]
+        if path not in _dicom_files(cxr_dir):
+            continue
+        ds = pydicom.dcmread(path)
+        expected = int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel) * int(
+            ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) // 8
+        if not ds.file_meta.TransferSyntaxUID.is_compressed and len(ds.PixelData) < expected:
+            continue  # the deliberately truncated file
+        img = _display(ds)
+        rows, cols = img.shape
+        assert 224 <= rows <= 384 and 224 <= cols <= 384
+        mediastinum = img[int(0.35 * rows):int(0.45 * rows), int(0.49 * cols):int(0.51 * cols)]
+        lungs = np.concatenate([
+            img[int(0.35 * rows):int(0.45 * rows), int(0.30 * cols):int(0.36 * cols)].ravel(),
+            img[int(0.35 * rows):int(0.45 * rows), int(0.64 * cols):int(0.70 * cols)].ravel()])
+        assert mediastinum.mean() > np.median(lungs) + 0.15, r["path"]  # not inverted
+        if r["mask"]:
+            mask = np.asarray(Image.open(cxr_dir / r["mask"]))
+            assert mask.dtype == np.uint8 and mask.shape == (rows, cols)
+            assert set(np.unique(mask)) == {0, 255}
+            assert img[mask > 0].mean() > np.median(lungs)  # opacities are denser than lung
+        checked += 1
+    assert checked == len(_rows(cxr_dir)) - 3
+
+
+def test_cxr_encoding_variants_present(cxr_dir: Path) -> None:
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in _dicom_files(cxr_dir)]
+    syntaxes = {str(ds.file_meta.TransferSyntaxUID) for ds in headers}
+    assert syntaxes == set(dw.TRANSFER_SYNTAXES)
+    assert {ds.PhotometricInterpretation for ds in headers} >= {
+        "MONOCHROME1", "MONOCHROME2", "RGB"}
+    assert {ds.SOPClassUID for ds in headers} >= {dw.SECONDARY_CAPTURE_STORAGE}
+    assert {ds.SOPClassUID for ds in headers} & {dw.CR_IMAGE_STORAGE, dw.DX_IMAGE_STORAGE}
+    assert any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in headers)
+    assert any(float(ds.get("RescaleSlope", 1)) < 0 for ds in headers)
+    assert any("VOILUTSequence" in ds for ds in headers)
+    assert any(ds.get("VOILUTFunction") == "SIGMOID" for ds in headers)
+    assert any(ds.PixelRepresentation == 1 and "RescaleIntercept" in ds for ds in headers)
+    assert {int(ds.BitsStored) for ds in headers} >= {8, 12}
+    for ds in headers:
+        assert ds.SeriesDescription and ("PixelSpacing" in ds or "ImagerPixelSpacing" in ds)
+    garbage = 0
+    for path in _dicom_files(cxr_dir):
+        ds = pydicom.dcmread(path)
+        if ds.BitsStored == 12 and not ds.file_meta.TransferSyntaxUID.is_compressed:
+            raw = np.frombuffer(ds.PixelData, dtype="<u2")
+            garbage += bool(np.all(raw >> 12 != 0))
+    assert garbage >= 1
+
+
+def test_cxr_broken_rows(cxr_dir: Path) -> None:
+    rows = _rows(cxr_dir)
+    paths = [cxr_dir / r["path"] for r in rows]
+    assert sum(not p.exists() for p in paths) == 1
+    assert sum(p.exists() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths) == 1
+    truncated = 0
+    for path in _dicom_files(cxr_dir):
+        ds = pydicom.dcmread(path)
+        expected = int(ds.Rows) * int(ds.Columns) * int(ds.BitsAllocated) // 8
+        if not ds.file_meta.TransferSyntaxUID.is_compressed and len(ds.PixelData) < expected:
+            truncated += 1
+            with pytest.raises(ValueError):
+                _ = ds.pixel_array
+    assert truncated == 1
+    default = cxr.plan(0, cxr.DEFAULT_PATIENTS)
+    assert sum(bool(job.broken) for job in default) / len(default) < 0.02
+
+
+# ------------------------------------------------------------------------------ ct
+
+
+def _read_series(folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Reference series reader: drop localizers, sort on the normal, fill the full grid."""
+    slices, scouts = [], []
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        if "LOCALIZER" in ds.ImageType:
+            scouts.append(ds)
+        else:
+            slices.append((path.name, ds))
+    iop = np.array(slices[0][1].ImageOrientationPatient, dtype=float)
+    normal = np.cross(iop[:3], iop[3:])
+    proj = {name: float(np.dot(np.array(ds.ImagePositionPatient, float), normal))
+            for name, ds in slices}
+    slices.sort(key=lambda item: proj[item[0]])
+    dists = np.array([proj[name] for name, _ in slices])
+    spacing = float(np.min(np.diff(dists)))
+    k = np.rint((dists - dists[0]) / spacing).astype(int)
+    first = slices[0][1]
+    vol = np.full((k[-1] + 1, int(first.Rows), int(first.Columns)), np.nan)
+    for idx, (_, ds) in zip(k, slices, strict=True):
+        vol[idx] = apply_modality_lut(ds.pixel_array, ds)
+    row_sp, col_sp = (float(v) for v in first.PixelSpacing)
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1] = iop[:3] * col_sp, iop[3:] * row_sp
+    lps[:3, 2], lps[:3, 3] = normal * spacing, np.array(first.ImagePositionPatient, float)
+    info = {"names": [name for name, _ in slices], "k": k, "spacing": spacing,
+            "instances": [int(ds.InstanceNumber) for _, ds in slices], "scouts": scouts,
+            "datasets": [ds for _, ds in slices], "iop": tuple(iop)}
+    return vol, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps, info
+
+
+def test_ct_series_geometry_and_masks(ct_dir: Path) -> None:
+    seen = {"descending": 0, "missing": 0, "localizer": 0, "non_axial": 0, "compressed": 0}
+    for r in _rows(ct_dir):
+        if not r["path"].startswith("series/"):
+            continue
+        vol, affine, info = _read_series(ct_dir / r["path"])
+        datasets = info["datasets"]
+        assert len({(ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.FrameOfReferenceUID)
+                    for ds in datasets}) == 1
+        assert info["names"] != sorted(info["names"])  # file names are not in spatial order
+        assert round(info["spacing"], 3) in (2.5, 3.0, 5.0)
+        assert 40 <= vol.shape[0] <= 64 and vol.shape[1:] == (96, 96)
+        assert 3.2 <= float(datasets[0].PixelSpacing[0]) <= 3.8
+        gaps = np.diff(info["k"])
+        assert set(gaps) <= {1, 2} and np.sum(gaps == 2) <= 1
+        seen["missing"] += int(np.any(gaps == 2))
+        seen["descending"] += int(info["instances"] == sorted(info["instances"], reverse=True))
+        seen["non_axial"] += int(info["iop"] != (1, 0, 0, 0, 1, 0))
+        seen["compressed"] += int(datasets[0].file_meta.TransferSyntaxUID.is_compressed)
+        for scout in info["scouts"]:
+            seen["localizer"] += 1
+            assert scout.ImageOrientationPatient != datasets[0].ImageOrientationPatient
+            assert scout.SeriesInstanceUID != datasets[0].SeriesInstanceUID
+            assert scout.FrameOfReferenceUID == datasets[0].FrameOfReferenceUID
+        _check_mask(ct_dir, r, vol.transpose(2, 1, 0), affine)
+    assert all(count >= 1 for count in seen.values()), seen
+
+
+def test_ct_nifti_volumes(ct_dir: Path) -> None:
+    rows = [r for r in _rows(ct_dir) if r["path"].startswith("volumes/")]
+    assert rows and all(r["path"].endswith(".nii.gz") for r in rows)
+    for r in rows:
+        img = nib.load(ct_dir / r["path"])
+        assert img.get_data_dtype() == np.int16
+        assert int(img.header["qform_code"]) == int(img.header["sform_code"]) == 1
+        assert np.allclose(img.get_qform(), img.get_sform(), atol=1e-4)
+        assert nib.aff2axcodes(img.affine) != ("R", "A", "S") or len(rows) > 1
+        data = np.asarray(img.dataobj)
+        assert data.shape[:2] == (96, 96) and -1024 <= data.min() and data.max() <= 3071
+        _check_mask(ct_dir, r, data.astype(float), img.affine)
+    assert any(nib.aff2axcodes(nib.load(ct_dir / r["path"]).affine) != ("R", "A", "S")
+               for r in rows)
+
+
+def _check_mask(root: Path, row: dict[str, str], hu_ijk: np.ndarray, affine: np.ndarray) -> None:
+    """The mask is on the image grid and covers nodule tissue, not lung."""
+    if not row["mask"]:
+        return
+    mask_img = nib.load(root / row["mask"])
+    mask = np.asarray(mask_img.dataobj)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 1}
+    assert mask.shape == hu_ijk.shape
+    assert np.allclose(mask_img.affine, affine, atol=1e-3)
+    assert int(mask_img.header["sform_code"]) == 1
+    inside = hu_ijk[(mask > 0) & ~np.isnan(hu_ijk)]
+    assert inside.size and inside.mean() > -600  # lung is ~ -850 HU
+
+
+def test_default_plans_have_the_documented_proportions() -> None:
+    specs = ct.plan(0, ct.DEFAULT_PATIENTS)
+    assert len(specs) == 40
+    assert sum(s.label == "nodule" for s in specs) == 18
+    assert sum(s.fmt == "nifti" for s in specs) == 10
+    assert sum(s.missing_slice for s in specs) == 2 and sum(s.localizer for s in specs) == 1
+    jobs = cxr.plan(0, cxr.DEFAULT_PATIENTS)
+    real = [j for j in jobs if not j.broken]
+    assert 250 <= len(real) <= 350
+    assert abs(sum(j.label == "opacity" for j in real) / len(real) - 0.4) < 0.01
