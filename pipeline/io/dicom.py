@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 #: Preamble prefixes of executables: a DICOM/PE or DICOM/ELF polyglot (CVE-2019-11687).
 EXECUTABLE_MAGIC: tuple[bytes, ...] = (b"MZ", b"\x7fELF", b"\xca\xfe\xba\xbe", b"\xcf\xfa\xed\xfe")
 
+#: Deepest sequence nesting accepted (real objects rarely exceed 10; SR trees reach ~20).
+MAX_SEQUENCE_DEPTH = 64
+
 #: Default cap on decoded pixel bytes for one object (decompression-bomb guard): 1 GiB.
 DEFAULT_MAX_PIXEL_BYTES = 1 << 30
 
@@ -113,18 +116,40 @@ def _syntax_of(ds: Any) -> str:
     return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
 
 
-def _touch_all_elements(ds: Any) -> None:
-    """Force-parse every element now so broken or deeply nested headers fail here, cleanly.
+def _touch_all_elements(ds: Any, depth: int = 0) -> None:
+    """Force-parse every sequence now so broken or deeply nested headers fail here, cleanly.
 
     pydicom parses sequences lazily; without this a RecursionError could escape much later.
+    Only sequence elements are converted (plain elements stay raw until used), which keeps this
+    check cheap: it is run on every file.
     """
+    if depth > MAX_SEQUENCE_DEPTH:
+        raise InputRejected("header has pathologically deep nested sequences", code="nested")
     try:
-        for _ in ds.iterall():
-            pass
+        for tag in list(ds.keys()):
+            raw = ds.get_item(tag)
+            vr = getattr(raw, "VR", None) or _dictionary_vr(tag)  # implicit VR: from the dictionary
+            if vr != "SQ" and getattr(raw, "length", 0) != 0xFFFFFFFF:
+                continue
+            elem = ds[tag]
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    _touch_all_elements(item, depth + 1)
+    except InputRejected:
+        raise
     except RecursionError:
         raise InputRejected("header has pathologically deep nested sequences", code="nested") from None
     except Exception as exc:
         raise InputRejected(f"unparsable DICOM header ({type(exc).__name__})", code="bad_header") from None
+
+
+def _dictionary_vr(tag: Any) -> str | None:
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(tag)
+    except KeyError:  # private or unknown tag
+        return None
 
 
 def is_image_sop(ds: Any) -> bool:
