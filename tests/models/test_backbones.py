@@ -10,7 +10,6 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.models import resnet2d
 from pipeline.models import (
     BACKBONES,
     backbone_blocks,
@@ -18,6 +17,7 @@ from pipeline.models import (
     build_model,
     get_backbone,
     gradcam_layer,
+    resnet2d,
     unfreeze_top,
 )
 
