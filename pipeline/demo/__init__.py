@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,23 @@ def generate_demo(kind: str, out_dir: str | os.PathLike[str], *, seed: int = 0,
     else:
         from pipeline.demo.ct import generate
     return generate(Path(out_dir), seed=int(seed), n_patients=n_patients)
+
+
+def patients(seed: int, kind_tag: int, n_patients: int | None, default: int,
+             draw_anatomy: Callable[[np.random.Generator], Any]) -> tuple[list[Any], list[Any]]:
+    """Per-patient anatomy and fake PHI, each from its own seed sequence ``[seed, kind, 1|2, p]``.
+
+    Raises:
+        ValueError: ``n_patients < 1``.
+    """
+    from pipeline.demo.dicom_writer import fake_phi
+
+    n = default if n_patients is None else int(n_patients)
+    if n < 1:
+        raise ValueError(f"n_patients must be >= 1. Received: n_patients={n}")
+    anatomy = [draw_anatomy(np.random.default_rng([seed, kind_tag, 1, p])) for p in range(n)]
+    phis = [fake_phi(np.random.default_rng([seed, kind_tag, 2, p]), p) for p in range(n)]
+    return anatomy, phis
 
 
 def write_labels(out_dir: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) -> Path:

@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.demo import dicom_writer as dw
+from pipeline.demo import patients, write_labels
 from pipeline.demo import phantoms as ph
-from pipeline.demo import write_labels
 
 DEFAULT_PATIENTS = 30
 CLASSES = ("normal", "nodule")
@@ -172,16 +172,10 @@ def generate(out_dir: Path, *, seed: int = 0, n_patients: int | None = None) -> 
     Raises:
         ValueError: ``n_patients < 1``.
     """
-    n_patients = DEFAULT_PATIENTS if n_patients is None else int(n_patients)
-    if n_patients < 1:
-        raise ValueError(f"n_patients must be >= 1. Received: n_patients={n_patients}")
+    anatomy, phis = patients(seed, _KIND, n_patients, DEFAULT_PATIENTS, ph.draw_thorax_anatomy)
     out_dir = Path(out_dir)
-    anatomy = [ph.draw_thorax_anatomy(np.random.default_rng([seed, _KIND, 1, p]))
-               for p in range(n_patients)]
-    phis = [dw.fake_phi(np.random.default_rng([seed, _KIND, 2, p]), p)
-            for p in range(n_patients)]
     rows = [_write_volume(out_dir, spec, anatomy[spec.patient], phis[spec.patient], seed)
-            for spec in plan(seed, n_patients)]
+            for spec in plan(seed, len(anatomy))]
     return write_labels(out_dir, ["path", "label", "mask"], rows)
 
 
