@@ -1,0 +1,175 @@
+"""Localization of explanation maps against lesion masks: IoU and the pointing game, 2D or 3D.
+
+Conventions:
+
+- A map (Grad-CAM heatmap, any non-negative scale) and a mask have the same spatial shape; a
+  trailing channel axis of size 1 on either (``(H, W, 1)``, ``(D, H, W, 1)`` as in ``masks.npy``)
+  is ignored. Mask voxels > 0 are lesion.
+- The map is binarised at a **fraction of its own maximum**: ``map >= threshold * max(map)``
+  (default ``threshold = 0.5``), so the rule does not depend on the map's scale. A map whose
+  maximum is <= 0 (no positive evidence anywhere) marks nothing. Non-finite map values count as 0.
+- IoU = |A and B| / |A or B| of two binary masks; NaN when both are empty.
+- Pointing game: a hit when the map's maximum (the first one in C order if tied) lies inside the
+  mask; a map with no positive value is a miss. Cases with an empty mask are not scored (NaN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.evaluate.bootstrap import bootstrap
+
+#: Cases processed together in :func:`localization_scores` (bounds memory for 3D volumes).
+CHUNK = 32
+
+
+def _spatial(arr: np.ndarray, lead: int) -> np.ndarray:
+    """Drop a trailing channel axis of size 1 (``(H, W, 1)`` -> ``(H, W)``) after ``lead`` axes."""
+    return arr[..., 0] if arr.ndim - lead >= 3 and arr.shape[-1] == 1 else arr
+
+
+def _pair(heatmap: np.ndarray, mask: np.ndarray, *, batched: bool) -> tuple[np.ndarray, np.ndarray]:
+    lead = 1 if batched else 0
+    h, m = _spatial(np.asarray(heatmap), lead), _spatial(np.asarray(mask), lead)
+    if h.shape != m.shape or h.ndim - lead not in (2, 3):
+        raise ValueError(f"heatmap and mask must have the same 2D or 3D shape (a trailing channel "
+                         f"of 1 is allowed). Received: {np.shape(heatmap)} and {np.shape(mask)}")
+    return h, m
+
+
+def binarize_map(heatmap: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Boolean mask ``heatmap >= threshold * max(heatmap)``; all False if the max is <= 0.
+
+    Raises:
+        ValueError: ``threshold`` outside (0, 1].
+    """
+    _check_threshold(threshold)
+    h = np.nan_to_num(np.asarray(heatmap, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    peak = h.max() if h.size else 0.0
+    if peak <= 0:
+        return np.zeros(h.shape, dtype=bool)
+    return h >= threshold * peak
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two binary masks of equal shape (NaN if both are empty)."""
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    if a.shape != b.shape:
+        raise ValueError(f"masks must have the same shape. Received: {a.shape} and {b.shape}")
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else float("nan")
+
+
+def iou(heatmap: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> float:
+    """IoU between the map binarised at ``threshold`` x its maximum and the lesion mask."""
+    h, m = _pair(heatmap, mask, batched=False)
+    return mask_iou(binarize_map(h, threshold), m)
+
+
+def pointing_hit(heatmap: np.ndarray, mask: np.ndarray) -> float:
+    """1.0 if the map's maximum lies inside the mask, 0.0 if not, NaN for an empty mask."""
+    scores = localization_scores(np.asarray(heatmap)[None], np.asarray(mask)[None])
+    return float(scores.hit[0])
+
+
+@dataclass(frozen=True)
+class LocalizationScores:
+    """Per-case localization results (NaN where the case's mask is empty).
+
+    Attributes:
+        iou: ``(N,)`` IoU of the binarised map with the mask.
+        hit: ``(N,)`` pointing-game hit (1.0/0.0).
+    """
+
+    iou: np.ndarray
+    hit: np.ndarray
+
+    @property
+    def scored(self) -> np.ndarray:
+        """``(N,)`` bool: cases with a non-empty mask."""
+        return np.isfinite(self.hit)
+
+
+def localization_scores(heatmaps: np.ndarray, masks: np.ndarray, *, threshold: float = 0.5
+                        ) -> LocalizationScores:
+    """IoU and pointing-game hit of each case, in chunks of :data:`CHUNK` cases.
+
+    Args:
+        heatmaps: ``(N, H, W)`` or ``(N, D, H, W)`` maps (optionally with a trailing 1 channel);
+            memory-mapped arrays are fine.
+        masks: Same shape; > 0 = lesion.
+        threshold: Map binarisation, a fraction of each map's maximum.
+
+    Raises:
+        ValueError: Shape mismatch or bad threshold.
+    """
+    _check_threshold(threshold)
+    heatmaps, masks = _pair(heatmaps, masks, batched=True)
+    n = len(heatmaps)
+    ious, hits = np.full(n, np.nan), np.full(n, np.nan)
+    for start in range(0, n, CHUNK):
+        h = np.asarray(heatmaps[start:start + CHUNK], dtype=np.float64)
+        h = np.nan_to_num(h.reshape(len(h), -1), nan=0.0, posinf=0.0, neginf=0.0)
+        m = np.asarray(masks[start:start + CHUNK]).reshape(len(h), -1) > 0
+        peak = h.max(axis=1, initial=0.0)
+        on = (h >= threshold * peak[:, None]) & (peak[:, None] > 0)
+        inter = (on & m).sum(axis=1)
+        union = (on | m).sum(axis=1)
+        has_mask = m.any(axis=1)
+        at_peak = m[np.arange(len(h)), np.argmax(h, axis=1)] & (peak > 0)
+        sl = slice(start, start + len(h))
+        ious[sl] = np.where(has_mask, inter / np.maximum(union, 1), np.nan)
+        hits[sl] = np.where(has_mask, at_peak.astype(np.float64), np.nan)
+    return LocalizationScores(iou=ious, hit=hits)
+
+
+def localization_metrics(scores: LocalizationScores, patients: Sequence[str], *, n_boot: int = 1000,
+                         seed: int = 0, level: float = 0.95, threshold: float | None = None,
+                         ) -> dict[str, float | int | None]:
+    """Mean IoU and pointing-game hit rate over the scored cases, with patient-level bootstrap CIs.
+
+    Args:
+        scores: From :func:`localization_scores` (pass only the cases to summarise, e.g. the
+            positive test cases with masks; cases with empty masks are ignored).
+        patients: ``(N,)`` patient pseudonym of each case.
+        n_boot, seed, level: See :func:`pipeline.evaluate.bootstrap.bootstrap`.
+        threshold: Recorded as ``iou_threshold`` when given.
+
+    Returns:
+        Flat keys for the ``test`` section of the metrics file: ``iou``, ``iou_ci_low``,
+        ``iou_ci_high``, ``pointing_game`` (+ CI), ``n_localized``, ``n_localized_patients``,
+        ``iou_valid_resamples``; values are NaN (None in JSON) when no case is scored.
+    """
+    keep = scores.scored
+    if len(patients) != len(keep):
+        raise ValueError(f"patients must have one entry per case ({len(keep)}). "
+                         f"Received: {len(patients)}")
+    values = np.column_stack([np.ones(int(keep.sum())), scores.iou[keep], scores.hit[keep]])
+    kept_patients = [p for p, k in zip(patients, keep, strict=True) if k]
+
+    def stat(weights: np.ndarray) -> dict[str, np.ndarray]:
+        sums = weights @ values
+        count = sums[:, 0]
+        safe = np.where(count > 0, count, 1.0)
+        return {"iou": np.where(count > 0, sums[:, 1] / safe, np.nan),
+                "pointing_game": np.where(count > 0, sums[:, 2] / safe, np.nan)}
+
+    est = bootstrap(stat, kept_patients, n_boot=n_boot, seed=seed, level=level)
+    out: dict[str, float | int | None] = {}
+    for name, e in est.items():
+        out.update({name: e.value, f"{name}_ci_low": e.low, f"{name}_ci_high": e.high})
+    out["localization_valid_resamples"] = est["iou"].n_valid
+    out["n_localized"] = int(keep.sum())
+    out["n_localized_patients"] = len(set(kept_patients))
+    if threshold is not None:
+        out["iou_threshold"] = threshold
+    return out
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 < float(threshold) <= 1.0:
+        raise ValueError(f"map threshold must be a fraction of the map's maximum in (0, 1]. "
+                         f"Received: {threshold!r}")

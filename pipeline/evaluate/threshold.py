@@ -1,0 +1,165 @@
+"""Operating threshold, chosen on the validation split only, never on test.
+
+A sample is predicted positive when ``score >= threshold``. Candidate thresholds are the distinct
+validation scores plus one just above the highest score (predict nothing positive), so every
+chosen value is a score the model actually produced (or that "none" point) and lies in [0, 1].
+Rules (the ``threshold`` param):
+
+- ``youden``: maximise sensitivity + specificity - 1.
+- ``f1``: maximise F1.
+- ``sensitivity@x``: the highest threshold whose sensitivity is >= x (x in (0, 1]), i.e. the most
+  specific operating point that still finds a fraction x of the positives.
+- ``specificity@x``: the lowest threshold whose specificity is >= x.
+- a number in (0, 1): used as is.
+
+Ties between equally good thresholds go to the highest one (fewer positive calls).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+RuleKind = Literal["youden", "f1", "sensitivity", "specificity", "fixed"]
+RULE_FORMS = ("youden", "f1", "sensitivity@<x>", "specificity@<x>", "<number in (0, 1)>")
+_TARGET_RE = re.compile(r"(sensitivity|specificity)@([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
+_TOL = 1e-9  # sensitivity@0.95 must accept 19/20 despite float rounding
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """A parsed threshold rule. ``target`` is x for ``sensitivity@x``/``specificity@x``, the
+    threshold itself for ``fixed``, else None."""
+
+    kind: RuleKind
+    target: float | None = None
+
+    def __str__(self) -> str:
+        if self.kind in ("youden", "f1"):
+            return self.kind
+        if self.kind == "fixed":
+            return repr(self.target)
+        return f"{self.kind}@{self.target!r}"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Which classes the validation data must contain for the rule to be defined."""
+        return {"youden": ("positive", "negative"), "f1": ("positive",),
+                "sensitivity": ("positive",), "specificity": ("negative",), "fixed": ()}[self.kind]
+
+
+def parse_threshold_rule(value: object) -> ThresholdRule:
+    """Validate and parse the ``threshold`` param (the config validator calls this).
+
+    Args:
+        value: ``"youden"``, ``"f1"``, ``"sensitivity@0.95"``, ``"specificity@0.9"``, a number in
+            (0, 1) (or such a number as a string), or an already parsed :class:`ThresholdRule`.
+
+    Raises:
+        ValueError: Anything else; the message lists the allowed forms.
+    """
+    if isinstance(value, ThresholdRule):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if 0.0 < float(value) < 1.0:
+            return ThresholdRule("fixed", float(value))
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("youden", "f1"):
+            return ThresholdRule(text)  # type: ignore[arg-type]
+        match = _TARGET_RE.fullmatch(text)
+        if match and 0.0 < float(match.group(2)) <= 1.0:
+            return ThresholdRule(match.group(1), float(match.group(2)))  # type: ignore[arg-type]
+        try:
+            number = float(text)
+        except ValueError:
+            number = None
+        if number is not None and 0.0 < number < 1.0:
+            return ThresholdRule("fixed", number)
+    raise ValueError(f"threshold must be one of {list(RULE_FORMS)} (x in (0, 1]). Received: {value!r}")
+
+
+def validate_threshold_rule(value: object) -> str | float:
+    """Check a ``threshold`` param and return it normalised (a float for numbers, else the
+    canonical lower-case string). For a pydantic ``field_validator``.
+
+    Raises:
+        ValueError: Not a valid rule (see :func:`parse_threshold_rule`).
+    """
+    rule = parse_threshold_rule(value)
+    return float(rule.target) if rule.kind == "fixed" else str(rule)  # type: ignore[arg-type]
+
+
+class UndefinedThresholdError(ValueError):
+    """The rule needs a class that the validation data lacks (e.g. youden with no positives)."""
+
+
+def choose_threshold(y_true: np.ndarray, score: np.ndarray, rule: str | float | ThresholdRule,
+                     ) -> float:
+    """Pick the operating threshold on validation data.
+
+    Args:
+        y_true: ``(N,)`` 0/1 or bool, 1 = positive.
+        score: ``(N,)`` probability of the positive class, in [0, 1].
+        rule: See the module docstring.
+
+    Returns:
+        The threshold in [0, 1]; predict positive when ``score >= threshold``.
+
+    Raises:
+        ValueError: Bad rule or inputs.
+        UndefinedThresholdError: The rule needs positives/negatives that ``y_true`` lacks.
+    """
+    parsed = parse_threshold_rule(rule)
+    y, s = _check_inputs(y_true, score)
+    if parsed.kind == "fixed":
+        return float(parsed.target)  # type: ignore[arg-type]
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    missing = [c for c in parsed.needs if (n_pos if c == "positive" else n_neg) == 0]
+    if missing:
+        raise UndefinedThresholdError(
+            f"threshold rule {str(parsed)!r} needs {' and '.join(parsed.needs)} validation "
+            f"samples; there are {n_pos} positive and {n_neg} negative")
+    thresholds, tp, fp = _operating_points(y, s)
+    fn = n_pos - tp
+    if parsed.kind == "youden":
+        best = np.argmax(tp / n_pos - fp / n_neg)
+    elif parsed.kind == "f1":
+        best = np.argmax(2 * tp / (2 * tp + fp + fn))
+    elif parsed.kind == "sensitivity":
+        best = np.flatnonzero(tp >= parsed.target * n_pos - _TOL)[0]
+    else:  # specificity: non-increasing as the threshold falls; take the last that qualifies
+        best = np.flatnonzero(n_neg - fp >= parsed.target * n_neg - _TOL)[-1]
+    return float(thresholds[best])
+
+
+def _operating_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate thresholds (descending) with the true/false positives each one gives."""
+    order = np.argsort(-s, kind="stable")
+    s_desc, y_desc = s[order], y[order]
+    last_of_group = np.r_[np.flatnonzero(np.diff(s_desc)), len(s_desc) - 1]
+    tp = np.cumsum(y_desc)[last_of_group]
+    fp = (last_of_group + 1) - tp
+    above = min(float(np.nextafter(s_desc[0], np.inf)), 1.0)
+    return (np.r_[above, s_desc[last_of_group]], np.r_[0, tp].astype(np.float64),
+            np.r_[0, fp].astype(np.float64))
+
+
+def _check_inputs(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true)
+    s = np.asarray(score, dtype=np.float64)
+    if y.ndim != 1 or s.shape != y.shape or len(y) == 0:
+        raise ValueError(f"y_true and score must be non-empty 1-D arrays of equal length. "
+                         f"Received: shapes {y.shape} and {s.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"y_true must hold only 0/1. Received values: {np.unique(y)[:5].tolist()}")
+    if not np.all(np.isfinite(s)) or s.min() < 0.0 or s.max() > 1.0:
+        raise ValueError("score must be finite probabilities in [0, 1]")
+    return y.astype(bool), s
