@@ -23,9 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.io.dicom import DEFAULT_MAX_PIXEL_BYTES, decode_pixels, open_dicom
+from pipeline.io.dicom import (
+    DEFAULT_MAX_PIXEL_BYTES,
+    check_pixel_data,
+    decode_pixels,
+    open_dicom,
+    pixel_geometry,
+)
 from pipeline.io.errors import InputRejected
-from pipeline.preprocess.intensity import linear_window, percentile_window
+from pipeline.preprocess.intensity import linear_window, percentile_window, voi_window
 
 FramePolicy = str  # "first" | "middle" | "last" | "max"
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -69,18 +75,23 @@ def image_from_dataset(
     max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """:func:`read_dicom_image` for a dataset already opened with :func:`open_dicom`."""
-    pixels = decode_pixels(ds, max_pixel_bytes=max_pixel_bytes)  # (F, R, C[, S])
+    check_pixel_data(ds, max_pixel_bytes=max_pixel_bytes)  # rejects bad geometry before use
+    frames = pixel_geometry(ds)[0]
     meta = technical_meta(ds)
-    frames = pixels.shape[0]
     index = _frame_index(frames, frame)
-    meta["frame_used"] = frame if frame == "max" and frames > 1 else index
+    all_frames = frame == "max" and frames > 1
+    meta["frame_used"] = frame if all_frames else index
+    # Decode only the frame that is used (all of them for the 'max' projection).
+    pixels = decode_pixels(ds, frame=None if all_frames or frames == 1 else index,
+                           max_pixel_bytes=max_pixel_bytes)  # (F, R, C[, S]); F = 1 unless 'max'
 
     samples = pixels.shape[3] if pixels.ndim == 4 else 1
     if samples == 3:
-        image = _rgb_to_gray(pixels, ds, index if frame != "max" else None)
+        image = _rgb_to_gray(pixels, ds, None if all_frames else 0)
         meta["voi"] = "rgb_luminance"
     elif samples == 1:
-        values = _modality_frames(pixels, ds, index if frame != "max" else None)
+        values = (_modality_frames(pixels, ds, None) if all_frames
+                  else _modality_lut(pixels[0], ds, index))
         image, meta["voi"] = _apply_voi(values, ds, window=window, percentiles=percentiles)
         if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
             image = 1.0 - image
@@ -140,7 +151,7 @@ def _modality_frames(pixels: np.ndarray, ds: Any, index: int | None) -> np.ndarr
         return _modality_lut(pixels[index], ds, index)
     out = _modality_lut(pixels[0], ds, 0)
     for i in range(1, pixels.shape[0]):
-        np.maximum(out, _modality_lut(pixels[i], ds, i), out=out)
+        out = np.maximum(out, _modality_lut(pixels[i], ds, i))
     return out
 
 
@@ -149,14 +160,33 @@ def _modality_lut(frame: np.ndarray, ds: Any, index: int) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut
 
     slope_icept = _per_frame_rescale(ds, index)
-    if slope_icept is not None:
-        slope, icept = slope_icept
-        return frame.astype(np.float64) * slope + icept
     try:
-        return np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
+        if slope_icept is None and "ModalityLUTSequence" not in ds:
+            slope_icept = (float(ds.get("RescaleSlope", 1.0) or 1.0),
+                           float(ds.get("RescaleIntercept", 0.0) or 0.0))
+        if slope_icept is not None:
+            return _rescale(frame, *slope_icept)
+        return np.asarray(apply_modality_lut(frame, ds))  # LUT output: integers
+    except InputRejected:
+        raise
     except Exception as exc:  # malformed LUT descriptors, non-numeric DS values
         raise InputRejected(f"invalid modality LUT/rescale ({type(exc).__name__})",
                             code="bad_header") from None
+
+
+def _rescale(frame: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """Rescale Slope/Intercept; integer in, integer out when both are integral (exact, and lets
+    percentile clipping count a histogram), float32 otherwise."""
+    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
+        raise InputRejected("invalid Rescale Slope/Intercept (zero or non-finite)", code="bad_header")
+    if frame.dtype.kind in "iu" and slope.is_integer() and intercept.is_integer():
+        out = frame.astype(np.int64)
+        if slope != 1:
+            out *= int(slope)
+        if intercept != 0:
+            out += int(intercept)
+        return out
+    return frame.astype(np.float32) * np.float32(slope) + np.float32(intercept)
 
 
 def _per_frame_rescale(ds: Any, index: int) -> tuple[float, float] | None:
@@ -211,38 +241,25 @@ def _voi_lut_sequence(values: np.ndarray, ds: Any) -> np.ndarray:
 
 
 def _file_window(values: np.ndarray, ds: Any) -> np.ndarray:
-    """Apply the file's first Window Center/Width (pydicom, honouring VOILUTFunction)."""
-    from pydicom.pixels import apply_windowing
+    """Apply the file's first Window Center/Width with its VOI LUT Function, output in [0, 1].
 
+    Same result as pydicom's ``apply_windowing`` normalised by its output range (a test checks
+    this), computed in float32 by :func:`~pipeline.preprocess.intensity.voi_window`.
+    """
     try:
-        out = apply_windowing(values.astype(np.float64), ds, index=0)
-    except Exception as exc:  # width < 1, unknown VOILUTFunction, malformed DS
+        center, width = (_first_value(ds["WindowCenter"]), _first_value(ds["WindowWidth"]))
+        return voi_window(values, center, width, str(ds.get("VOILUTFunction", "") or "LINEAR"))
+    except (ValueError, TypeError, KeyError, IndexError) as exc:  # width < 1, unknown function, bad DS
         raise InputRejected(f"invalid Window Center/Width ({type(exc).__name__})",
                             code="bad_header") from None
-    y_min, y_max = _window_output_range(ds)
-    return np.clip((out - y_min) / (y_max - y_min), 0.0, 1.0).astype(np.float32)
 
 
-def _window_output_range(ds: Any) -> tuple[float, float]:
-    """The ``(y_min, y_max)`` pydicom's ``apply_windowing`` maps the window onto.
-
-    Mirrors pydicom 3's rule (PS3.3 C.11.2.1.2) so the output can be normalised exactly; the
-    order is kept even for a negative slope (then y_min > y_max and the division still maps the
-    window's low end to 0).
-    """
-    bits = int(ds.BitsStored)
-    if ds.get("ModalityLUTSequence"):
-        y_min, y_max = 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
-    elif int(ds.get("PixelRepresentation", 0)) == 0:
-        y_min, y_max = 0.0, float(2**bits - 1)
-    else:
-        y_min, y_max = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
-    slope, icept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
-    if slope is not None and icept is not None:
-        y_min, y_max = y_min * float(slope) + float(icept), y_max * float(slope) + float(icept)
-    if y_max == y_min:
-        raise InputRejected("degenerate window output range", code="bad_header")
-    return y_min, y_max
+def _first_value(elem: Any) -> float:
+    """First value of a multi-valued DS element (several windows: the first is the default)."""
+    value = elem.value
+    if elem.VM > 1:
+        value = value[0]
+    return float(value)
 
 
 def _rgb_to_gray(pixels: np.ndarray, ds: Any, index: int | None) -> np.ndarray:

@@ -32,9 +32,80 @@ def percentile_window(values: np.ndarray, low: float = 0.5, high: float = 99.5) 
     Returns:
         float32 array in [0, 1].
     """
+    lo, hi = percentiles(values, (low, high))
     values = np.asarray(values, dtype=np.float32)
-    lo, hi = np.percentile(values, [low, high])
     if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
         return np.zeros_like(values, dtype=np.float32)
     out = (values - np.float32(lo)) / np.float32(hi - lo)
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def voi_window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
+    """DICOM VOI window (PS3.3 C.11.2.1.2 / C.11.2.1.3) normalised to [0, 1], in float32.
+
+    Equals pydicom's ``apply_windowing`` rescaled from its output range to [0, 1] (tested against
+    it), at a fraction of the cost: pydicom works in float64 and on its own output range, which
+    the pipeline then has to undo.
+
+    Args:
+        values: Modality-LUT output (the window is defined on it).
+        center: Window Center.
+        width: Window Width (>= 1 for LINEAR, > 0 for LINEAR_EXACT and SIGMOID).
+        function: VOI LUT Function: ``LINEAR`` (the default when absent), ``LINEAR_EXACT`` or
+            ``SIGMOID``.
+
+    Raises:
+        ValueError: Width out of range for the function, or an unknown function.
+    """
+    function = (function or "LINEAR").strip().upper()
+    x = np.asarray(values, dtype=np.float32)
+    if function == "LINEAR":
+        if width < 1:
+            raise ValueError(f"Window Width must be >= 1 for LINEAR. Received: {width}")
+        # y = ((x - (c - 0.5)) / (w - 1) + 0.5), clipped; w == 1 is a hard threshold at c - 0.5
+        if width == 1:
+            return (x > np.float32(center - 0.5)).astype(np.float32)
+        out = (x - np.float32(center - 0.5)) / np.float32(width - 1) + np.float32(0.5)
+        return np.clip(out, 0.0, 1.0, out=out)
+    if width <= 0:
+        raise ValueError(f"Window Width must be > 0 for {function}. Received: {width}")
+    if function == "LINEAR_EXACT":
+        out = (x - np.float32(center)) / np.float32(width) + np.float32(0.5)
+        return np.clip(out, 0.0, 1.0, out=out)
+    if function == "SIGMOID":
+        out = np.float32(-4.0 / width) * (x - np.float32(center))
+        with np.errstate(over="ignore"):  # exp -> inf far below the centre: output 0, as wanted
+            np.exp(out, out=out)
+        out += np.float32(1.0)
+        return np.reciprocal(out, out=out)
+    raise ValueError("VOI LUT Function must be 'LINEAR', 'LINEAR_EXACT' or 'SIGMOID'. "
+                     f"Received: {function!r}")
+
+
+#: Widest integer value range :func:`percentiles` counts with a histogram (larger: sorting).
+_HISTOGRAM_MAX_RANGE = 1 << 20
+
+
+def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile(values, qs)`` (its default 'linear' method), exactly.
+
+    Integer data (stored pixel values, integral rescales) with a range below 2**20 is counted with
+    ``np.bincount`` in one pass instead of partially sorted, which is several times faster on
+    radiographs; other data goes to ``np.percentile``.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind not in "iu" or values.size == 0:
+        return np.percentile(values, qs)
+    flat = values.ravel()
+    low, high = int(flat.min()), int(flat.max())
+    if high - low >= _HISTOGRAM_MAX_RANGE:
+        return np.percentile(flat, qs)
+    counts = np.bincount(flat.astype(np.intp) - low, minlength=high - low + 1)
+    cumulative = np.cumsum(counts)
+    positions = np.asarray(qs, dtype=np.float64) / 100.0 * (flat.size - 1)
+    below = np.floor(positions).astype(np.int64)
+    above = np.minimum(below + 1, flat.size - 1)
+    # k-th smallest value (0-based): the first bin whose cumulative count exceeds k
+    v_below = np.searchsorted(cumulative, below, side="right") + low
+    v_above = np.searchsorted(cumulative, above, side="right") + low
+    return v_below + (positions - below) * (v_above - v_below)
