@@ -219,7 +219,20 @@ def _build(task: TaskParams, item_shape: tuple[int, ...]) -> Any:
     return build_model(kind=task.kind, backbone=tp.backbone, input_shape=item_shape,
                        n_outputs=task.n_outputs, activation=objective.activation_for(task.problem),
                        weights=tp.weights, dropout=tp.dropout, pooling=tp.pooling,
-                       base_width=tp.width)
+                       base_width=_width_for(task))
+
+
+def _width_for(task: TaskParams) -> int | None:
+    """``train.width`` where the architecture has one; fixed-width keras.applications backbones
+    ignore it (logged), so ``dvc exp run -S tasks.X.train.backbone=densenet121`` just works."""
+    from pipeline.models.backbones import BACKBONES, NATIVE_FAMILIES
+
+    tp = task.train
+    spec = BACKBONES.get(tp.backbone)
+    if tp.width is not None and spec is not None and spec.family not in NATIVE_FAMILIES:
+        log.info("train.width=%d ignored: %s has a fixed width", tp.width, tp.backbone)
+        return None
+    return tp.width
 
 
 def _phases(task: TaskParams) -> list[tuple[int, int, float, int | str]]:
