@@ -1,0 +1,244 @@
+"""One reviewed case: the record the report is built from, its checks and its summary row.
+
+A :class:`CaseRecord` holds arrays (the windowed image, the explanation heatmap, the optional
+lesion mask) and the model's decision. :func:`summarize` turns it into a :class:`CaseRow`,
+the small array-free record the index page keeps for every case (so memory does not grow
+with the images of all cases).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: DICOM keywords that identify a patient or a study (PS3.15 Annex E basic profile, the ones
+#: most likely to be passed by mistake). A case attribute with one of these keys is refused.
+PHI_KEYWORDS: frozenset[str] = frozenset({
+    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "OtherPatientIDs",
+    "OtherPatientNames", "PatientAddress", "PatientTelephoneNumbers", "PatientMotherBirthName",
+    "IssuerOfPatientID", "MedicalRecordLocator", "AccessionNumber", "StudyID",
+    "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
+    "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName",
+    "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy", "RequestingPhysician",
+    "StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "StudyTime", "SeriesTime",
+    "AcquisitionDateTime", "StationName", "DeviceSerialNumber", "StudyInstanceUID",
+    "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID", "PatientComments",
+    "AdditionalPatientHistory", "RequestAttributesSequence",
+})
+
+#: Categories the index groups for review (compared lower-case).
+TRUE_POSITIVE, FALSE_POSITIVE = "true positive", "false positive"
+TRUE_NEGATIVE, FALSE_NEGATIVE = "true negative", "false negative"
+_KNOWN_CATEGORIES = (TRUE_POSITIVE, FALSE_POSITIVE, TRUE_NEGATIVE, FALSE_NEGATIVE)
+
+#: Sample ids become file names; pseudonyms such as ``S000123`` match.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+CORRECT, INCORRECT, UNKNOWN = "correct", "incorrect", "unknown"
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class CaseRecord:
+    """Everything the report shows for one case.
+
+    Attributes:
+        sample_id: Pseudonymous sample id (``S...``); also the case page's file name, so only
+            letters, digits, ``_``, ``.`` and ``-`` (first character a letter or digit).
+        split: Dataset split (``"test"``, ``"val"``, ``"new"``...).
+        true_label: Ground-truth label, or ``None`` when unknown (new studies).
+        predicted_label: The model's decision at the operating threshold.
+        probability: The score the decision compares to ``threshold``: the positive-class
+            probability for binary tasks, the predicted class's probability otherwise, in [0, 1].
+        probabilities: Every class's probability, label -> p (may be empty).
+        threshold: Operating threshold in [0, 1] (chosen on validation), or ``None`` when the
+            decision is an arg-max (multi-class).
+        category: ``"true positive"``, ``"false positive"``, ``"true negative"``,
+            ``"false negative"``, another free-text category, or ``None``.
+        attributes: Non-PHI DICOM strings to display, keyword -> value (``Modality``,
+            ``SeriesDescription``, ``ViewPosition``...). Escaped on the page; identifying
+            keywords (:data:`PHI_KEYWORDS`) are refused.
+        image: Windowed uint8 image at full resolution, white = dense: ``(H, W)`` for 2D, or
+            ``(D, H, W)`` for 3D in the pipeline's canonical orientation (``d`` to Superior,
+            ``h`` to Posterior, ``w`` to the patient's Left).
+        heatmap: Explanation map, float in [0, 1] (values outside are clipped), same shape as
+            ``image``; ``None`` when no explanation was computed.
+        mask: Optional ground-truth lesion mask (non-zero = lesion), same shape as ``image``.
+        method: Explanation method shown to the reader, e.g. ``"Grad-CAM"``.
+        spacing: Optional pixel/voxel size in mm, one per image axis, so coronal and sagittal
+            views keep their true aspect ratio.
+    """
+
+    sample_id: str
+    split: str
+    true_label: str | None
+    predicted_label: str
+    probability: float
+    image: np.ndarray
+    heatmap: np.ndarray | None = None
+    probabilities: Mapping[str, float] = field(default_factory=dict)
+    threshold: float | None = None
+    category: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    mask: np.ndarray | None = None
+    method: str = "Grad-CAM"
+    spacing: Sequence[float] | None = None
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """The array-free summary of a case that the index page lists.
+
+    Attributes:
+        sample_id, split, true_label, predicted_label, probability, threshold, category:
+            As in :class:`CaseRecord` (``category`` lower-cased).
+        outcome: ``"correct"``, ``"incorrect"`` or ``"unknown"`` (no ground truth).
+        margin: Distance of the decision from flipping: ``|probability - threshold|``, or
+            the gap between the two largest class probabilities when there is no threshold.
+        low_confidence: ``margin`` is below the report's low-confidence margin.
+        thumbnail: PNG data URI of a small overlay, or ``""``.
+    """
+
+    sample_id: str
+    split: str
+    true_label: str | None
+    predicted_label: str
+    probability: float
+    threshold: float | None
+    category: str | None
+    outcome: str
+    margin: float
+    low_confidence: bool
+    thumbnail: str = ""
+
+
+def validate(case: CaseRecord, *, kind: str, labels: Sequence[str]) -> None:
+    """Check a case against the report's kind and labels.
+
+    Raises:
+        ValueError: Naming the case, the bad field and what was expected.
+        TypeError: ``case`` is not a :class:`CaseRecord`.
+    """
+    if not isinstance(case, CaseRecord):
+        raise TypeError(f"cases must be CaseRecord objects. Received: {type(case).__name__}")
+    sid = case.sample_id
+    if not isinstance(sid, str) or not _SAFE_ID.fullmatch(sid):
+        raise ValueError("sample_id must be a pseudonymous id of letters, digits, '_', '.', '-' "
+                         f"(1-128 characters, starting with a letter or digit). Received: {sid!r}")
+    _check_labels(case, labels)
+    _check_scores(case, labels)
+    _check_arrays(case, kind)
+    for key, value in case.attributes.items():
+        if key in PHI_KEYWORDS:
+            raise ValueError(f"case {sid}: attribute {key!r} identifies the patient or study and "
+                             "may not appear in a report; pass only non-identifying keywords")
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError(f"case {sid}: attributes must map str to str. "
+                             f"Received: {key!r}: {type(value).__name__}")
+
+
+def _check_labels(case: CaseRecord, labels: Sequence[str]) -> None:
+    sid = case.sample_id
+    if case.predicted_label not in labels:
+        raise ValueError(f"case {sid}: predicted_label must be one of {list(labels)}. "
+                         f"Received: {case.predicted_label!r}")
+    if case.true_label is not None and case.true_label not in labels:
+        raise ValueError(f"case {sid}: true_label must be one of {list(labels)} or None. "
+                         f"Received: {case.true_label!r}")
+    unknown = sorted(set(case.probabilities) - set(labels))
+    if unknown:
+        raise ValueError(f"case {sid}: probabilities has labels not in {list(labels)}. "
+                         f"Received: {unknown}")
+    category = (case.category or "").strip().lower()
+    if category in _KNOWN_CATEGORIES and case.true_label is not None:
+        correct = case.true_label == case.predicted_label
+        if correct != category.startswith("true"):
+            raise ValueError(f"case {sid}: category {case.category!r} contradicts true_label "
+                             f"{case.true_label!r} and predicted_label {case.predicted_label!r}")
+
+
+def _check_scores(case: CaseRecord, labels: Sequence[str]) -> None:
+    sid = case.sample_id
+    named = {"probability": case.probability, "threshold": case.threshold,
+             **{f"probabilities[{k!r}]": v for k, v in case.probabilities.items()}}
+    for name, value in named.items():
+        if value is None and name == "threshold":
+            continue
+        ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool)
+        if not ok or not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"case {sid}: {name} must be a number in [0, 1]. Received: {value!r}")
+
+
+def _check_arrays(case: CaseRecord, kind: str) -> None:
+    sid = case.sample_id
+    image = case.image
+    ndim = 2 if kind == "2d" else 3
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != ndim:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"case {sid}: image must be a {ndim}D uint8 array for a {kind} report "
+                         f"({'(H, W)' if ndim == 2 else '(D, H, W)'}). "
+                         f"Received: shape={shape}, dtype={dtype}")
+    if min(image.shape) < 1:
+        raise ValueError(f"case {sid}: image is empty. Received: shape={image.shape}")
+    for name in ("heatmap", "mask"):
+        arr = getattr(case, name)
+        if arr is None:
+            continue
+        arr = np.asarray(arr)
+        if arr.shape != image.shape:
+            raise ValueError(f"case {sid}: {name} must have the image's shape {image.shape}. "
+                             f"Received: {arr.shape}")
+        if name == "heatmap" and not np.isfinite(arr).all():
+            raise ValueError(f"case {sid}: heatmap has NaN or infinite values")
+    if case.spacing is not None:
+        spacing = [float(s) for s in case.spacing]
+        if len(spacing) != ndim or not all(math.isfinite(s) and s > 0 for s in spacing):
+            raise ValueError(f"case {sid}: spacing must be {ndim} positive numbers (mm). "
+                             f"Received: {case.spacing!r}")
+
+
+def summarize(case: CaseRecord, *, low_confidence_margin: float, positive_label: str | None = None,
+              thumbnail: str = "") -> CaseRow:
+    """The index row of a (validated) case.
+
+    Args:
+        case: A case that passed :func:`validate`.
+        low_confidence_margin: Decisions closer than this to flipping are low-confidence.
+        positive_label: For binary tasks, the label a positive call means; when given, a case
+            without a ``category`` but with a ground truth gets one ("false positive"...).
+        thumbnail: Data URI of the case's thumbnail, kept on the row.
+    """
+    if case.true_label is None:
+        outcome = UNKNOWN
+    else:
+        outcome = CORRECT if case.true_label == case.predicted_label else INCORRECT
+    margin = decision_margin(case.probability, case.threshold, case.probabilities)
+    category = case.category.strip().lower() if case.category else None
+    if category is None and positive_label is not None and outcome != UNKNOWN:
+        called = case.predicted_label == positive_label
+        category = (("true " if outcome == CORRECT else "false ")
+                    + ("positive" if called else "negative"))
+    return CaseRow(
+        sample_id=case.sample_id, split=case.split, true_label=case.true_label,
+        predicted_label=case.predicted_label, probability=float(case.probability),
+        threshold=None if case.threshold is None else float(case.threshold),
+        category=category, outcome=outcome, margin=margin,
+        low_confidence=margin < low_confidence_margin, thumbnail=thumbnail,
+    )
+
+
+def decision_margin(probability: float, threshold: float | None,
+                    probabilities: Mapping[str, float]) -> float:
+    """How far a decision is from flipping, in probability units (0 = on the fence).
+
+    ``|probability - threshold|`` when there is a threshold; otherwise the gap between the
+    two largest class probabilities (1.0 when fewer than two are known).
+    """
+    if threshold is not None:
+        return abs(float(probability) - float(threshold))
+    top = sorted((float(p) for p in probabilities.values()), reverse=True)
+    return top[0] - top[1] if len(top) >= 2 else 1.0
