@@ -1,0 +1,242 @@
+"""Class activation maps (Grad-CAM, Grad-CAM++, Score-CAM) for 2D and 3D classifiers, in batches.
+
+Which library computes what:
+
+- ``gradcam`` in 2D: tf-explain (``GradCAM.get_gradients_and_filters`` on a whole batch, compiled
+  once with ``tf.function``, then ``GradCAM.generate_ponderated_output``), called with
+  ``use_guided_grads=False``: the published Grad-CAM weights are the spatial mean of the raw
+  gradients. tf-explain's "guided" option first zeroes negative gradients and inactive units,
+  which is another method, and it multiplies float32 masks with the gradients, which fails for
+  16-bit feature maps.
+- ``gradcam`` in 3D, ``gradcam++`` and ``scorecam`` (2D and 3D): tf-keras-vis, whose code
+  reduces over all spatial axes. tf-explain is 2D-only: ``ponderate_output`` averages the
+  gradients over axes ``(0, 1)`` of one ``(H, W, C)`` map; given a ``(D, H, W, C)`` map it
+  averages over D and H only and silently returns a wrong map (weights varying along W), its
+  layer inference looks for 4D outputs via ``layer.output_shape`` (gone in Keras 3) and its
+  display resizes with ``cv2.resize`` (2D).
+
+All methods run on :func:`pipeline.explain.view.explanation_model` (float32 copy, logits), read
+the same target layer (:func:`pipeline.explain.target_layer.resolve_target_layer`), return maps
+at feature resolution, and share one upsampling and normalisation
+(:mod:`pipeline.explain.maps`): float32 ``(N, *spatial)`` in [0, 1] on the input's grid, 1 = the
+strongest evidence for the class in that image, all zero where there is none.
+
+Score definitions: Grad-CAM and Grad-CAM++ differentiate the class logit. Grad-CAM++ (as
+implemented by tf-keras-vis) scales its terms by ``exp(score)``, which overflows for logits above
+~88; the score passed is ``logit - stop_gradient(logit)``, which has the logit's gradient and
+``exp(score) = 1``, a per-image positive factor that the normalisation removes anyway. Score-CAM
+weights channels by the class *probability* of the masked inputs; tf-keras-vis takes a softmax of
+the model output, so for sigmoid outputs the copy emits the two logits ``(0, z_c)``, whose
+softmax is ``(1 - sigmoid(z_c), sigmoid(z_c))``.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from pipeline.explain.maps import to_input_grid
+from pipeline.explain.scores import ClassIndex, n_outputs, resolve_class_index
+from pipeline.explain.target_layer import AUTO, resolve_target_layer
+from pipeline.explain.view import explanation_model, output_activation
+
+METHODS = ("gradcam", "gradcam++", "scorecam")
+#: Library computing ``gradcam``: ``auto`` = tf-explain in 2D, tf-keras-vis in 3D.
+BACKENDS = ("auto", "tf-explain", "tf-keras-vis")
+DEFAULT_MAX_N = 32
+
+
+class Explainer:
+    """One model prepared for explanation: target layer, float32/logit copy, compiled gradients.
+
+    Preparing costs a model clone (about a second for a ResNet-50); reuse the instance for many
+    images. The wrapped model is not modified.
+
+    Args:
+        model: A functional ``keras.Model`` with one input ``(batch, H, W, C)`` or
+            ``(batch, D, H, W, C)`` and one output ``(batch, K)``.
+        layer: Target layer: ``"auto"`` or a name (see :func:`resolve_target_layer`).
+        backbone: Optional registry backbone name (from the model card) for ``"auto"``.
+
+    Raises:
+        ValueError: Not a 2D/3D single-input model, or a bad layer name.
+    """
+
+    def __init__(self, model: Any, *, layer: str = AUTO, backbone: str | None = None) -> None:
+        if len(model.inputs) != 1 or len(model.inputs[0].shape) not in (4, 5) or len(model.outputs) != 1:
+            raise ValueError(f"model must have one 2D (N, H, W, C) or 3D (N, D, H, W, C) input and one "
+                             f"output. Received: inputs={[t.shape for t in model.inputs]}, "
+                             f"outputs={[t.shape for t in model.outputs]}")
+        self.model = model
+        self.view = explanation_model(model)
+        self.layer = resolve_target_layer(self.view, layer, backbone=backbone)
+        self.spatial_rank = len(model.inputs[0].shape) - 2
+        self._activation = output_activation(model)
+
+    def maps(self, images: np.ndarray, *, method: str = "gradcam", class_index: ClassIndex = None,
+             batch_size: int = 16, max_n: int | None = DEFAULT_MAX_N, backend: str = "auto") -> np.ndarray:
+        """Heatmaps for ``images``; see :func:`compute_maps` for the arguments."""
+        _check_options(method, backend, batch_size, max_n, self.spatial_rank)
+        images = _check_images(self.model, images)
+        classes = resolve_class_index(self.model, images, class_index, batch_size=batch_size)
+        out = np.zeros(images.shape[:-1], np.float32)
+        cams = self._engine(method, backend, batch_size, max_n)
+        step = 1 if method == "scorecam" else batch_size  # Score-CAM picks channels per image
+        for start in range(0, len(images), step):
+            batch, batch_classes = images[start:start + step], classes[start:start + step]
+            for c in np.unique(batch_classes):
+                rows = np.flatnonzero(batch_classes == c)
+                out[start + rows] = to_input_grid(cams(batch[rows], int(c)), images.shape[1:-1])
+        return out
+
+    def _engine(self, method: str, backend: str, batch_size: int,
+                max_n: int | None) -> Callable[[np.ndarray, int], np.ndarray]:
+        tf_explain = backend == "tf-explain" or (backend == "auto" and self.spatial_rank == 2)
+        if method == "gradcam" and tf_explain:
+            return self._gradcam_tf_explain
+        if method == "scorecam":
+            return functools.partial(self._scorecam, batch_size=batch_size, max_n=max_n)
+        return functools.partial(self._tf_keras_vis, plus=method == "gradcam++")
+
+    def _gradcam_tf_explain(self, images: np.ndarray, class_index: int) -> np.ndarray:
+        """Grad-CAM of one batch through tf-explain's batch functions; ``(n, h, w)``."""
+        from tf_explain.core.grad_cam import GradCAM
+
+        outputs, grads = self._tf_explain_gradients(images, class_index)
+        return np.stack([cam.numpy() for cam in GradCAM.generate_ponderated_output(outputs, grads)])
+
+    @functools.cached_property
+    def _tf_explain_function(self) -> Any:
+        import tensorflow as tf
+        from tf_explain.core.grad_cam import GradCAM
+
+        view, layer = self.view, self.layer
+
+        @tf.function(reduce_retracing=True)
+        def gradients(images, class_index):  # a Python int: one trace per class
+            with warnings.catch_warnings():  # tf-explain passes [model.inputs] (nested list)
+                warnings.filterwarnings("ignore", message="The structure of `inputs`")
+                return GradCAM.get_gradients_and_filters(view, images, layer, class_index, False)
+
+        return gradients
+
+    def _tf_explain_gradients(self, images: np.ndarray, class_index: int) -> tuple[Any, Any]:
+        import tensorflow as tf
+
+        return self._tf_explain_function(tf.constant(images), class_index)
+
+    def _tf_keras_vis(self, images: np.ndarray, class_index: int, *, plus: bool) -> np.ndarray:
+        """Grad-CAM or Grad-CAM++ of one batch through tf-keras-vis; ``(n, *feature_spatial)``."""
+        import tensorflow as tf
+
+        gradcam, gradcam_plus_plus, _ = _tf_keras_vis_classes()
+
+        def score(output):
+            logit = output[:, class_index]
+            return logit - tf.stop_gradient(logit)  # gradient of the logit, exp(score) == 1
+
+        tool = (gradcam_plus_plus if plus else gradcam)(self.view, clone=False)
+        cam = tool(score, tf.constant(images), penultimate_layer=self.layer,
+                   seek_penultimate_conv_layer=False, expand_cam=False, normalize_cam=False)
+        return np.asarray(cam, np.float32)
+
+    def _scorecam(self, images: np.ndarray, class_index: int, *, batch_size: int,
+                  max_n: int | None) -> np.ndarray:
+        """Score-CAM (Faster Score-CAM with ``max_n`` channels) of one image; ``(1, *feature_spatial)``."""
+        *_, scorecam = _tf_keras_vis_classes()
+        model, target = self._scorecam_model(class_index)
+        channels = int(self.view.get_layer(self.layer).output.shape[-1])
+        tool = scorecam(model, clone=False)
+        with warnings.catch_warnings():  # tf-keras-vis passes [inputs] (a list) to predict
+            warnings.filterwarnings("ignore", message="The structure of `inputs`")
+            cam = tool(lambda output: output[:, target], images, penultimate_layer=self.layer,
+                       seek_penultimate_conv_layer=False, batch_size=batch_size,
+                       max_N=None if max_n is None else min(max_n, channels),
+                       expand_cam=False, normalize_cam=False)
+        return np.asarray(cam, np.float32)
+
+    @functools.cache  # noqa: B019 (one small model per class, lives as long as the explainer)
+    def _scorecam_model(self, class_index: int) -> tuple[Any, int]:
+        """The copy whose softmax is the class probability, and the output to read."""
+        import keras
+
+        model, target = self.view, class_index
+        if self._activation == "sigmoid" or (self._activation == "linear" and n_outputs(self.view) == 1):
+            dense = keras.layers.Dense(2, use_bias=False, dtype="float32", name="scorecam_logits")
+            model = keras.Model(self.view.inputs, dense(self.view.outputs[0]))
+            kernel = np.zeros((n_outputs(self.view), 2), np.float32)
+            kernel[class_index, 1] = 1.0  # softmax((0, z_c)) = (1 - sigmoid(z_c), sigmoid(z_c))
+            dense.set_weights([kernel])
+            target = 1
+        # tf-keras-vis calls model.predict with the default progress bar; silence it.
+        model.predict = functools.partial(model.predict, verbose=0)
+        return model, target
+
+
+def compute_maps(model: Any, images: np.ndarray, *, method: str = "gradcam", layer: str = AUTO,
+                 class_index: ClassIndex = None, batch_size: int = 16, max_n: int | None = DEFAULT_MAX_N,
+                 backbone: str | None = None, backend: str = "auto") -> np.ndarray:
+    """Class activation maps at the input's resolution.
+
+    Args:
+        model: Trained classifier (2D or 3D, float32 or mixed precision, flat or nested).
+        images: float32 ``(N, H, W, C)`` or ``(N, D, H, W, C)`` in the model's input range.
+        method: One of :data:`METHODS`.
+        layer: ``"auto"`` (last spatial layer before the head) or a layer name.
+        class_index: Output explained: None = positive class (binary) / predicted class; an
+            int; or one int per image.
+        batch_size: Images per gradient pass (Grad-CAM/Grad-CAM++), masked inputs per forward
+            pass (Score-CAM, which handles one image at a time).
+        max_n: Score-CAM only: channels used per image (the ``max_n`` with the largest spatial
+            variance, "Faster Score-CAM"); None = all channels (one forward pass each).
+        backbone: Registry backbone name for ``layer="auto"`` (optional).
+        backend: Grad-CAM library: ``"auto"`` (tf-explain 2D, tf-keras-vis 3D), ``"tf-explain"``
+            (2D only) or ``"tf-keras-vis"``. Other methods always use tf-keras-vis.
+
+    Returns:
+        float32 ``(N, H, W)`` or ``(N, D, H, W)`` in [0, 1] (see :mod:`pipeline.explain.maps`).
+
+    Raises:
+        ValueError: Unknown method/backend, bad layer, class index, batch size or image shape.
+    """
+    explainer = Explainer(model, layer=layer, backbone=backbone)
+    return explainer.maps(images, method=method, class_index=class_index, batch_size=batch_size,
+                          max_n=max_n, backend=backend)
+
+
+def _tf_keras_vis_classes() -> tuple[Any, Any, Any]:
+    """``Gradcam``, ``GradcamPlusPlus``, ``Scorecam`` (their modules import a deprecated scipy path)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+        from tf_keras_vis.scorecam import Scorecam
+    return Gradcam, GradcamPlusPlus, Scorecam
+
+
+def _check_options(method: str, backend: str, batch_size: int, max_n: int | None, spatial_rank: int) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}. Received: method={method!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}. Received: backend={backend!r}")
+    if backend == "tf-explain" and (method != "gradcam" or spatial_rank != 2):
+        raise ValueError(f"backend 'tf-explain' computes 2D Grad-CAM only. Received: method={method!r} "
+                         f"on a {spatial_rank}D model")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1. Received: batch_size={batch_size!r}")
+    if max_n is not None and (isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 1):
+        raise ValueError(f"max_n must be None or an integer >= 1. Received: max_n={max_n!r}")
+
+
+def _check_images(model: Any, images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images, np.float32)
+    expected = tuple(model.inputs[0].shape[1:])
+    if images.ndim != len(expected) + 1 or any(
+            e is not None and e != s for e, s in zip(expected, images.shape[1:], strict=True)):
+        raise ValueError(f"images must have shape (N, {', '.join(str(e) for e in expected)}) for model "
+                         f"{model.name!r}. Received: images.shape={images.shape}")
+    return images
