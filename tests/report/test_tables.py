@@ -1,0 +1,43 @@
+"""Metric and model-card views."""
+
+from __future__ import annotations
+
+from pipeline.report.tables import card_summary, confusion_matrix, flatten, format_number, metric_rows
+from tests.report.conftest import CARD, LABELS, METRICS
+
+
+def test_metric_rows_in_clinical_order_with_cis() -> None:
+    rows = {r.key: r for r in metric_rows(METRICS)}
+    order = [r.key for r in metric_rows(METRICS)]
+    assert order[:4] == ["auroc", "recall", "specificity", "precision"]
+    assert "threshold" not in rows and "auroc_ci_low" not in rows and "confusion_matrix" not in rows
+    assert rows["auroc"].ci == "0.840 to 0.960"
+    assert rows["specificity"].ci == "0.700 to 0.950"  # two-item "_ci" form
+    assert rows["f1"].ci == ""
+    assert rows["recall"].name == "Sensitivity (recall)"
+    assert "lower is better" in rows["ece"].meaning
+    assert [r.key for r in metric_rows(METRICS, ("specificity", "auroc", "npv"))] == ["specificity", "auroc"]
+    extra = metric_rows({"n_cases": 40, "custom_score": 0.5, "flag": True})
+    assert [(r.key, r.value) for r in extra] == [("custom_score", "0.500"), ("n_cases", "40")]
+
+
+def test_confusion_matrix_only_when_square_over_labels() -> None:
+    assert confusion_matrix(METRICS, LABELS) == [["30", "5"], ["4", "21"]]
+    assert confusion_matrix({"confusion_matrix": [[1, 2, 3]]}, LABELS) is None
+    assert confusion_matrix({}, LABELS) is None
+
+
+def test_card_summary_and_flatten() -> None:
+    summary = dict(card_summary(CARD))
+    assert summary["Network (backbone)"] == "resnet18"
+    assert summary["Model input shape"] == "96 × 128 × 1"
+    assert summary["Pretrained weights"] == "none (trained from scratch)"
+    assert summary["Validation metrics"] == "auroc: 0.900"
+    flat = dict(flatten(CARD))
+    assert flat["params.width"] == "32" and flat["input_shape"] == "96, 128, 1"
+    assert flatten({"a": {"b": {"c": 1}}}, max_depth=1) == [("a", "b: c: 1")]
+
+
+def test_format_number() -> None:
+    assert [format_number(v) for v in (3, 0.12345, float("nan"), True, "x")] == ["3", "0.123", "n/a",
+                                                                                  "yes", "x"]
