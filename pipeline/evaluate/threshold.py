@@ -1,8 +1,10 @@
 """Operating threshold, chosen on the validation split only, never on test.
 
 A sample is predicted positive when ``score >= threshold``. Candidate thresholds are the distinct
-validation scores plus one just above the highest score (predict nothing positive), so every
-chosen value is a score the model actually produced (or that "none" point) and lies in [0, 1].
+validation scores plus one just above the highest score (predict nothing positive; only when that
+score is below 1), so every chosen value is a score the model actually produced (or that "none"
+point) and lies in [0, 1]. If negatives score exactly 1.0, ``specificity@x`` may be unreachable:
+the threshold is then 1.0, with a warning.
 Rules (the ``threshold`` param):
 
 - ``youden``: maximise sensitivity + specificity - 1.
@@ -136,7 +138,11 @@ def choose_threshold(y_true: np.ndarray, score: np.ndarray, rule: str | float | 
     elif parsed.kind == "sensitivity":
         best = np.flatnonzero(tp >= parsed.target * n_pos - _TOL)[0]
     else:  # specificity: non-increasing as the threshold falls; take the last that qualifies
-        best = np.flatnonzero(n_neg - fp >= parsed.target * n_neg - _TOL)[-1]
+        ok = np.flatnonzero(n_neg - fp >= parsed.target * n_neg - _TOL)
+        if not len(ok):
+            log.warning("no threshold <= 1 reaches specificity %s (negatives scored 1.0); "
+                        "using 1.0", parsed.target)
+        best = ok[-1] if len(ok) else 0
     return float(thresholds[best])
 
 
@@ -145,11 +151,12 @@ def _operating_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndar
     order = np.argsort(-s, kind="stable")
     s_desc, y_desc = s[order], y[order]
     last_of_group = np.r_[np.flatnonzero(np.diff(s_desc)), len(s_desc) - 1]
-    tp = np.cumsum(y_desc)[last_of_group]
+    tp = np.cumsum(y_desc)[last_of_group].astype(np.float64)
     fp = (last_of_group + 1) - tp
-    above = min(float(np.nextafter(s_desc[0], np.inf)), 1.0)
-    return (np.r_[above, s_desc[last_of_group]], np.r_[0, tp].astype(np.float64),
-            np.r_[0, fp].astype(np.float64))
+    thresholds = s_desc[last_of_group]
+    if s_desc[0] < 1.0:  # "predict nothing positive" exists within [0, 1] only below a score of 1
+        return (np.r_[np.nextafter(s_desc[0], np.inf), thresholds], np.r_[0.0, tp], np.r_[0.0, fp])
+    return thresholds, tp, fp
 
 
 def _check_inputs(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
