@@ -1,0 +1,107 @@
+"""The dvc.yaml ``plots:``/``metrics:`` entries for the evaluate outputs render with DVC itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pipeline.evaluate
+from pipeline.evaluate import OperatingPoint, evaluate_splits, write_metrics, write_plot_data
+from tests.evaluate.synth import make_predictions
+
+pytestmark = pytest.mark.slow
+
+# The snippet handed to the integrator (README / dvc.yaml), verbatim apart from `cmd`.
+DVC_YAML = """\
+stages:
+  evaluate:
+    foreach: ${tasks}
+    do:
+      cmd: "true"
+      metrics:
+        - metrics/${key}.json:
+            cache: false
+      plots:
+        - eval/${key}/plots/roc.json:
+            cache: false
+            template: pipeline/evaluate/templates/class_curves_diagonal.json
+            x: fpr
+            y: tpr
+            x_label: False positive rate (1 - specificity)
+            y_label: True positive rate (sensitivity)
+            title: ROC curve (test)
+        - eval/${key}/plots/pr.json:
+            cache: false
+            template: pipeline/evaluate/templates/class_curves.json
+            x: recall
+            y: precision
+            x_label: Recall (sensitivity)
+            y_label: Precision (PPV)
+            title: Precision-recall curve (test)
+        - eval/${key}/plots/confusion.json:
+            cache: false
+            template: confusion
+            x: actual
+            y: predicted
+            title: Confusion matrix (test)
+        - eval/${key}/plots/calibration.json:
+            cache: false
+            template: pipeline/evaluate/templates/class_curves_diagonal.json
+            x: mean_predicted
+            y: observed_fraction
+            x_label: Mean predicted probability
+            y_label: Observed fraction positive
+            title: Reliability diagram (test)
+"""
+
+
+def _dvc(args: list[str], cwd: Path) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    res = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"dvc {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
+    return res.stdout
+
+
+def test_dvc_renders_the_evaluate_plots_and_metrics(tmp_path):
+    templates = Path(pipeline.evaluate.__file__).parent / "templates"
+    shutil.copytree(templates, tmp_path / "pipeline" / "evaluate" / "templates")
+    (tmp_path / "params.yaml").write_text("tasks:\n  cxr: {}\n  tri: {}\n")
+    (tmp_path / "dvc.yaml").write_text(DVC_YAML)
+    for task, problem in (("cxr", "binary"), ("tri", "multiclass")):
+        val = make_predictions(problem, n=30, seed=1, split="val")
+        test = make_predictions(problem, n=30, seed=2, split="test")
+        ev = evaluate_splits(val=val, test=test, problem=problem, rule="youden", n_boot=50)
+        write_metrics(tmp_path / "metrics" / f"{task}.json", ev.metrics)
+        write_plot_data(tmp_path / "eval" / task / "plots", problem=problem,
+                        targets=test.targets(problem), probs=test.probs,
+                        label_names=test.label_names, operating_point=ev.operating_point)
+    assert isinstance(ev.operating_point, OperatingPoint)
+    _dvc(["init", "--no-scm", "-q"], tmp_path)
+
+    plots = json.loads(_dvc(["plots", "show", "--json"], tmp_path))["data"]
+    assert len(plots) == 8
+    for path, renders in plots.items():
+        (render,) = renders
+        content = render["content"]
+        text = json.dumps(content)
+        assert "<DVC_METRIC" not in text, path  # every anchor filled
+        values = content["data"]["values"]
+        rows = json.loads((tmp_path / path).read_text())
+        assert len(values) == len(rows) > 0, path
+        if not path.endswith("confusion.json"):
+            classes = {v["class"] for v in values}
+            assert classes == ({"opacity"} if "/cxr/" in path else {"a", "b", "c"}), path
+    roc_layer = plots["eval/tri/plots/roc.json"][0]["content"]["layer"][0]["encoding"]
+    assert roc_layer["x"]["field"] == "fpr" and roc_layer["y"]["field"] == "tpr"
+
+    (workspace,) = json.loads(_dvc(["metrics", "show", "--json"], tmp_path)).values()
+    shown = workspace["data"]["metrics/tri.json"]["data"]
+    assert shown == json.loads((tmp_path / "metrics" / "tri.json").read_text())
+    assert shown["test"]["auroc_ci_low"] <= shown["test"]["auroc"] <= shown["test"]["auroc_ci_high"]
