@@ -9,6 +9,7 @@ with the images of all cases).
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -167,7 +168,7 @@ def _check_scores(case: CaseRecord, labels: Sequence[str]) -> None:
     for name, value in named.items():
         if value is None and name == "threshold":
             continue
-        ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
         if not ok or not 0.0 <= float(value) <= 1.0:
             raise ValueError(f"case {sid}: {name} must be a number in [0, 1]. Received: {value!r}")
 

@@ -102,7 +102,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="PNG", compress_level=6)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
 
 
@@ -120,6 +120,7 @@ def thumbnail_uri(rgb: np.ndarray, *, max_side: int = 96) -> str:
     return png_data_uri(np.asarray(img))
 
 
+@functools.lru_cache(maxsize=4)
 def colorbar_uri(*, width: int = 256, height: int = 12) -> str:
     """PNG data URI of the heatmap colour map, low (left) to high (right)."""
     lut = colormap_lut()

@@ -8,6 +8,7 @@ words a clinician uses (sensitivity, PPV...), and measures where lower is better
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,9 +68,10 @@ def format_number(value: Any, digits: int = 3) -> str:
     """Numbers as short text: ints as-is, floats with ``digits`` decimals, NaN as 'n/a'."""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        value = float(value)
         return "n/a" if not math.isfinite(value) else f"{value:.{digits}f}"
     return str(value)
 
@@ -83,7 +85,7 @@ def metric_rows(metrics: Mapping[str, Any], keys: Sequence[str] | None = None) -
     """
     ci_parts = {k for k in metrics if k.endswith(("_ci_low", "_ci_high", "_ci"))}
     numeric = [k for k, v in metrics.items() if k not in ci_parts and k not in _NOT_METRICS
-               and isinstance(v, int | float) and not isinstance(v, bool)]
+               and _is_number(v)]
     if keys is None:
         order = [k for k in METRIC_INFO if k in numeric]
         order += sorted(k for k in numeric if k not in METRIC_INFO)
@@ -99,12 +101,16 @@ def metric_rows(metrics: Mapping[str, Any], keys: Sequence[str] | None = None) -
     return rows
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _ci_text(metrics: Mapping[str, Any], key: str) -> str:
     low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
     pair = metrics.get(f"{key}_ci")
     if low is None and isinstance(pair, Sequence) and not isinstance(pair, str) and len(pair) == 2:
         low, high = pair
-    if isinstance(low, int | float) and isinstance(high, int | float):
+    if _is_number(low) and _is_number(high):
         return f"{format_number(float(low))} to {format_number(float(high))}"
     return ""
 
@@ -113,12 +119,14 @@ def confusion_matrix(metrics: Mapping[str, Any], labels: Sequence[str]) -> list[
     """``metrics["confusion_matrix"]`` (rows = truth, columns = prediction) as text cells, or
     ``None`` when absent or not a square integer matrix over ``labels``."""
     cm = metrics.get("confusion_matrix")
+    if hasattr(cm, "tolist"):  # a numpy array
+        cm = cm.tolist()
     n = len(labels)
     if not isinstance(cm, Sequence) or len(cm) != n:
         return None
     if not all(isinstance(r, Sequence) and len(r) == n for r in cm):
         return None
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for r in cm for v in r):
+    if not all(_is_number(v) for r in cm for v in r):
         return None
     return [[format_number(int(v)) for v in row] for row in cm]
 

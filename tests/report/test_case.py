@@ -14,6 +14,9 @@ from tests.report.conftest import LABELS, SPECS_2D, case_2d, case_3d
 def test_valid_cases_pass() -> None:
     for spec in SPECS_2D:
         validate(case_2d(spec), kind="2d", labels=LABELS)
+    numpy_scores = case_2d(SPECS_2D[0], probability=np.float32(0.93), threshold=np.float64(0.5),
+                           probabilities={"opacity": np.float32(0.93)})
+    validate(numpy_scores, kind="2d", labels=LABELS)
     validate(case_3d("S1"), kind="3d", labels=LABELS)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from pipeline.report.tables import card_summary, confusion_matrix, flatten, format_number, metric_rows
 from tests.report.conftest import CARD, LABELS, METRICS
 
@@ -25,6 +27,8 @@ def test_confusion_matrix_only_when_square_over_labels() -> None:
     assert confusion_matrix(METRICS, LABELS) == [["30", "5"], ["4", "21"]]
     assert confusion_matrix({"confusion_matrix": [[1, 2, 3]]}, LABELS) is None
     assert confusion_matrix({}, LABELS) is None
+    assert confusion_matrix({"confusion_matrix": np.array([[1, 2], [3, 4]])}, LABELS) == [["1", "2"],
+                                                                                          ["3", "4"]]
 
 
 def test_card_summary_and_flatten() -> None:
@@ -36,6 +40,12 @@ def test_card_summary_and_flatten() -> None:
     flat = dict(flatten(CARD))
     assert flat["params.width"] == "32" and flat["input_shape"] == "96, 128, 1"
     assert flatten({"a": {"b": {"c": 1}}}, max_depth=1) == [("a", "b: c: 1")]
+
+
+def test_numpy_scalars_are_numbers() -> None:
+    rows = metric_rows({"auroc": np.float32(0.5), "auroc_ci_low": np.float64(0.4), "auroc_ci_high": 0.6,
+                        "n": np.int64(7)})
+    assert [(r.key, r.value, r.ci) for r in rows] == [("auroc", "0.500", "0.400 to 0.600"), ("n", "7", "")]
 
 
 def test_format_number() -> None:
