@@ -117,7 +117,7 @@ class Explainer:
         view, layer = self.view, self.layer
 
         @tf.function(reduce_retracing=True)
-        def gradients(images, class_index):  # a Python int: one trace per class
+        def gradients(images, class_index):  # a scalar tensor: one trace serves every class
             with warnings.catch_warnings():  # tf-explain passes [model.inputs] (nested list)
                 warnings.filterwarnings("ignore", message="The structure of `inputs`")
                 return GradCAM.get_gradients_and_filters(view, images, layer, class_index, False)
@@ -127,7 +127,7 @@ class Explainer:
     def _tf_explain_gradients(self, images: np.ndarray, class_index: int) -> tuple[Any, Any]:
         import tensorflow as tf
 
-        return self._tf_explain_function(tf.constant(images), class_index)
+        return self._tf_explain_function(tf.constant(images), tf.constant(class_index, tf.int32))
 
     def _tf_keras_vis(self, images: np.ndarray, class_index: int, *, plus: bool) -> np.ndarray:
         """Grad-CAM or Grad-CAM++ of one batch through tf-keras-vis; ``(n, *feature_spatial)``."""
@@ -164,7 +164,6 @@ class Explainer:
         """The copy whose softmax is the class probability, and the output to read."""
         import keras
 
-        model, target = self.view, class_index
         if self._activation == "sigmoid" or (self._activation == "linear" and n_outputs(self.view) == 1):
             dense = keras.layers.Dense(2, use_bias=False, dtype="float32", name="scorecam_logits")
             model = keras.Model(self.view.inputs, dense(self.view.outputs[0]))
@@ -172,6 +171,8 @@ class Explainer:
             kernel[class_index, 1] = 1.0  # softmax((0, z_c)) = (1 - sigmoid(z_c), sigmoid(z_c))
             dense.set_weights([kernel])
             target = 1
+        else:  # softmax over the logits is the class probability; a new Model shares the layers
+            model, target = keras.Model(self.view.inputs, self.view.outputs), class_index
         # tf-keras-vis calls model.predict with the default progress bar; silence it.
         model.predict = functools.partial(model.predict, verbose=0)
         return model, target
