@@ -62,6 +62,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Class activation maps for the selected cases, and their deletion (faithfulness) test."""
+    from pipeline.stages.explain import run_explain
+
+    params = load_params(args.params)
+    task = params.task(args.task)
+    run_explain(task, data_dir=args.data, model_dir=args.model, out_dir=args.out, seed=params.base.seed)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Predictions, threshold on val, metrics with CIs on test, DVC metrics and plots."""
+    from pipeline.stages.evaluate import run_evaluate
+
+    params = load_params(args.params)
+    task = params.task(args.task)
+    result = run_evaluate(task, data_dir=args.data, model_dir=args.model, explain_dir=args.explain,
+                          out_dir=args.out, metrics_path=args.metrics, seed=params.base.seed)
+    test = result.metrics["test"]
+    log.info("evaluate %s: test AUROC %s [%s, %s], F1 %s", task.name, test.get("auroc"),
+             test.get("auroc_ci_low"), test.get("auroc_ci_high"), test.get("f1"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -92,6 +116,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backup", type=Path, required=True,
                        help="resumable training state (not a DVC output), .cache/train/<task>")
     train.set_defaults(func=cmd_train)
+
+    explain = sub.add_parser("explain", help="Grad-CAM (2D/3D), Grad-CAM++, Score-CAM maps and deletion test")
+    _common(explain)
+    explain.add_argument("--data", type=Path, required=True, help="ingest outputs, data/interim/<task>")
+    explain.add_argument("--model", type=Path, required=True, help="model folder, models/<task>")
+    explain.add_argument("--out", type=Path, required=True, help="output folder, explain/<task>")
+    explain.set_defaults(func=cmd_explain)
+
+    evaluate = sub.add_parser("evaluate", help="metrics with bootstrap CIs, threshold chosen on val")
+    _common(evaluate)
+    evaluate.add_argument("--data", type=Path, required=True, help="ingest outputs, data/interim/<task>")
+    evaluate.add_argument("--model", type=Path, required=True, help="model folder, models/<task>")
+    evaluate.add_argument("--explain", type=Path, default=None,
+                          help="explain outputs, explain/<task> (for IoU and faithfulness)")
+    evaluate.add_argument("--out", type=Path, required=True, help="predictions and plot data, eval/<task>")
+    evaluate.add_argument("--metrics", type=Path, required=True, help="metrics file, metrics/<task>.json")
+    evaluate.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -177,6 +177,63 @@ class TrainParams(_Frozen):
         return self
 
 
+class EvaluateParams(_Frozen):
+    """Evaluate knobs: operating threshold (chosen on val, never on test) and bootstrap CIs."""
+
+    #: youden | f1 | sensitivity@<x> | specificity@<x> | a number in (0, 1)
+    threshold: str | float = "youden"
+    bootstrap: Annotated[int, Field(ge=0)] = 1000  # patient-level resamples (0: no CIs)
+    ci_level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    calibration_bins: Annotated[int, Field(ge=2, le=100)] = 10
+    #: Grad-CAM map binarisation for IoU: pixels >= this fraction of the map's max
+    iou_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    batch_size: Annotated[int, Field(ge=1)] = 32
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold_rule(cls, value: Any) -> Any:
+        from pipeline.evaluate.threshold import validate_threshold_rule
+
+        try:
+            return validate_threshold_rule(value)
+        except ValueError as exc:  # the key path is prefixed by the caller
+            raise ValueError(str(exc).removeprefix("threshold ")) from None
+
+
+EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam")
+
+
+class ExplainParams(_Frozen):
+    """Explain knobs: saliency methods, target layer, which cases, faithfulness (deletion) test."""
+
+    #: First method is the one shown in reports and scored by IoU; all are deletion-tested.
+    methods: Annotated[tuple[Literal["gradcam", "gradcam++", "scorecam"], ...],
+                       Field(min_length=1)] = ("gradcam", "gradcam++")
+    layer: str = "auto"  # auto = last convolutional block, resolved from the model; or a layer name
+    splits: Annotated[tuple[Literal["train", "val", "test"], ...], Field(min_length=1)] = ("test",)
+    max_cases: Annotated[int, Field(ge=1)] | None = None  # cap per run (first cases by manifest order)
+    deletion_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    deletion_random: Annotated[int, Field(ge=1)] = 5
+    batch_size: Annotated[int, Field(ge=1)] = 16
+
+    @field_validator("methods", "splits")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"must not repeat entries. Received: {list(value)}")
+        return value
+
+
+class ReportParams(_Frozen):
+    """Report knobs."""
+
+    #: Probabilities within this distance of the threshold are flagged "low confidence".
+    uncertain_band: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.1
+    #: Also write each overlay as a DICOM Secondary Capture in a new series of the source study
+    #: (2D DICOM sources only), for viewing next to the original in a PACS viewer.
+    export_dicom: bool = False
+
+
 class TaskParams(_Frozen):
     """One task: a dataset, its label set and per-stage params."""
 
@@ -187,6 +244,9 @@ class TaskParams(_Frozen):
     data: DataParams
     ingest: IngestParams = IngestParams()
     train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    explain: ExplainParams = ExplainParams()
+    report: ReportParams = ReportParams()
 
     @property
     def problem(self) -> Literal["binary", "multiclass", "multilabel"]:

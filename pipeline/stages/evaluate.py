@@ -1,0 +1,116 @@
+"""The ``evaluate`` stage: predictions for val and test, operating threshold chosen on val,
+metrics with patient-level bootstrap CIs (plus Grad-CAM localization and faithfulness from the
+``explain`` stage), DVC metrics and plot data.
+
+Outputs: ``eval/<task>/predictions.csv``, ``eval/<task>/plots/{roc,pr,confusion,calibration}.json``
+and ``metrics/<task>.json`` (see :mod:`pipeline.evaluate.summary` for its layout).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import TaskParams
+from pipeline.stages.common import load_trained, predict_probs, read_json, select_cases
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS = "predictions.csv"
+PLOTS = "plots"
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    metrics: dict[str, Any]
+    predictions: Path
+
+
+def run_evaluate(task: TaskParams, *, data_dir: Path, model_dir: Path, explain_dir: Path | None,
+                 out_dir: Path, metrics_path: Path, seed: int) -> EvaluateResult:
+    """Evaluate the trained model of ``task`` on its val and test splits.
+
+    Args:
+        task: Validated task params (``task.evaluate`` holds the knobs).
+        data_dir: ``data/interim/<task>`` (ingest outputs).
+        model_dir: ``models/<task>``.
+        explain_dir: ``explain/<task>`` (maps and faithfulness), or None to skip localization.
+        out_dir: ``eval/<task>``: predictions and plot data.
+        metrics_path: ``metrics/<task>.json``.
+        seed: Bootstrap seed.
+
+    Raises:
+        ValueError: No val or test samples, or a model trained for another label set.
+    """
+    from pipeline.dataset.store import open_array
+    from pipeline.evaluate import (
+        evaluate_splits,
+        read_predictions,
+        write_metrics,
+        write_plot_data,
+        write_predictions,
+    )
+
+    ep = task.evaluate
+    cases = select_cases(data_dir, ("val", "test"))
+    for split in ("val", "test"):
+        if split not in cases.column("split"):
+            raise ValueError(f"the '{split}' split of task {task.name!r} is empty: nothing to "
+                             f"evaluate; check tasks.{task.name}.ingest.splits")
+    model, card = load_trained(model_dir, task)
+    probs = predict_probs(model, open_array(data_dir / "images.npy"), cases.indices,
+                          batch_size=ep.batch_size)
+    preds_path = out_dir / PREDICTIONS
+    write_predictions(preds_path, sample_ids=cases.column("sample_id"), patients=cases.column("patient"),
+                      splits=cases.column("split"), labels=cases.column("label"), probs=probs,
+                      label_names=task.labels)
+    preds = read_predictions(preds_path)
+    localization = (_localization(task, data_dir, explain_dir, seed=seed)
+                    if explain_dir is not None else None)
+    evaluation = evaluate_splits(val=preds.select("val"), test=preds.select("test"), problem=task.problem,
+                                 rule=ep.threshold, n_boot=ep.bootstrap, seed=seed, level=ep.ci_level,
+                                 n_bins=ep.calibration_bins, localization=localization)
+    metrics = dict(evaluation.metrics)
+    if explain_dir is not None and (explain_dir / "faithfulness.json").is_file():
+        metrics["explain"] = read_json(explain_dir / "faithfulness.json")
+    metrics["model"] = {"backbone": card.get("backbone"), "epochs_run": card.get("epochs_run"),
+                        "precision": card.get("precision")}
+    write_metrics(metrics_path, metrics)
+    metrics = read_json(metrics_path)  # what DVC sees (rounded, NaN as null)
+    test = preds.select("test")
+    write_plot_data(out_dir / PLOTS, problem=task.problem, targets=test.targets(task.problem),
+                    probs=test.probs, label_names=task.labels, operating_point=evaluation.operating_point,
+                    n_bins=ep.calibration_bins)
+    log.info("evaluate %s: test AUROC %s (threshold %s)", task.name, metrics["test"].get("auroc"),
+             metrics["threshold"])
+    return EvaluateResult(metrics, preds_path)
+
+
+def _localization(task: TaskParams, data_dir: Path, explain_dir: Path, *, seed: int
+                  ) -> dict[str, Any] | None:
+    """IoU / pointing game of the first explain method on the test cases that have a lesion mask."""
+    from pipeline.dataset.store import open_array
+    from pipeline.evaluate import localization_metrics, localization_scores
+    from pipeline.stages.explain import read_explained
+
+    explained = read_explained(explain_dir)
+    if explained is None:
+        return None
+    keep = [i for i, r in enumerate(explained.rows) if r["split"] == "test" and r.get("has_mask") == "1"]
+    if not keep:
+        log.info("evaluate %s: no test case with a lesion mask was explained; no IoU", task.name)
+        return None
+    masks = open_array(data_dir / "masks.npy")
+    maps = explained.maps[explained.methods[0]]
+    heat = np.stack([np.asarray(maps[i], dtype=np.float32) for i in keep])
+    mask = np.stack([np.asarray(masks[int(explained.rows[i]["index"])])[..., 0] for i in keep])
+    scores = localization_scores(heat, mask, threshold=task.evaluate.iou_threshold)
+    out = localization_metrics(scores, [explained.rows[i]["patient"] for i in keep],
+                               n_boot=task.evaluate.bootstrap, seed=seed, level=task.evaluate.ci_level,
+                               threshold=task.evaluate.iou_threshold)
+    out["localization_method"] = explained.methods[0]
+    return out

@@ -1,0 +1,119 @@
+"""explain -> evaluate on tiny trained models: files, shapes, metrics layout, IoU, no test leakage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.dataset.store import open_array
+from pipeline.evaluate import read_predictions
+from pipeline.ingest.tables import read_table
+from pipeline.stages.evaluate import run_evaluate
+from pipeline.stages.explain import maps_file, read_explained, run_explain
+from tests.stages.conftest import task_2d, task_3d
+
+
+@pytest.fixture(scope="module")
+def explained_2d(trained_2d):
+    out = trained_2d["root"] / "explain"
+    return run_explain(task_2d(), data_dir=trained_2d["data"], model_dir=trained_2d["model"], out_dir=out,
+                       seed=0), out
+
+
+def test_explain_writes_maps_for_every_test_case(trained_2d, explained_2d):
+    result, out = explained_2d
+    manifest = read_table(trained_2d["data"] / "manifest.csv")
+    test_ids = [r["sample_id"] for r in manifest if r["split"] == "test"]
+    assert [r["sample_id"] for r in result.rows] == test_ids
+    assert result.methods == ("gradcam", "gradcam++")
+    for method in result.methods:
+        maps = open_array(out / maps_file(method))
+        assert maps.shape == (len(test_ids), 32, 32) and maps.dtype == np.float32
+        assert np.isfinite(maps).all() and maps.min() >= 0.0 and maps.max() <= 1.0
+        summary = result.faithfulness[method]
+        assert summary["n_images"] == len(test_ids) and isinstance(summary["flag"], bool)
+    assert maps_file("gradcam++") == "maps_gradcampp.npy"
+    assert result.faithfulness["layer"]  # the resolved target layer is recorded
+    again = read_explained(out)
+    assert again is not None and again.methods == result.methods
+
+
+def test_explain_respects_splits_and_max_cases(trained_2d, tmp_path):
+    task = task_2d(explain={"splits": ["val", "test"], "max_cases": 3, "methods": ["gradcam"]})
+    result = run_explain(task, data_dir=trained_2d["data"], model_dir=trained_2d["model"],
+                         out_dir=tmp_path, seed=0)
+    assert len(result.rows) == 3 and {r["split"] for r in result.rows} <= {"val", "test"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cases.csv", "faithfulness.json",
+                                                         "maps_gradcam.npy"]
+
+
+def test_explain_bad_layer_names_candidates(trained_2d, tmp_path):
+    with pytest.raises(ValueError, match="no_such_layer"):
+        run_explain(task_2d(explain={"layer": "no_such_layer"}), data_dir=trained_2d["data"],
+                    model_dir=trained_2d["model"], out_dir=tmp_path, seed=0)
+    assert not any(tmp_path.iterdir())
+
+
+def test_evaluate_metrics_predictions_plots(trained_2d, explained_2d, tmp_path):
+    _, explain_dir = explained_2d
+    metrics_path = tmp_path / "metrics" / "tiny2d.json"
+    result = run_evaluate(task_2d(), data_dir=trained_2d["data"], model_dir=trained_2d["model"],
+                          explain_dir=explain_dir, out_dir=tmp_path / "eval", metrics_path=metrics_path,
+                          seed=0)
+    doc = json.loads(metrics_path.read_text())
+    assert doc == json.loads(json.dumps(result.metrics))
+    test = doc["test"]
+    for key in ("auroc", "precision", "recall", "f1", "accuracy", "iou", "pointing_game"):
+        assert key in test, key
+    for key in ("auroc", "f1"):
+        if test[key] is not None:
+            assert test[f"{key}_ci_low"] <= test[key] <= test[f"{key}_ci_high"]
+    assert doc["threshold"]["rule"] == "youden" and 0.0 <= doc["threshold"]["value"] <= 1.0
+    assert set(doc["explain"]) >= {"gradcam", "gradcam++", "layer"}
+    assert test["localization_method"] == "gradcam" and test["n_localized"] >= 1
+    # predictions: val + test only, pseudonyms only, probabilities per label
+    preds = read_predictions(result.predictions)
+    manifest = read_table(trained_2d["data"] / "manifest.csv")
+    assert sorted(preds.sample_ids) == sorted(r["sample_id"] for r in manifest if r["split"] != "train")
+    np.testing.assert_allclose(preds.probs.sum(axis=1), 1.0, atol=1e-6)
+    assert test["n"] == sum(r["split"] == "test" for r in manifest)
+    for name in ("roc", "pr", "confusion", "calibration"):
+        rows = json.loads((tmp_path / "eval" / "plots" / f"{name}.json").read_text())
+        assert isinstance(rows, list) and rows, name
+    confusion = json.loads((tmp_path / "eval" / "plots" / "confusion.json").read_text())
+    assert len(confusion) == test["n"]
+
+
+def test_threshold_is_chosen_on_val_not_test(trained_2d, tmp_path):
+    """Changing only the test predictions' labels must not move the threshold."""
+    task = task_2d(evaluate={"threshold": "f1"})
+    a = run_evaluate(task, data_dir=trained_2d["data"], model_dir=trained_2d["model"], explain_dir=None,
+                     out_dir=tmp_path / "a", metrics_path=tmp_path / "a.json", seed=0)
+    fixed = run_evaluate(task_2d(evaluate={"threshold": 0.3}), data_dir=trained_2d["data"],
+                         model_dir=trained_2d["model"], explain_dir=None, out_dir=tmp_path / "b",
+                         metrics_path=tmp_path / "b.json", seed=0)
+    assert fixed.metrics["threshold"]["value"] == pytest.approx(0.3)
+    assert a.metrics["threshold"]["rule"] == "f1"
+    assert "iou" not in a.metrics["test"]  # no explain outputs given
+
+
+def test_model_for_other_labels_is_refused(trained_2d, tmp_path):
+    task = task_2d().model_copy(update={"labels": ("healthy", "sick")})
+    with pytest.raises(ValueError, match="trained for"):
+        run_evaluate(task, data_dir=trained_2d["data"], model_dir=trained_2d["model"], explain_dir=None,
+                     out_dir=tmp_path, metrics_path=tmp_path / "m.json", seed=0)
+
+
+def test_3d_explain_and_evaluate(trained_3d, tmp_path):
+    task = task_3d()
+    result = run_explain(task, data_dir=trained_3d["data"], model_dir=trained_3d["model"],
+                         out_dir=tmp_path / "explain", seed=0)
+    maps = result.maps["gradcam"]
+    assert maps.shape[1:] == (8, 16, 16)  # the heatmap has the volume's shape
+    assert np.isfinite(maps).all()
+    ev = run_evaluate(task, data_dir=trained_3d["data"], model_dir=trained_3d["model"],
+                      explain_dir=tmp_path / "explain", out_dir=tmp_path / "eval",
+                      metrics_path=tmp_path / "m.json", seed=0)
+    assert "auroc" in ev.metrics["test"] and ev.metrics["test"]["n"] == len(result.rows)
