@@ -172,10 +172,16 @@ def test_3d_slice_browser_keyboard_and_overlay(browser, report_3d: Path) -> None
     label = lambda v: browser.find_element(By.ID, f"label-{v}").text  # noqa: E731
     assert (label("axial"), label("coronal"), label("sagittal")) == (
         f"slice {z + 1} of {d}", f"slice {y + 1} of {h}", f"slice {x + 1} of {w}")
-    alpha = browser.execute_script(
-        "var c = document.querySelector('#view-axial .layer-heat');"
-        "return c.getContext('2d').getImageData(arguments[0], arguments[1], 1, 1).data[3];", x, y)
-    assert alpha >= 250  # the heatmap peak is drawn where it is in the volume
+    def heat_alpha(view: str, col: int, row: int) -> int:
+        return browser.execute_script(
+            "var c = document.querySelector('#view-' + arguments[0] + ' .layer-heat');"
+            "return c.getContext('2d').getImageData(arguments[1], arguments[2], 1, 1).data[3];",
+            view, col, row)
+
+    # The peak is drawn where it is in the volume; coronal/sagittal rows run Superior -> Inferior.
+    assert heat_alpha("axial", x, y) >= 250
+    assert heat_alpha("coronal", x, d - 1 - z) >= 250 and heat_alpha("coronal", x, z) < 200
+    assert heat_alpha("sagittal", y, d - 1 - z) >= 250
 
     browser.execute_script("document.getElementById('view-axial').scrollIntoView()")
     overlay = browser.find_element(By.CSS_SELECTOR, "#view-axial [data-role=overlay]")
