@@ -54,7 +54,7 @@ def build_report(
     notes: Sequence[str] | None = None,
     positive_label: str | None = None,
     low_confidence_margin: float = 0.1,
-    highlight_limit: int = 12,
+    highlight_limit: int = 8,
 ) -> Path:
     """Write a self-contained HTML report for clinicians to review a model's cases.
 
