@@ -86,6 +86,10 @@ class BinaryStats:
         if not (y.ndim == 1 and s.shape == y.shape == pred.shape):
             raise ValueError(f"y_true, score and predicted must be 1-D of equal length. "
                              f"Received: {y.shape}, {s.shape}, {pred.shape}")
+        if not np.isin(np.asarray(y_true), (0, 1)).all():
+            raise ValueError("y_true must hold only 0/1 (or booleans)")
+        if not np.all(np.isfinite(s)):
+            raise ValueError("score must be finite")
         self.n_samples = len(y)
         self.n_bins = n_bins
         bins = calibration_bins(s, n_bins)
@@ -204,7 +208,7 @@ def binary_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float, *,
                    n_bins: int = 10) -> dict[str, float]:
     """Point estimates of the binary metrics and counts at ``score >= threshold``."""
     s = np.asarray(score, dtype=np.float64)
-    stats = BinaryStats(np.asarray(y_true, dtype=bool), s, s >= threshold, n_bins=n_bins)
+    stats = BinaryStats(np.asarray(y_true), s, s >= threshold, n_bins=n_bins)
     return {k: float(v[0]) for k, v in stats(np.ones((1, len(s)))).items()}
 
 

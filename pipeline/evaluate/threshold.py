@@ -116,7 +116,8 @@ def choose_threshold(y_true: np.ndarray, score: np.ndarray, rule: str | float | 
 
     Raises:
         ValueError: Bad rule or inputs.
-        UndefinedThresholdError: The rule needs positives/negatives that ``y_true`` lacks.
+        UndefinedThresholdError: The rule needs positives/negatives that ``y_true`` lacks
+            (including an empty validation set).
     """
     parsed = parse_threshold_rule(rule)
     y, s = _check_inputs(y_true, score)
@@ -162,11 +163,11 @@ def _operating_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndar
 def _check_inputs(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true)
     s = np.asarray(score, dtype=np.float64)
-    if y.ndim != 1 or s.shape != y.shape or len(y) == 0:
-        raise ValueError(f"y_true and score must be non-empty 1-D arrays of equal length. "
+    if y.ndim != 1 or s.shape != y.shape:
+        raise ValueError(f"y_true and score must be 1-D arrays of equal length. "
                          f"Received: shapes {y.shape} and {s.shape}")
     if not np.isin(y, (0, 1)).all():
         raise ValueError(f"y_true must hold only 0/1. Received values: {np.unique(y)[:5].tolist()}")
-    if not np.all(np.isfinite(s)) or s.min() < 0.0 or s.max() > 1.0:
+    if len(s) and (not np.all(np.isfinite(s)) or s.min() < 0.0 or s.max() > 1.0):
         raise ValueError("score must be finite probabilities in [0, 1]")
     return y.astype(bool), s

@@ -170,3 +170,20 @@ def test_binary_task_reports_the_positive_class():
     assert all(scope is None for scope, _ in got)
     assert got[(None, "auroc")] == pytest.approx(skm.roc_auc_score(t[:, 1], p.probs[:, 1]))
     assert got[(None, "n_positive")] == t[:, 1].sum()
+
+
+def test_bad_binary_inputs():
+    with pytest.raises(ValueError, match="only 0/1"):
+        binary_metrics([0, 2], [0.1, 0.2], 0.5)
+    with pytest.raises(ValueError, match="finite"):
+        binary_metrics([0, 1], [0.1, np.nan], 0.5)
+    with pytest.raises(ValueError, match="equal length"):
+        binary_metrics([0, 1], [0.1], 0.5)
+
+
+def test_empty_split_gives_nan_metrics():
+    op = OperatingPoint("multiclass", "argmax")
+    got = _no_warnings(classification_metrics, "multiclass", np.zeros((0, 3), bool),
+                       np.zeros((0, 3)), op, ("a", "b", "c"))
+    assert np.isnan(got[(None, "auroc")]) and np.isnan(got[(None, "accuracy")])
+    assert got[(None, "n")] == 0

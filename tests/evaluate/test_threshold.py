@@ -89,11 +89,19 @@ def test_undefined_rules_raise_a_typed_error(rule, y):
 
 def test_fixed_rule_needs_no_classes():
     assert choose_threshold(np.array([0, 0]), np.array([0.2, 0.7]), 0.6) == 0.6
+    assert choose_threshold(np.array([]), np.array([]), 0.6) == 0.6
+
+
+def test_empty_validation_set_is_undefined_not_a_crash():
+    with pytest.raises(UndefinedThresholdError, match="0 positive and 0 negative"):
+        choose_threshold(np.array([]), np.array([]), "youden")
+    op = choose_operating_point("binary", np.zeros((0, 2), bool), np.zeros((0, 2)), "youden")
+    assert op.thresholds == (0.5,) and op.fallback == (1,)
 
 
 @pytest.mark.parametrize("y,s,match", [
     ([0, 2], [0.1, 0.2], "0/1"), ([0, 1], [0.1, 1.2], r"\[0, 1\]"), ([0, 1], [0.1, np.nan], "finite"),
-    ([], [], "non-empty"), ([0, 1], [0.1], "equal length"),
+    ([0, 1], [0.1], "equal length"),
 ])
 def test_bad_inputs(y, s, match):
     with pytest.raises(ValueError, match=match):
