@@ -136,10 +136,13 @@ def pack_volume(volume: np.ndarray) -> str:
 
 def peak_index(heatmap: np.ndarray | None, mask: np.ndarray | None, shape: tuple[int, ...]
                ) -> tuple[int, ...]:
-    """Where a viewer should open: the heatmap's maximum, else the lesion's centre, else the
-    volume's centre."""
+    """Where a viewer should open: along each axis, the slice holding the most heatmap mass
+    (robust to a flat maximum at the border, unlike the arg-max voxel); else the lesion's centre;
+    else the middle of the volume."""
     if heatmap is not None and float(np.max(heatmap)) > 0.0:
-        return tuple(int(i) for i in np.unravel_index(int(np.argmax(heatmap)), shape))
+        heat = np.clip(np.asarray(heatmap, dtype=np.float64), 0.0, 1.0)
+        axes = range(heat.ndim)
+        return tuple(int(np.argmax(heat.sum(axis=tuple(a for a in axes if a != k)))) for k in axes)
     if mask is not None and np.any(mask):
         return tuple(int(round(float(c))) for c in np.argwhere(np.asarray(mask) != 0).mean(axis=0))
     return tuple(n // 2 for n in shape)

@@ -163,7 +163,7 @@
         });
         state.img = arrays[0]; state.heat = arrays[1]; state.mask = arrays[2];
         renderAll();
-        status.textContent = "Volume " + D + " × " + H + " × " + W + " voxels. Opened at the heatmap peak.";
+        status.textContent = "Volume " + D + " × " + H + " × " + W + " voxels. Opened at the slices where the heatmap is strongest.";
         body.setAttribute("data-ready", "1");
       })
       .catch(function (err) {
