@@ -73,9 +73,14 @@ class Explainer:
                              f"outputs={[t.shape for t in model.outputs]}")
         self.model = model
         self.view = explanation_model(model)
-        self.layer = resolve_target_layer(self.view, layer, backbone=backbone)
+        self._layer = resolve_target_layer(self.view, layer, backbone=backbone)
         self.spatial_rank = len(model.inputs[0].shape) - 2
         self._activation = output_activation(model)
+
+    @property
+    def layer(self) -> str:
+        """Name of the target layer (fixed: the compiled gradient function reads it)."""
+        return self._layer
 
     def maps(self, images: np.ndarray, *, method: str = "gradcam", class_index: ClassIndex = None,
              batch_size: int = 16, max_n: int | None = DEFAULT_MAX_N, backend: str = "auto") -> np.ndarray:
@@ -86,11 +91,11 @@ class Explainer:
         out = np.zeros(images.shape[:-1], np.float32)
         cams = self._engine(method, backend, batch_size, max_n)
         step = 1 if method == "scorecam" else batch_size  # Score-CAM picks channels per image
-        for start in range(0, len(images), step):
-            batch, batch_classes = images[start:start + step], classes[start:start + step]
-            for c in np.unique(batch_classes):
-                rows = np.flatnonzero(batch_classes == c)
-                out[start + rows] = to_input_grid(cams(batch[rows], int(c)), images.shape[1:-1])
+        for c in np.unique(classes):  # batches of one class: one gradient pass each
+            rows_of_class = np.flatnonzero(classes == c)
+            for start in range(0, len(rows_of_class), step):
+                rows = rows_of_class[start:start + step]
+                out[rows] = to_input_grid(cams(images[rows], int(c)), images.shape[1:-1])
         return out
 
     def _engine(self, method: str, backend: str, batch_size: int,

@@ -72,8 +72,16 @@ def test_tf_explain_and_tf_keras_vis_agree():
     informative = [i for i in range(len(images)) if explain[i].std() > 0 and vis[i].std() > 0]
     assert len(informative) >= 4
     assert min(_pearson(explain[i], vis[i]) for i in informative) > 0.99
-    # And on a registry model (flat ResNet-18, in-model preprocessing), at another layer.
-    keras.utils.set_random_seed(0)
+    # Multi-class, a different class per image (one gradient pass per class within a batch).
+    softmax = small_cnn(2, n_outputs=3, activation="softmax", seed=4)
+    classes = [0, 1, 2, 0, 1, 2]
+    explain = compute_maps(softmax, images, class_index=classes, batch_size=4, backend="tf-explain")
+    vis = compute_maps(softmax, images, class_index=classes, batch_size=4, backend="tf-keras-vis")
+    informative = [i for i in range(len(images)) if explain[i].std() > 0]
+    assert len(informative) >= 4 and min(_pearson(explain[i], vis[i]) for i in informative) > 0.99
+    # And on a registry model (flat ResNet-18, in-model preprocessing), at another layer. Random
+    # weights often give maps without a positive part (blank after ReLU); this seed's are not.
+    keras.utils.set_random_seed(3)
     resnet = build_model(kind="2d", backbone="resnet18", input_shape=(64, 64, 1), n_outputs=1,
                          activation="sigmoid", base_width=16)
     images = _noise(2, 3, 64, seed=2)
@@ -126,7 +134,7 @@ def test_mixed_precision_model_is_explained_in_float32(rank, bfloat16_policy):
 
 
 def test_mixed_precision_registry_model(bfloat16_policy):
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(3)  # see test_tf_explain_and_tf_keras_vis_agree: maps not blank
     model = build_model(kind="2d", backbone="resnet18", input_shape=(64, 64, 1), n_outputs=1,
                         activation="sigmoid", base_width=16)
     images = _noise(2, 2, 64)
@@ -148,10 +156,12 @@ def test_saturated_sigmoid_still_explained():
     assert maps[0][box(2, "square")].mean() > 0.7
 
 
-def test_class_index_default_and_explicit(cnn3d):
-    images = _noise(3, 4, 16, seed=7)
-    predicted = np.asarray(cnn3d(images)).argmax(axis=1)
-    explainer = Explainer(cnn3d)
+@pytest.mark.parametrize("rank", [2, 3])
+def test_class_index_default_and_explicit(rank, cnn3d):
+    model = cnn3d if rank == 3 else small_cnn(2, n_outputs=3, activation="softmax", seed=7)
+    images = _noise(rank, 4, 16 if rank == 3 else 32, seed=7)
+    predicted = np.asarray(model(images)).argmax(axis=1)
+    explainer = Explainer(model)
     assert np.allclose(explainer.maps(images), explainer.maps(images, class_index=predicted), atol=1e-6)
     other = (predicted + 1) % 3
     assert not np.allclose(explainer.maps(images), explainer.maps(images, class_index=other), atol=1e-3)
