@@ -86,6 +86,54 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The clinician-facing HTML report of the explained cases."""
+    from pipeline.sources import resolve_source
+    from pipeline.stages.report import run_report
+
+    params = load_params(args.params)
+    task = params.task(args.task)
+    index = run_report(task, data_dir=args.data, source_dir=resolve_source(task, raw_dir=args.raw),
+                       model_dir=args.model, explain_dir=args.explain, eval_dir=args.eval,
+                       metrics_path=args.metrics, out_dir=args.out)
+    log.info("report %s: %s", task.name, index)
+    return 0
+
+
+def cmd_export_dicom(args: argparse.Namespace) -> int:
+    """Overlays as DICOM Secondary Captures in new series of the source studies (PACS)."""
+    from pipeline.sources import resolve_source
+    from pipeline.stages.report import export_dicom
+
+    params = load_params(args.params)
+    task = params.task(args.task)
+    orientation = tuple(args.patient_orientation.split("\\")) if args.patient_orientation else None
+    if orientation is not None and len(orientation) != 2:
+        log.error("--patient-orientation must be two letters groups separated by a backslash, e.g. "
+                  "'L\\F'. Received: %r", args.patient_orientation)
+        return 2
+    n = export_dicom(task, data_dir=args.data, source_dir=resolve_source(task, raw_dir=args.raw),
+                     explain_dir=args.explain, out_dir=args.out, patient_orientation=orientation)
+    log.info("export-dicom %s: %d file(s) in %s (they carry patient identifiers: keep them inside "
+             "the hospital network)", task.name, n, args.out)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """A trained model on new studies: preprocessing, prediction, Grad-CAM, case report."""
+    from pipeline.stages.predict import run_predict
+
+    try:
+        results = run_predict(args.model, args.input, args.out, threshold=args.threshold,
+                              metrics_path=args.metrics, method=args.method)
+    except ValueError as exc:
+        log.error("predict: %s", exc)
+        return 1
+    for r in results:
+        print(f"{r.sample_id}\t{r.predicted_label}\t{r.probability:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -133,6 +181,42 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, required=True, help="predictions and plot data, eval/<task>")
     evaluate.add_argument("--metrics", type=Path, required=True, help="metrics file, metrics/<task>.json")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    report = sub.add_parser("report", help="static HTML report of the explained cases, for clinicians")
+    _common(report)
+    report.add_argument("--data", type=Path, required=True, help="ingest outputs, data/interim/<task>")
+    report.add_argument("--raw", type=Path, required=True,
+                        help="folder the demo stage wrote (full-resolution images of demo:* sources)")
+    report.add_argument("--model", type=Path, required=True, help="model folder, models/<task>")
+    report.add_argument("--explain", type=Path, required=True, help="explain outputs, explain/<task>")
+    report.add_argument("--eval", type=Path, required=True, help="evaluate outputs, eval/<task>")
+    report.add_argument("--metrics", type=Path, required=True, help="metrics file, metrics/<task>.json")
+    report.add_argument("--out", type=Path, required=True, help="report folder, reports/<task>")
+    report.set_defaults(func=cmd_report)
+
+    export = sub.add_parser("export-dicom", help="overlays as DICOM Secondary Captures for PACS (opt-in)")
+    _common(export)
+    export.add_argument("--data", type=Path, required=True, help="ingest outputs, data/interim/<task>")
+    export.add_argument("--raw", type=Path, required=True, help="folder the demo stage wrote")
+    export.add_argument("--explain", type=Path, required=True, help="explain outputs, explain/<task>")
+    export.add_argument("--out", type=Path, required=True,
+                        help="destination, e.g. exports/<task> (files carry patient identifiers)")
+    export.add_argument("--patient-orientation", default=None,
+                        help="for sources without orientation, e.g. 'L\\F' (PA chest, conventional display)")
+    export.set_defaults(func=cmd_export_dicom)
+
+    predict = sub.add_parser("predict", help="run a trained model on new studies and write the case report")
+    predict.add_argument("--model", type=Path, required=True, help="model folder, models/<task>")
+    predict.add_argument("--input", type=Path, nargs="+", required=True,
+                         help="DICOM file(s), DICOM series folder(s) or NIfTI file(s)")
+    predict.add_argument("--out", type=Path, required=True, help="report folder (replaced)")
+    predict.add_argument("--threshold", type=float, default=None,
+                         help="operating threshold (binary); default: the one evaluate chose on val")
+    predict.add_argument("--metrics", type=Path, default=None,
+                         help="metrics/<task>.json holding the validated threshold")
+    predict.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "scorecam"],
+                         help="explanation method")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 

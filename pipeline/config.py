@@ -228,10 +228,9 @@ class ReportParams(_Frozen):
     """Report knobs."""
 
     #: Probabilities within this distance of the threshold are flagged "low confidence".
-    uncertain_band: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.1
-    #: Also write each overlay as a DICOM Secondary Capture in a new series of the source study
-    #: (2D DICOM sources only), for viewing next to the original in a PACS viewer.
-    export_dicom: bool = False
+    uncertain_band: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
+    #: Cases shown per review group on the index (false positives, false negatives, ...).
+    highlight_limit: Annotated[int, Field(ge=1)] = 8
 
 
 class TaskParams(_Frozen):

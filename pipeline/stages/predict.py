@@ -1,0 +1,188 @@
+"""``predict``: a trained model on new, unlabeled studies -> the same case report.
+
+Each input (a DICOM file, a DICOM series folder or a NIfTI file) goes through the ingest
+preprocessing recorded in the model card, then the model and Grad-CAM; the output folder gets a
+report (``index.html`` + one page per study) and ``predictions.csv``. Studies that cannot be read
+are listed in ``rejected.csv`` with their reason, like ingest's quarantine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS = "predictions.csv"
+REJECTED = "rejected.csv"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    sample_id: str
+    predicted_label: str
+    probability: float
+    probabilities: dict[str, float]
+
+
+def study_id(path: Path) -> str:
+    """A pseudonymous, stable id for an input: a hash of its bytes (never of its name, which may
+    hold identifiers). A folder hashes its files' bytes in sorted order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return "S" + digest.hexdigest()[:16]
+
+
+def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, threshold: float | None = None,
+                metrics_path: Path | None = None, method: str = "gradcam") -> list[Prediction]:
+    """Predict and explain ``inputs`` with the model in ``model_dir``; write the report to ``out_dir``.
+
+    Args:
+        model_dir: ``models/<task>`` (model + card).
+        inputs: DICOM files, DICOM series folders or NIfTI files.
+        out_dir: Report folder (replaced).
+        threshold: Operating threshold for binary models; default: the one the evaluate stage
+            chose on validation (``metrics_path``), else 0.5 (the report then says so).
+        metrics_path: ``metrics/<task>.json`` holding that threshold (default: that path
+            relative to the working directory, for the card's task).
+        method: Explanation method shown (see :data:`pipeline.config.EXPLAIN_METHODS`).
+
+    Raises:
+        ValueError: No readable input, or a bad threshold.
+    """
+    from pipeline.explain import Explainer
+    from pipeline.ingest.tables import write_table
+    from pipeline.report import build_report
+    from pipeline.stages.common import read_json
+    from pipeline.train.card import load_model, read_card
+
+    card = read_card(model_dir)
+    if metrics_path is None and card.get("task"):
+        metrics_path = Path("metrics") / f"{card['task']}.json"  # the pipeline's layout, from the repo root
+    labels = tuple(card["labels"])
+    problem = card["problem"]
+    notes = ["Research use only. Not for diagnosis or treatment decisions.",
+             "These studies have no ground truth here: the pages show the model's output only."]
+    if problem == "binary" and threshold is None:
+        if metrics_path is not None and metrics_path.is_file():
+            threshold = float(read_json(metrics_path)["threshold"]["value"])
+            notes.append(f"Threshold {threshold:.3f} was chosen on the validation split by the "
+                         "evaluate stage.")
+        else:
+            threshold = 0.5
+            notes.append("No validated threshold was found (metrics file missing): 0.5 is used; "
+                         "calls near it are unreliable.")
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1). Received: {threshold}")
+    model = load_model(model_dir)
+    explainer = Explainer(model, backbone=card.get("backbone"))
+    ingest = _ingest_params(card)
+    results: list[Prediction] = []
+    rejected: list[dict[str, str]] = []
+
+    def cases() -> Iterator[Any]:
+        for position, path in enumerate(inputs):
+            prepared = _prepare(card["kind"], ingest, position, Path(path))
+            if isinstance(prepared, str):
+                rejected.append({"input": f"#{position + 1}", "reason": prepared})
+                log.warning("predict: input #%d rejected: %s", position + 1, prepared)
+                continue
+            sid = study_id(Path(path))
+            x = prepared.image[None].astype(np.float32) / np.float32(255.0)
+            out = np.asarray(model.predict_on_batch(x), dtype=np.float64)[0]
+            probs = np.array([1.0 - out[0], out[0]]) if problem == "binary" else out
+            heat = explainer.maps(x, method=method)[0]
+            predicted, probability = _decide(problem, labels, probs, threshold)
+            per_label = dict(zip(labels, map(float, probs), strict=True))
+            results.append(Prediction(sid, predicted, probability, per_label))
+            log.info("predict %s: %s (p=%.3f%s)", sid, predicted, probability,
+                     f", threshold {threshold:.3f}" if threshold is not None else "")
+            yield _case_record(card, ingest, Path(path), prepared, sid, predicted, probability, probs, labels,
+                               threshold, heat, method)
+
+    build_report(out_dir, task_name=f"{card.get('task', 'model')} (new studies)", kind=card["kind"],
+                 labels=labels, cases=cases(), card=card, metrics=None, notes=notes)
+    write_table(out_dir / PREDICTIONS, [
+        {"sample_id": r.sample_id, "predicted_label": r.predicted_label,
+         "probability": round(r.probability, 6),
+         **{f"p_{k}": round(v, 6) for k, v in r.probabilities.items()}} for r in results],
+        ("sample_id", "predicted_label", "probability"))
+    write_table(out_dir / REJECTED, rejected, ("input", "reason"))
+    if not results:
+        raise ValueError(f"none of the {len(inputs)} input(s) could be read; see {out_dir / REJECTED}")
+    return results
+
+
+def _ingest_params(card: dict[str, Any]) -> Any:
+    """The ingest settings the model was trained with (model card), as IngestParams."""
+    from pipeline.config import IngestParams
+
+    pre = dict(card.get("ingest_preprocessing", {}))
+    if "target_spacing_mm" in pre:
+        pre["target_spacing"] = pre.pop("target_spacing_mm")
+    known = set(IngestParams.model_fields)
+    return IngestParams.model_validate({k: v for k, v in pre.items() if k in known})
+
+
+def _prepare(kind: str, ingest: Any, position: int, path: Path) -> Any:
+    """Ingest preprocessing of one input: a SampleResult, or the rejection reason."""
+    from pipeline.ingest.samples import SampleJob, process
+
+    settings = ingest.model_dump(mode="python")
+    settings["window"] = ingest.window if isinstance(ingest.window, str) else tuple(ingest.window)
+    if not path.exists():
+        return "input not found"
+    result = process(SampleJob(position=position, path=path, mask=None, kind=kind, settings=settings,
+                               needs_patient_id=False))
+    if result.rejection is not None:
+        return result.rejection[0]
+    return result
+
+
+def _decide(problem: str, labels: tuple[str, ...], probs: np.ndarray, threshold: float | None
+            ) -> tuple[str, float]:
+    if problem == "binary":
+        return (labels[1] if probs[1] >= threshold else labels[0]), float(probs[1])
+    if problem == "multilabel":
+        on = [n for n, p in zip(labels, probs, strict=True) if p >= 0.5]
+        return "|".join(on), float(probs.max())
+    return labels[int(np.argmax(probs))], float(probs.max())
+
+
+def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, sid: str, predicted: str,
+                 probability: float, probs: np.ndarray, labels: tuple[str, ...], threshold: float | None,
+                 heat: np.ndarray, method: str) -> Any:
+    from pipeline.report import CaseRecord
+    from pipeline.stages.report import METHOD_NAMES, SHOWN_ATTRIBUTES, unpad_resize
+
+    image = prepared.image[..., 0]
+    attributes: dict[str, str] = {}
+    spacing = None
+    if card["kind"] == "2d":
+        from pipeline.io.dicom import open_dicom
+        from pipeline.io.dicom_image import image_from_dataset
+
+        ds = open_dicom(path)
+        full, _ = image_from_dataset(ds, window=ingest.window if isinstance(ingest.window, str)
+                                     else tuple(ingest.window), percentiles=ingest.percentiles,
+                                     frame=ingest.frame, max_pixel_bytes=ingest.max_pixel_bytes)
+        heat = unpad_resize(heat, {k: str(v) for k, v in prepared.meta.items()}, full.shape, nearest=False)
+        image = np.rint(np.clip(full, 0, 1) * 255).astype(np.uint8)
+        attributes = {kw: str(ds.get(kw)) for kw in SHOWN_ATTRIBUTES if ds.get(kw)}
+    else:
+        spacing = ingest.target_spacing
+    return CaseRecord(sample_id=sid, split="new", true_label=None, predicted_label=predicted,
+                      probability=probability,
+                      probabilities=dict(zip(labels, map(float, probs), strict=True)),
+                      threshold=threshold, attributes=attributes, image=image, heatmap=heat,
+                      method=METHOD_NAMES.get(method, method), spacing=spacing)

@@ -1,0 +1,315 @@
+"""The ``report`` stage: the clinician-facing HTML site of the explained cases; and
+``export-dicom``: the same overlays as DICOM Secondary Captures for PACS (opt-in, outside DVC).
+
+2D cases are shown at the source image's full resolution: the DICOM is read again with the
+task's windowing and the Grad-CAM map (computed on the model's padded input grid) is mapped back
+through the recorded resize geometry. When the source cannot be read (redacted paths, moved
+files) the model's input grid is shown instead and the page says so. 3D cases are shown on the
+ingested volume (canonical orientation, the task's voxel spacing).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import TaskParams
+from pipeline.stages.common import read_json
+
+log = logging.getLogger(__name__)
+
+#: Non-identifying header attributes shown on case pages (escaped there). Free-text fields such as
+#: SeriesDescription can in principle hold identifiers; they are shown because reviewers need
+#: them, and the report never shows the identifying keywords of pipeline.report.PHI_KEYWORDS.
+SHOWN_ATTRIBUTES = ("Modality", "BodyPartExamined", "ViewPosition", "SeriesDescription")
+METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
+
+
+def run_report(task: TaskParams, *, data_dir: Path, source_dir: Path | None, model_dir: Path,
+               explain_dir: Path, eval_dir: Path, metrics_path: Path, out_dir: Path) -> Path:
+    """Build ``reports/<task>/`` from the explain and evaluate outputs.
+
+    Args:
+        task: Validated task params (``task.report`` holds the knobs).
+        data_dir: ``data/interim/<task>``.
+        source_dir: The dataset folder ingest read (full-resolution 2D images), or None.
+        model_dir: ``models/<task>`` (the model card).
+        explain_dir: ``explain/<task>``.
+        eval_dir: ``eval/<task>`` (predictions).
+        metrics_path: ``metrics/<task>.json``.
+        out_dir: ``reports/<task>``; replaced as a whole.
+
+    Returns:
+        Path of ``index.html``.
+
+    Raises:
+        ValueError: Missing explain outputs or predictions for the explained cases.
+    """
+    from pipeline.evaluate import read_predictions
+    from pipeline.report import build_report
+    from pipeline.stages.explain import read_explained
+    from pipeline.train.card import read_card
+
+    explained = read_explained(explain_dir)
+    if explained is None:
+        raise ValueError(f"no explain outputs in {explain_dir}; run the explain stage first")
+    metrics = read_json(metrics_path)
+    card = read_card(model_dir)
+    preds = read_predictions(eval_dir / "predictions.csv")
+    decide = _Decision(task, metrics)
+    method = explained.methods[0]
+    notes = _notes(task, metrics, explained.faithfulness, method)
+    cases = _cases(task, data_dir, source_dir, explained, preds, decide, method)
+    return build_report(out_dir, task_name=task.name, kind=task.kind, labels=task.labels, cases=cases,
+                        card=card, metrics=_headline(metrics, decide), notes=notes,
+                        low_confidence_margin=max(task.report.uncertain_band, 1e-6),
+                        highlight_limit=task.report.highlight_limit)
+
+
+class _Decision:
+    """The operating point recorded by the evaluate stage, applied to one case's probabilities."""
+
+    def __init__(self, task: TaskParams, metrics: Mapping[str, Any]) -> None:
+        from pipeline.evaluate import OperatingPoint
+
+        section = metrics.get("threshold", {})
+        labels = task.labels
+        if task.problem == "binary":
+            thresholds: tuple[float, ...] = (float(section.get("value", 0.5)),)
+        elif task.problem == "multilabel":
+            values = section.get("value", {})
+            thresholds = tuple(float(values.get(n, 0.5)) for n in labels)
+        else:
+            thresholds = ()
+        self.problem = task.problem
+        self.labels = labels
+        self.threshold = thresholds[0] if task.problem == "binary" else None
+        self.point = OperatingPoint(task.problem, str(section.get("rule", "argmax")), thresholds)
+
+    def __call__(self, probs: np.ndarray, true_label: str | None) -> tuple[str, float, str | None]:
+        """``(predicted label, probability shown, category)``."""
+        predicted = self.point.predicted_labels(probs[None, :], self.labels)[0]
+        if self.problem == "binary":
+            probability = float(probs[1])
+            positive = predicted == self.labels[1]
+            if true_label is None:
+                return predicted, probability, None
+            truth = true_label == self.labels[1]
+            category = f"{'true' if positive == truth else 'false'} {'positive' if positive else 'negative'}"
+            return predicted, probability, category
+        if self.problem == "multiclass":
+            return predicted, float(probs.max()), None
+        return predicted, float(probs.max()), None
+
+
+def _headline(metrics: Mapping[str, Any], decide: _Decision) -> dict[str, Any]:
+    flat = {k: v for k, v in metrics.get("test", {}).items() if not isinstance(v, dict)}
+    if decide.threshold is not None:
+        flat["threshold"] = decide.threshold
+    return flat
+
+
+def _notes(task: TaskParams, metrics: Mapping[str, Any], faithfulness: Mapping[str, Any],
+           method: str) -> list[str]:
+    rule = metrics.get("threshold", {}).get("rule", "argmax")
+    test = metrics.get("test", {})
+    notes = [
+        "Research use only. Not for diagnosis or treatment decisions.",
+        f"Decision threshold chosen on the validation split (rule: {rule}), never on these test cases.",
+        f"Metrics are on {test.get('n', '?')} test cases from {test.get('n_patients', '?')} patients; "
+        f"intervals are 95% patient-level bootstrap confidence intervals: with this few cases they "
+        f"are wide, read them before the point values.",
+        f"Heatmaps ({METHOD_NAMES.get(method, method)}) show which image regions drove the model's "
+        "score, not where disease is.",
+    ]
+    summary = faithfulness.get(method, {})
+    if summary.get("flag"):
+        notes.append(f"Warning: the {METHOD_NAMES.get(method, method)} maps did not pass the deletion "
+                     "check (masking the highlighted regions lowered the score no more than masking "
+                     "random regions); treat the heatmaps as unreliable for this model.")
+    if test.get("iou") is not None:
+        low, high = (test.get(k) if test.get(k) is not None else float("nan")
+                     for k in ("iou_ci_low", "iou_ci_high"))
+        notes.append(f"Heatmap overlap with annotated lesions (IoU): {test['iou']:.2f} [{low:.2f}, "
+                     f"{high:.2f}]; the map's peak lies inside the lesion in "
+                     f"{100 * (test.get('pointing_game') or 0):.0f}% of cases.")
+    return notes
+
+
+def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained: Any, preds: Any,
+           decide: _Decision, method: str) -> Iterator[Any]:
+    """One :class:`~pipeline.report.CaseRecord` at a time (images are read lazily)."""
+    from pipeline.dataset.store import open_array
+    from pipeline.report import CaseRecord
+
+    images = open_array(data_dir / "images.npy")
+    masks = open_array(data_dir / "masks.npy")
+    manifest = {r["sample_id"]: r for r in _manifest(data_dir)}
+    row_of = {sid: i for i, sid in enumerate(preds.sample_ids)}
+    maps = explained.maps[method]
+    for k, case in enumerate(explained.rows):
+        sid = case["sample_id"]
+        if sid not in row_of:
+            raise ValueError(f"case {sid} was explained but has no prediction; rerun evaluate")
+        probs = preds.probs[row_of[sid]]
+        predicted, probability, category = decide(probs, case["label"])
+        row = manifest[sid]
+        index = int(row["index"])
+        heat = np.asarray(maps[k], dtype=np.float32)
+        mask = np.asarray(masks[index])[..., 0] if row.get("has_mask") == "1" else None
+        image = np.asarray(images[index])[..., 0]
+        attributes: dict[str, str] = {}
+        spacing: Sequence[float] | None = None
+        if task.kind == "2d":
+            full = _full_resolution(task, source_dir, row, heat, mask)
+            if full is not None:
+                image, heat, mask, attributes = full
+            else:
+                attributes["Shown at"] = "model input resolution (source image not available)"
+        else:
+            spacing = task.ingest.target_spacing
+        yield CaseRecord(
+            sample_id=sid, split=case["split"], true_label=case["label"], predicted_label=predicted,
+            probability=probability, probabilities=dict(zip(task.labels, map(float, probs), strict=True)),
+            threshold=decide.threshold, category=category, attributes=attributes, image=image,
+            heatmap=heat, mask=mask, method=METHOD_NAMES.get(method, method), spacing=spacing)
+
+
+def _manifest(data_dir: Path) -> list[dict[str, str]]:
+    from pipeline.ingest.tables import read_table
+
+    return read_table(data_dir / "manifest.csv")
+
+
+def _full_resolution(task: TaskParams, source_dir: Path | None, row: Mapping[str, str],
+                     heat: np.ndarray, mask: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, str]] | None:
+    """The source image windowed as at ingest, with the map and mask mapped back onto it."""
+    from pipeline.io.dicom import open_dicom
+    from pipeline.io.dicom_image import image_from_dataset
+    from pipeline.io.errors import InputRejected
+
+    path = _source_path(source_dir if not task.ingest.redact_paths else None, row)
+    if path is None:
+        return None
+    ing = task.ingest
+    try:
+        ds = open_dicom(path)
+        image, _ = image_from_dataset(ds, window=ing.window, percentiles=ing.percentiles, frame=ing.frame,
+                                      max_pixel_bytes=ing.max_pixel_bytes)
+    except (InputRejected, OSError) as exc:
+        log.warning("report: source of %s unreadable now (%s); showing the model grid",
+                    row["sample_id"], getattr(exc, "reason", type(exc).__name__))
+        return None
+    shape = image.shape
+    heat_full = unpad_resize(heat, row, shape, nearest=False)
+    mask_full = unpad_resize(mask, row, shape, nearest=True) if mask is not None else None
+    attributes = {kw: str(ds.get(kw, "") or "") for kw in SHOWN_ATTRIBUTES if ds.get(kw)}
+    return (np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8), heat_full, mask_full, attributes)
+
+
+def _source_path(source_dir: Path | None, row: Mapping[str, str]) -> Path | None:
+    if source_dir is None:
+        return None
+    rel = row.get("source_path", "")
+    if not rel:
+        return None
+    path = (source_dir / rel).resolve()
+    if not path.is_file() or source_dir.resolve() not in path.parents:
+        return None
+    return path
+
+
+def unpad_resize(grid: np.ndarray, row: Mapping[str, str], shape: tuple[int, int], *, nearest: bool
+                 ) -> np.ndarray:
+    """Map an array on the model's padded input grid back onto the source image's pixel grid.
+
+    Ingest resized the source by ``scale`` and padded it by ``pad_top``/``pad_left`` (recorded in
+    the manifest); this crops the padding and resizes to ``shape``.
+    """
+    import cv2
+
+    scale = float(row["scale"])
+    top, left = int(row["pad_top"]), int(row["pad_left"])
+    h = max(1, min(grid.shape[0] - top, round(shape[0] * scale)))
+    w = max(1, min(grid.shape[1] - left, round(shape[1] * scale)))
+    crop = np.ascontiguousarray(grid[top:top + h, left:left + w], dtype=np.float32)
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    out = cv2.resize(crop, (shape[1], shape[0]), interpolation=interp)
+    return (out > 0.5).astype(np.uint8) if nearest else np.clip(out, 0.0, 1.0)
+
+
+def export_dicom(task: TaskParams, *, data_dir: Path, source_dir: Path | None, explain_dir: Path,
+                 out_dir: Path, patient_orientation: tuple[str, str] | None = None) -> int:
+    """Write each explained 2D case's overlay as a DICOM Secondary Capture in a new series of its
+    source study, so it opens next to the original in any DICOM viewer.
+
+    These files carry the source's patient identifiers (PACS files them under the right patient),
+    so they are written to their own folder (``exports/<task>``), never into the PHI-free report
+    or a DVC output.
+
+    Args:
+        task: Validated task params.
+        data_dir: ``data/interim/<task>``.
+        source_dir: The dataset folder ingest read.
+        explain_dir: ``explain/<task>``.
+        out_dir: Destination folder; files are named by sample pseudonym.
+        patient_orientation: Row/column direction letters for sources without Patient
+            Orientation or Image Orientation (Patient) (e.g. ``("L", "F")`` for a PA chest shown
+            conventionally); without it such sources are skipped with a warning.
+
+    Returns:
+        How many overlays were written.
+    """
+    from pipeline.stages.explain import read_explained
+
+    explained = read_explained(explain_dir)
+    if explained is None:
+        raise ValueError(f"no explain outputs in {explain_dir}; run the explain stage first")
+    method = explained.methods[0]
+    from pipeline.io.dicom import open_dicom
+    from pipeline.io.dicom_image import image_from_dataset
+    from pipeline.io.errors import InputRejected
+    from pipeline.report import export_secondary_capture, render_overlay
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if task.kind != "2d":
+        log.info("export-dicom applies to 2D DICOM tasks; nothing exported for %s", task.name)
+        return 0
+    manifest = {r["sample_id"]: r for r in _manifest(data_dir)}
+    maps = explained.maps[method]
+    written = 0
+    for k, case in enumerate(explained.rows):
+        row = manifest[case["sample_id"]]
+        path = _source_path(source_dir if not task.ingest.redact_paths else None, row)
+        if path is None:
+            continue
+        ing = task.ingest
+        try:
+            ds = open_dicom(path)
+            image, _ = image_from_dataset(ds, window=ing.window, percentiles=ing.percentiles,
+                                          frame=ing.frame, max_pixel_bytes=ing.max_pixel_bytes)
+        except (InputRejected, OSError):
+            continue
+        heat = unpad_resize(np.asarray(maps[k], np.float32), row, image.shape, nearest=False)
+        overlay = render_overlay(np.rint(image * 255).astype(np.uint8), heat)
+        orientation = None if _has_orientation(ds) else patient_orientation
+        try:
+            export_secondary_capture(ds, overlay, out_dir / f"{case['sample_id']}.dcm",
+                                     series_description=f"medvision {METHOD_NAMES.get(method, method)} "
+                                                        "overlay (not for diagnosis)",
+                                     patient_orientation=orientation)
+        except ValueError as exc:
+            log.warning("export-dicom: no overlay for %s (%s)", case["sample_id"], exc)
+            continue
+        written += 1
+    log.info("export %s: %d DICOM Secondary Capture overlay(s) in %s", task.name, written, out_dir)
+    return written
+
+
+def _has_orientation(ds: Any) -> bool:
+    return bool(ds.get("PatientOrientation") or ds.get("ImageOrientationPatient"))

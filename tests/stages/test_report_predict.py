@@ -1,0 +1,154 @@
+"""report, export-dicom and predict on tiny trained models: pages, escaping, full resolution, PACS
+export, new-study prediction."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pydicom
+import pytest
+
+from pipeline.ingest.tables import read_table
+from pipeline.stages.evaluate import run_evaluate
+from pipeline.stages.explain import run_explain
+from pipeline.stages.predict import run_predict
+from pipeline.stages.report import export_dicom, run_report, unpad_resize
+from tests.builders import PHI_STRINGS
+from tests.stages.conftest import task_2d, task_3d
+
+
+def _pipeline(trained, task, root):
+    run_explain(task, data_dir=trained["data"], model_dir=trained["model"], out_dir=root / "explain", seed=0)
+    run_evaluate(task, data_dir=trained["data"], model_dir=trained["model"], explain_dir=root / "explain",
+                 out_dir=root / "eval", metrics_path=root / "metrics.json", seed=0)
+    return run_report(task, data_dir=trained["data"], source_dir=trained["raw"], model_dir=trained["model"],
+                      explain_dir=root / "explain", eval_dir=root / "eval",
+                      metrics_path=root / "metrics.json", out_dir=root / "report")
+
+
+@pytest.fixture(scope="module")
+def report_2d(trained_2d, tmp_path_factory):
+    root = tmp_path_factory.mktemp("report2d")
+    return _pipeline(trained_2d, task_2d(), root), root
+
+
+def test_report_has_every_test_case_at_full_resolution(trained_2d, report_2d):
+    index, root = report_2d
+    manifest = read_table(trained_2d["data"] / "manifest.csv")
+    test_ids = {r["sample_id"] for r in manifest if r["split"] == "test"}
+    pages = {p.stem for p in (root / "report" / "cases").glob("*.html")}
+    assert pages == test_ids
+    html = index.read_text()
+    for sid in test_ids:
+        assert f"cases/{sid}.html" in html
+    assert "chosen on the validation split" in html and "Research use only" in html
+    # the builder's images are 64x48 (not the 32x32 model grid): full resolution is shown
+    page = (root / "report" / "cases" / f"{sorted(test_ids)[0]}.html").read_text()
+    assert "model input resolution" not in page
+
+
+def test_report_has_no_phi(report_2d):
+    _, root = report_2d
+    for path in (root / "report").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for value in PHI_STRINGS:
+                assert value.encode() not in data, f"{value!r} in {path.name}"
+
+
+def test_report_falls_back_to_model_grid_without_source(trained_2d, report_2d, tmp_path):
+    _, root = report_2d
+    run_report(task_2d(), data_dir=trained_2d["data"], source_dir=None, model_dir=trained_2d["model"],
+               explain_dir=root / "explain", eval_dir=root / "eval", metrics_path=root / "metrics.json",
+               out_dir=tmp_path / "r")
+    page = next((tmp_path / "r" / "cases").glob("*.html")).read_text()
+    assert "model input resolution" in page
+
+
+@pytest.mark.parametrize(("scale", "pad_top", "pad_left", "shape"), [
+    (0.5, 0, 4, (64, 48)), (0.25, 8, 0, (64, 128)), (1.0, 0, 0, (32, 32))])
+def test_unpad_resize_inverts_ingest_geometry(scale, pad_top, pad_left, shape):
+    from pipeline.preprocess.image import resize_with_pad
+
+    mask = np.zeros(shape, np.uint8)
+    mask[shape[0] // 4: shape[0] // 2, shape[1] // 3: shape[1] // 2] = 1
+    grid, geometry = resize_with_pad(mask, (32, 32), mode="mask")
+    assert geometry == {"scale": pytest.approx(scale), "pad_top": pad_top, "pad_left": pad_left}
+    back = unpad_resize(grid, {k: str(v) for k, v in geometry.items()}, shape, nearest=True)
+    assert back.shape == shape
+    inter = np.logical_and(back, mask).sum()
+    assert inter / np.logical_or(back, mask).sum() > 0.7
+
+
+def test_export_dicom_joins_the_source_study(trained_2d, report_2d, tmp_path):
+    _, root = report_2d
+    n = export_dicom(task_2d(), data_dir=trained_2d["data"], source_dir=trained_2d["raw"],
+                     explain_dir=root / "explain", out_dir=tmp_path / "exports",
+                     patient_orientation=("L", "F"))
+    files = sorted((tmp_path / "exports").glob("*.dcm"))
+    assert n == len(files) > 0
+    manifest = {r["sample_id"]: r for r in read_table(trained_2d["data"] / "manifest.csv")}
+    for f in files:
+        assert re.fullmatch(r"S[0-9a-f]+\.dcm", f.name)  # named by pseudonym, never by PHI
+        sc = pydicom.dcmread(f)
+        src = pydicom.dcmread(trained_2d["raw"] / manifest[f.stem]["source_path"])
+        assert sc.StudyInstanceUID == src.StudyInstanceUID
+        assert sc.SeriesInstanceUID != src.SeriesInstanceUID
+        assert sc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
+        assert sc.pixel_array.shape == (src.Rows, src.Columns, 3)
+        refs = [item.ReferencedSOPInstanceUID for seq in ("SourceImageSequence", "ReferencedImageSequence")
+                for item in sc.get(seq, [])]
+        refs += [inst.ReferencedSOPInstanceUID for s in sc.get("ReferencedSeriesSequence", [])
+                 for inst in s.ReferencedInstanceSequence]
+        assert src.SOPInstanceUID in refs
+
+
+def test_export_without_orientation_skips_with_reason(trained_2d, report_2d, tmp_path, caplog):
+    _, root = report_2d
+    n = export_dicom(task_2d(), data_dir=trained_2d["data"], source_dir=trained_2d["raw"],
+                     explain_dir=root / "explain", out_dir=tmp_path / "exports")
+    assert n == 0 and "orientation" in caplog.text.lower()
+
+
+def test_predict_new_studies(trained_2d, tmp_path):
+    raw = trained_2d["raw"]
+    rows = read_table(raw / "labels.csv")
+    inputs = [raw / rows[0]["path"], raw / rows[1]["path"], raw / "labels.csv"]
+    results = run_predict(trained_2d["model"], inputs, tmp_path / "out", threshold=0.4)
+    assert len(results) == 2
+    for r in results:
+        assert r.predicted_label == ("opacity" if r.probability >= 0.4 else "normal")
+        assert re.fullmatch(r"S[0-9a-f]{16}", r.sample_id)
+        page = (tmp_path / "out" / "cases" / f"{r.sample_id}.html").read_text()
+        assert "drove the model" in page and "not where" in page
+    rejected = read_table(tmp_path / "out" / "rejected.csv")
+    assert [r["input"] for r in rejected] == ["#3"] and rejected[0]["reason"]
+    preds = read_table(tmp_path / "out" / "predictions.csv")
+    assert [p["sample_id"] for p in preds] == [r.sample_id for r in results]
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file():
+            for value in PHI_STRINGS:
+                assert value.encode() not in path.read_bytes()
+            assert rows[0]["path"].split("/")[-1].encode() not in path.read_bytes()  # no input file names
+
+
+def test_predict_same_input_same_id_and_output(trained_2d, tmp_path):
+    raw = trained_2d["raw"]
+    path = raw / read_table(raw / "labels.csv")[0]["path"]
+    a = run_predict(trained_2d["model"], [path], tmp_path / "a", threshold=0.5)
+    b = run_predict(trained_2d["model"], [path], tmp_path / "b", threshold=0.5)
+    assert a == b
+
+
+def test_predict_nothing_readable_fails_clearly(trained_2d, tmp_path):
+    with pytest.raises(ValueError, match="none of the 1 input"):
+        run_predict(trained_2d["model"], [tmp_path / "missing.dcm"], tmp_path / "out", threshold=0.5)
+
+
+def test_3d_report_and_predict(trained_3d, tmp_path):
+    index = _pipeline(trained_3d, task_3d(), tmp_path)
+    assert index.is_file() and any((tmp_path / "report" / "cases").glob("*.html"))
+    nifti = sorted(trained_3d["raw"].glob("*.nii.gz"))[0]
+    results = run_predict(trained_3d["model"], [nifti], tmp_path / "pred", threshold=0.5)
+    assert len(results) == 1 and results[0].predicted_label in ("normal", "nodule")
