@@ -1,4 +1,6 @@
-"""End to end: `dvc repro` of demo + ingest in a throwaway clone, twice (second run: no-op)."""
+"""End to end in a throwaway clone with tiny params: `dvc repro` of every stage twice (the second
+run is a no-op), no PHI in any output, `dvc exp run -S` experiments compared with `dvc exp show`,
+`dvc metrics diff` and `dvc plots diff`, and `dvc push`/`dvc pull` through a local remote."""
 
 from __future__ import annotations
 
@@ -24,6 +26,12 @@ def _sh(args: list[str], cwd: Path, env: dict) -> str:
     return res.stdout + res.stderr
 
 
+def _json(args: list[str], cwd: Path, env: dict):
+    res = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, f"{' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
+    return json.loads(res.stdout)
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> tuple[Path, dict]:
     dest = tmp_path_factory.mktemp("clone")
@@ -40,6 +48,8 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
         task["ingest"]["max_quarantine_fraction"] = 0.3  # tiny demos: 3 broken rows weigh more
         # width 16: width 8 at 128x128 hits a oneDNN crash in TF 2.21 on this CPU (see issue notes)
         task["train"].update(epochs=1, width=16, batch_size=4)
+        task["evaluate"] = {**task.get("evaluate", {}), "bootstrap": 100}
+        task["explain"] = {**task.get("explain", {}), "methods": ["gradcam"]}
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid",
@@ -58,8 +68,9 @@ def first_run(repo) -> str:
 
 def test_repro_runs_every_stage_for_every_task(repo, first_run):
     dest, _ = repo
-    for stage in ("demo@cxr", "demo@ct", "ingest@cxr", "ingest@ct", "train@cxr", "train@ct"):
-        assert f"Running stage '{stage}'" in first_run
+    for step in ("demo", "ingest", "train", "explain", "evaluate", "report"):
+        for task in ("cxr", "ct"):
+            assert f"Running stage '{step}@{task}'" in first_run
     for task in ("cxr", "ct"):
         out = dest / "data" / "interim" / task
         manifest = read_table(out / "manifest.csv")
@@ -75,6 +86,10 @@ def test_repro_runs_every_stage_for_every_task(repo, first_run):
         assert card["task"] == task and card["epochs_run"] == 1
         assert (dest / "models" / task / "model.keras").stat().st_size > 10_000
         assert "step" in json.loads((dest / "dvclive" / task / "metrics.json").read_text())
+        metrics = json.loads((dest / "metrics" / f"{task}.json").read_text())
+        assert {"auroc", "precision", "recall", "f1", "accuracy", "iou"} <= set(metrics["test"])
+        assert (dest / "reports" / task / "index.html").is_file()
+        assert (dest / "eval" / task / "predictions.csv").is_file()
 
 
 def test_second_repro_does_nothing(repo, first_run):
@@ -102,7 +117,9 @@ def test_no_demo_phi_reaches_interim_outputs(repo, first_run):
                 phi.add(value)
     assert len(phi) > 10
     outputs = [p for p in (dest / "data" / "interim").rglob("*") if p.is_file()]
-    outputs += [p for d in ("models", "dvclive") for p in (dest / d).rglob("*") if p.is_file()]
+    outputs += [p for d in ("models", "dvclive", "explain", "eval", "metrics", "reports")
+                for p in (dest / d).rglob("*") if p.is_file()]
+    assert any(p.suffix == ".html" for p in outputs)
     outputs += [dest / "dvc.lock"]
     for path in outputs:
         data = path.read_bytes()
@@ -110,10 +127,63 @@ def test_no_demo_phi_reaches_interim_outputs(repo, first_run):
             assert value.encode() not in data, f"{value!r} leaked into {path.name}"
 
 
+@pytest.fixture(scope="module")
+def committed(repo, first_run) -> Path:
+    """The repro'd clone with its lock file and metrics committed: the experiments' baseline."""
+    dest, env = repo
+    _sh(["git", "add", "-A"], dest, env)
+    _sh(["git", "commit", "-qm", "baseline"], dest, env)
+    return dest
+
+
+def test_experiments_compare_backbones(repo, committed):
+    """The commands of issues 3 and 5 work from the committed pipeline and are compared."""
+    dest, env = repo
+    dvc = [sys.executable, "-m", "dvc"]
+    _sh([*dvc, "exp", "run", "-n", "dense", "-S", "tasks.cxr.train.backbone=densenet121"], dest, env)
+    _sh([*dvc, "exp", "run", "-n", "effnet", "-S", "tasks.cxr.train.backbone=efficientnetb0",
+         "-S", "tasks.cxr.train.epochs=1"], dest, env)
+    shown = _json([*dvc, "exp", "show", "--json"], dest, env)
+    backbones = {}
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs", []):
+                data = rev.get("data", {})
+                name = rev.get("name") or data.get("name")
+                value = data.get("params", {}).get("params.yaml", {}).get("data", {})
+                backbones[name] = value["tasks"]["cxr"]["train"]["backbone"]
+                assert "metrics/cxr.json" in data.get("metrics", {}), name
+    assert backbones.get("dense") == "densenet121" and backbones.get("effnet") == "efficientnetb0"
+    diff = _json([*dvc, "metrics", "diff", "dense", "effnet", "--json"], dest, env)
+    assert "test.auroc" in diff["metrics/cxr.json"]
+    plots = _sh([*dvc, "plots", "diff", "dense", "effnet", "-o", "plots_diff"], dest, env)
+    html = (dest / "plots_diff" / "index.html").read_text()
+    assert "dense" in html and "effnet" in html and "roc.json" in html, plots
+
+
+def test_push_and_pull_through_a_local_remote(repo, committed, tmp_path):
+    """Data and models round-trip through a DVC remote (a local folder standing in for S3/GCS)."""
+    dest, env = repo
+    dvc = [sys.executable, "-m", "dvc"]
+    _sh([*dvc, "remote", "add", "-f", "-d", "team", str(tmp_path / "remote")], dest, env)
+    _sh([*dvc, "push"], dest, env)
+    model = dest / "models" / "cxr" / "model.keras"
+    before = model.read_bytes()
+    shutil.rmtree(dest / "models")
+    shutil.rmtree(dest / ".dvc" / "cache")
+    _sh([*dvc, "pull"], dest, env)
+    assert model.read_bytes() == before
+    assert (dest / "data" / "interim" / "ct" / "images.npy").is_file()
+    status = _sh([*dvc, "status"], dest, env)
+    assert "up to date" in status.lower() or "changed" not in status.lower()
+
+
 def test_cli_lists_stages():
     res = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True,
                          cwd=ROOT)
-    assert res.returncode == 0 and "demo" in res.stdout and "ingest" in res.stdout
+    assert res.returncode == 0
+    for stage in ("demo", "ingest", "train", "explain", "evaluate", "report", "predict", "export-dicom"):
+        assert stage in res.stdout
 
 
 def test_cli_bad_param_names_the_key(tmp_path):
