@@ -59,7 +59,8 @@ class Workspace:
             see :func:`small_task`).
         seed: ``base.seed`` of params.yaml.
         root: Repository root (holds params.yaml and dvc.yaml).
-        raw_dir: The dataset folder that was ingested (labels.csv and images).
+        raw_dir: ``pipeline``: the ``demo`` stage's output (the demo dataset, or only the
+            fingerprint of an external folder); ``demo-small``: the generated demo dataset.
         data_dir: Ingest outputs (``images.npy``, ``masks.npy``, ``manifest.csv``,
             ``quarantine.csv``, ``dataset.json``).
         model_dir: Trained model (``model.keras``, ``model_card.json``); may not exist unless
