@@ -96,16 +96,21 @@ def test_dvc_exp_command_appends_missing_keys_and_quotes(repo):
         hydra_value(float("nan"))
     with pytest.raises(ValueError, match="plain names"):
         hydra_value({"a b": 1})
+    with pytest.raises(ValueError, match="interpolation"):
+        hydra_value("${oc.env:HOME}")
+    assert hydra_value("it's") == "'it\\'s'" and hydra_value("a\\") == "'a\\\\'"
+    assert hydra_value("true") == "'true'" and hydra_value("relu") == "relu"
 
 
 _scalars = (st.none() | st.booleans() | st.integers(-10**6, 10**6)
             | st.floats(allow_nan=False, allow_infinity=False, width=64)
-            | st.text(st.characters(categories=("L", "N", "P", "S", "Zs")), max_size=12))
+            | st.text(st.characters(categories=("L", "N", "P", "S", "Zs")), max_size=12)
+            | st.text("ab1.-_\\'\" ${}[],=:#", max_size=8)).filter(lambda v: "${" not in str(v))
 _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
     st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True), inner, max_size=3), max_leaves=6)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=_values)
 def test_hydra_values_survive_dvc_set_param(repo, value):
     """What `dvc exp run -S` would write into params.yaml is exactly the value."""

@@ -81,8 +81,8 @@ def hydra_value(value: Any) -> str:
     """``value`` in the Hydra override grammar (what ``dvc exp run -S key=VALUE`` parses).
 
     Raises:
-        ValueError: Not None/bool/int/float/str/list/tuple/mapping, a non-finite float or a
-            mapping key that is not a plain name.
+        ValueError: Not None/bool/int/float/str/list/tuple/mapping, a non-finite float, a string
+            with ``${`` (an interpolation to DVC) or a mapping key that is not a plain name.
     """
     if value is None:
         return "null"
@@ -95,9 +95,7 @@ def hydra_value(value: Any) -> str:
             raise ValueError(f"values must be finite numbers. Received: {value!r}")
         return repr(value)
     if isinstance(value, str):
-        if _PLAIN.fullmatch(value) and value.lower() not in _RESERVED:
-            return value
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return _hydra_string(value)
     if isinstance(value, Mapping):
         bad = [k for k in value if not isinstance(k, str) or not _PLAIN.fullmatch(k)]
         if bad:
@@ -107,6 +105,19 @@ def hydra_value(value: Any) -> str:
         return "[" + ",".join(hydra_value(v) for v in value) + "]"
     raise ValueError(f"values must be None, bool, numbers, strings, lists or mappings. "
                      f"Received: {type(value).__name__} {value!r}")
+
+
+def _hydra_string(value: str) -> str:
+    """A plain word as is, anything else single-quoted. In Hydra's quoted strings a backslash
+    escapes only a quote or the backslashes before one (or before the closing quote), so exactly
+    those runs are doubled; other backslashes stay literal."""
+    if "${" in value:
+        raise ValueError(f"strings must not contain '${{' (DVC and OmegaConf read it as an "
+                         f"interpolation). Received: {value!r}")
+    if _PLAIN.fullmatch(value) and value.lower() not in _RESERVED:
+        return value
+    escaped = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), value)
+    return f"'{escaped}'"
 
 
 def _present_keys(params_path: str | os.PathLike[str] | None, task_name: str,
