@@ -86,3 +86,20 @@ def test_explicit_window_and_workers(tmp_path, raw):
     raw["tasks"]["cxr"]["ingest"].update(window=[40, 400], workers=3)
     ing = _load(tmp_path, raw).task("cxr").ingest
     assert ing.window == (40.0, 400.0) and ing.n_workers == 3
+
+
+def test_every_param_dvc_yaml_tracks_exists_for_every_task(raw):
+    """DVC refuses a stage whose `params:` key is missing from params.yaml (CI once failed so at
+    report@cxr after 20 minutes of repro); this catches it in milliseconds."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    missing = []
+    for name, stage in stages.items():
+        for task in raw["tasks"]:
+            for key in stage["do"].get("params", []):
+                node = raw
+                for part in key.replace("${key}", task).split("."):
+                    if not isinstance(node, dict) or part not in node:
+                        missing.append(f"{name}@{task}: {key.replace('${key}', task)}")
+                        break
+                    node = node[part]
+    assert not missing, missing
