@@ -31,7 +31,7 @@ def generate_demo(kind: str, out_dir: str | os.PathLike[str], *, seed: int = 0,
         out_dir: Destination folder; created if needed. Existing files of the same names are
             replaced; nothing else is removed.
         seed: Seed of every random choice; same seed, same bytes.
-        n_patients: Number of fake patients (default: 100 for cxr, 30 for ct).
+        n_patients: Number of fake patients (default: 150 for cxr, 120 for ct).
 
     Returns:
         ``out_dir / "labels.csv"``.

@@ -1,4 +1,4 @@
-"""The chest CT demo: ~40 3D volumes (normal / nodule) from ~30 fake patients.
+"""The chest CT demo: ~160 3D volumes (normal / nodule) from ~120 fake patients.
 
 Folder written (no PHI in any name)::
 
@@ -23,7 +23,7 @@ Geometry conventions (what a reader must reproduce to overlay the masks):
 
 Content (HU): air, fat and muscle layers, two lungs (about -850) with thin vessel trees and
 small vessel blobs, mediastinum and heart, aorta, spine and ribs, noise. ``nodule`` volumes
-hold 1-2 soft-edged spheroids of +20..+60 HU (radius 8-12 mm, or 5-8 mm for the subtle 30%),
+hold 1-3 soft-edged spheroids of +20..+60 HU (radius 14-22 mm, or 9-14 mm for the subtle 20%),
 half of them with a ground-glass halo; the mask is the nodule's half-maximum support (the halo
 is not included).
 
@@ -49,10 +49,14 @@ from pipeline.demo import dicom_writer as dw
 from pipeline.demo import patients, write_labels
 from pipeline.demo import phantoms as ph
 
-DEFAULT_PATIENTS = 30
+DEFAULT_PATIENTS = 120
 CLASSES = ("normal", "nodule")
 _KIND = 2  # seed-sequence tag of this demo
 _MATRIX = 96
+#: Nodule half-maximum radius (mm): most nodules, and the subtle fifth. The ingest's 5 mm voxels
+#: see the subtle ones as 4-6 voxel wide spots, the vessel look-alikes (2-3.5 mm) as single voxels.
+NODULE_RADIUS = (14.0, 22.0)
+SUBTLE_RADIUS = (9.0, 14.0)
 #: LPS direction cosines of the (i, j) voxel axes; k follows the slice normal i x j.
 DICOM_ORIENTATIONS = {
     "axial": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),
@@ -167,7 +171,7 @@ def generate(out_dir: Path, *, seed: int = 0, n_patients: int | None = None) -> 
     Args:
         out_dir: Destination folder (created).
         seed: Everything (anatomy, PHI, variants, noise) derives from it.
-        n_patients: Number of fake patients (default 30, ~40 volumes), >= 1.
+        n_patients: Number of fake patients (default 120, ~160 volumes), >= 1.
 
     Raises:
         ValueError: ``n_patients < 1``.
@@ -223,15 +227,16 @@ def _write_volume(out_dir: Path, spec: VolumeSpec, anatomy: ph.ThoraxAnatomy, ph
 
 def _draw_nodules(anatomy: ph.ThoraxAnatomy, grid: ph.Grid, rng: np.random.Generator
                   ) -> tuple[tuple[ph.Blob, ...], tuple[ph.Blob, ...]]:
-    """1-2 nodules inside the lungs and the grid, and their ground-glass halos.
+    """1-3 nodules inside the lungs and the grid, and their ground-glass halos.
 
-    Radius 8-12 mm (70%) or 5-8 mm (30%, the subtle ones), +20..+60 HU; about half carry a
+    Radius 14-22 mm (80%) or 9-14 mm (20%, the subtle ones), +20..+60 HU; about half carry a
     -550..-400 HU halo out to 1.5-1.8 radii (not part of the mask).
     """
-    count = 1 if rng.random() < 0.55 else 2
+    count = int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))
     nodules, halos = [], []
     for _ in range(count):
-        radius = float(rng.uniform(8.0, 12.0) if rng.random() < 0.7 else rng.uniform(5.0, 8.0))
+        radius = float(rng.uniform(*NODULE_RADIUS) if rng.random() < 0.8
+                       else rng.uniform(*SUBTLE_RADIUS))
         center = ph.sample_lung_point_3d(anatomy, rng, depth=radius * 0.8, grid=grid,
                                          margin=radius / 2.5 + 1)
         aspect = float(rng.uniform(0.8, 1.15))

@@ -1,4 +1,4 @@
-"""The chest X-ray demo: ~300 2D DICOM radiographs (normal / opacity) from ~100 fake patients.
+"""The chest X-ray demo: ~450 2D DICOM radiographs (normal / opacity) from ~150 fake patients.
 
 Each image is rendered in a physical intensity (see :mod:`pipeline.demo.phantoms`), then
 converted to stored values by that file's :class:`Encoding`: photometric interpretation, bit
@@ -35,11 +35,15 @@ from pipeline.demo import dicom_writer as dw
 from pipeline.demo import patients, write_labels, write_png
 from pipeline.demo import phantoms as ph
 
-DEFAULT_PATIENTS = 100
+DEFAULT_PATIENTS = 150
 CLASSES = ("normal", "opacity")
 #: Physical intensity mapped to the top of each file's used stored range.
 NOMINAL_MAX = 1.25
 _KIND = 1  # seed-sequence tag of this demo
+#: Opacity half-maximum radius as a fraction of the image width (uniform) and added physical
+#: intensity at its centre (log-uniform; the aerated lung is ~0.2-0.35 below soft tissue).
+LESION_RADIUS = (0.05, 0.12)
+LESION_AMPLITUDE = (0.2, 0.5)
 
 _BITS = {"8": (8, 8, False), "12": (16, 12, False), "14": (16, 14, False),
          "16": (16, 16, False), "16s": (16, 16, True)}
@@ -257,7 +261,7 @@ def generate(out_dir: Path, *, seed: int = 0, n_patients: int | None = None) -> 
     Args:
         out_dir: Destination folder (created).
         seed: Everything (anatomy, PHI, encodings, noise) derives from it.
-        n_patients: Number of fake patients (default 100, ~300 images), >= 1.
+        n_patients: Number of fake patients (default 150, ~450 images), >= 1.
 
     Raises:
         ValueError: ``n_patients < 1``.
@@ -307,8 +311,8 @@ def _render(anatomy: ph.ChestAnatomy, job: ImageJob,
     if job.label == "opacity":
         n = int(_choice(rng, (1, 2, 3), (0.5, 0.3, 0.2)))
         lesions = tuple(
-            ph.Blob(ph.sample_lung_point(anatomy, rng), rng.uniform(0.04, 0.10) * cols / unit,
-                    float(np.exp(rng.uniform(np.log(0.1), np.log(0.4)))),
+            ph.Blob(ph.sample_lung_point(anatomy, rng), rng.uniform(*LESION_RADIUS) * cols / unit,
+                    float(np.exp(rng.uniform(*np.log(LESION_AMPLITUDE)))),
                     aspect=rng.uniform(0.65, 1.0), angle=rng.uniform(0, np.pi))
             for _ in range(n))
     frames, masks = [], []

@@ -33,6 +33,11 @@ import keras
 from keras import layers
 
 BN_EPSILON = 1.001e-5  # as keras.applications, so inflated BatchNormalization behaves identically
+#: Moving-statistics momentum of BatchNormalization (PyTorch's default 0.1 update, as the reference
+#: ResNet/DenseNet implementations). Keras' 0.99 needs thousands of steps to track the batch
+#: statistics, far more than small from-scratch medical runs take: validation then sees stale
+#: statistics and near-constant outputs. Irrelevant for frozen (fine-tuned) BatchNormalization.
+BN_MOMENTUM = 0.9
 
 
 def _input(input_shape: Sequence[int] | None, input_tensor: keras.KerasTensor | None) -> keras.KerasTensor:
@@ -56,7 +61,7 @@ def _conv_bn(x, filters, kernel, *, strides=1, name, relu=True, use_bias=False, 
     conv = layers.Conv2D if _rank(x) == 2 else layers.Conv3D
     x = conv(filters, kernel, strides=strides, padding=padding, use_bias=use_bias,
              name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
@@ -210,17 +215,17 @@ def resnet50_3d(input_shape=None, input_tensor=None, *, base_width: int = 64, te
 
 def _dense_layer(x, growth_rate: int, name: str):
     """DenseNet-BC layer (BN-ReLU-1x1x1 conv-BN-ReLU-3x3x3 conv), concatenated to its input."""
-    y = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_0_bn")(x)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_0_bn")(x)
     y = layers.Activation("relu", name=f"{name}_0_relu")(y)
     y = layers.Conv3D(4 * growth_rate, 1, use_bias=False, name=f"{name}_1_conv")(y)
-    y = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_1_bn")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_1_bn")(y)
     y = layers.Activation("relu", name=f"{name}_1_relu")(y)
     y = layers.Conv3D(growth_rate, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(y)
     return layers.Concatenate(name=f"{name}_concat")([x, y])
 
 
 def _transition(x, reduction: float, name: str):
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     x = layers.Conv3D(int(x.shape[-1] * reduction), 1, use_bias=False, name=f"{name}_conv")(x)
     return layers.AveragePooling3D(2, strides=2, padding="same", name=f"{name}_pool")(x)
@@ -253,7 +258,7 @@ def densenet_3d(
     img_input = _input(input_shape, input_tensor)
     x = layers.Conv3D(base_width, 7, strides=(1, 2, 2), padding="same", use_bias=False,
                       name="conv1_conv")(img_input)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, name="conv1_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="conv1_bn")(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.MaxPooling3D(3, strides=2, padding="same", name="pool1")(x)
     for stage, n_layers in enumerate(blocks):
@@ -261,7 +266,7 @@ def densenet_3d(
             x = _dense_layer(x, growth_rate, name=f"conv{stage + 2}_block{layer}")
         if stage < len(blocks) - 1:
             x = _transition(x, reduction, name=f"pool{stage + 2}")
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, name="bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="bn")(x)
     x = layers.Activation("relu", name="relu")(x)
     return _model(img_input, x, name)
 

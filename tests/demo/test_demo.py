@@ -304,11 +304,11 @@ def _check_mask(root: Path, row: dict[str, str], hu_ijk: np.ndarray, affine: np.
 
 def test_default_plans_have_the_documented_proportions() -> None:
     specs = ct.plan(0, ct.DEFAULT_PATIENTS)
-    assert len(specs) == 40
-    assert sum(s.label == "nodule" for s in specs) == 18
-    assert sum(s.fmt == "nifti" for s in specs) == 10
+    assert len(specs) == 160
+    assert sum(s.label == "nodule" for s in specs) == 72
+    assert sum(s.fmt == "nifti" for s in specs) == 40
     assert sum(s.missing_slice for s in specs) == 2 and sum(s.localizer for s in specs) == 1
     jobs = cxr.plan(0, cxr.DEFAULT_PATIENTS)
     real = [j for j in jobs if not j.broken]
-    assert 250 <= len(real) <= 350
+    assert 400 <= len(real) <= 500
     assert abs(sum(j.label == "opacity" for j in real) / len(real) - 0.4) < 0.01
