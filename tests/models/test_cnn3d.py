@@ -58,6 +58,8 @@ def test_builds_flat_named_model(backbone):
     out = keras.ops.convert_to_numpy(model(_volumes(), training=False))
     assert out.shape == (2, 3) and out.dtype == np.float32
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+    momenta = {layer.momentum for layer in model.layers if isinstance(layer, BN)}
+    assert momenta == {0.9}, "3D BatchNormalization must track batch statistics in short runs"
 
 
 def test_default_widths_and_parameter_counts():
