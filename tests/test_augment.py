@@ -127,8 +127,8 @@ def test_in_plane_transforms_use_the_same_parameters_on_every_slice(name):
     volume = np.repeat(image, 5, axis=0)
     out, _ = Augmenter([{"transform": name, "p": 1.0, **KWARGS_3D[name]}], kind="3d")(volume, seed=3)
     assert not np.array_equal(out, volume)
-    for z in range(1, 5):
-        np.testing.assert_array_equal(out[z], out[0])
+    for z in range(1, 5):  # same parameters; OpenCV's SIMD paths may differ in the last float bit
+        np.testing.assert_allclose(out[z], out[0], rtol=0, atol=1e-6)
 
 
 def test_3d_noise_is_drawn_per_voxel_not_repeated_per_slice():

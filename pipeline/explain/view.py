@@ -64,7 +64,8 @@ def explanation_model(model: Any) -> Any:
 
     view = keras.models.clone_model(model, clone_function=clone, call_function=call)
     for old, new in copies:  # by layer, not by position: inlining changes the weight order
-        new.set_weights(old.get_weights())
+        if isinstance(old, keras.layers.Layer):  # not bare ops (MobileNetV3's `x + 3.0` is an Operation)
+            new.set_weights(old.get_weights())
     return view
 
 

@@ -197,3 +197,21 @@ def test_model_saved_and_loaded_in_safe_mode(tmp_path, bfloat16_policy):
     for method in ("gradcam", "scorecam"):
         expected = compute_maps(model, images, method=method, max_n=4)
         assert np.allclose(compute_maps(loaded, images, method=method, max_n=4), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv3small", "efficientnetb0", "densenet121"])
+def test_every_backbone_family_is_explained(backbone):
+    """Families whose graphs hold bare ops (MobileNetV3's hard-swish ``x + 3``), Rescaling and
+    Normalization layers or concatenations: the float32 logit copy matches the model, maps are
+    finite and in [0, 1]."""
+    keras.utils.set_random_seed(5)
+    model = build_model(kind="2d", backbone=backbone, input_shape=(64, 64, 1), n_outputs=1,
+                        activation="sigmoid", weights=None)
+    images = _noise(2, 2, 64)
+    explainer = Explainer(model, backbone=backbone)
+    prob = np.asarray(model(images), np.float64)
+    logits = np.asarray(explainer.view(images), np.float64)
+    assert np.allclose(1 / (1 + np.exp(-logits)), prob, atol=1e-5)
+    maps = explainer.maps(images, method="gradcam")
+    assert maps.shape == images.shape[:-1] and np.isfinite(maps).all()
+    assert 0.0 <= maps.min() and maps.max() <= 1.0
