@@ -2,7 +2,8 @@
 
 Compares, over the same DICOM files (the cxr demo):
 
-(a) a bare single-process loop: ``pydicom.dcmread(path).pixel_array`` per file;
+(a) a bare single-process loop: ``pydicom.dcmread(path).pixel_array`` per file, over every
+    DICOM file the stage reads (the images and their segmentation masks);
 (b) the ingest stage (``run_ingest``: decode, modality LUT, VOI, MONOCHROME1, resize, pad,
     uint8, memory-mapped store, manifest), with all cores.
 
@@ -93,6 +94,14 @@ print(json.dumps({{"main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def listed_files(folder: Path) -> list[str]:
+    """Every file labels.csv points at (``path`` and ``mask`` cells): what the stage reads."""
+    lines = (folder / "labels.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    columns = [header.index(c) for c in ("path", "mask") if c in header]
+    return [cells[i] for cells in (line.split(",") for line in lines[1:]) for i in columns if cells[i]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=100, help="demo size (patients)")
@@ -107,9 +116,7 @@ def main() -> None:
         tmp = Path(tmp)
         folder = tmp / "cxr"
         generate_demo("cxr", folder, seed=0, n_patients=args.patients)
-        lines = (folder / "labels.csv").read_text().splitlines()
-        header = lines[0].split(",")
-        paths = [line.split(",")[header.index("path")] for line in lines[1:]]
+        paths = listed_files(folder)
         n = len(paths)
         # Warm both sides' imports (decoder plugins; the stage's scikit-learn splitter) so the
         # figures are throughput, not one-off import time.
@@ -117,8 +124,7 @@ def main() -> None:
         import sklearn.model_selection  # noqa: F401
 
         big = replicate(folder, tmp / "big", args.repeat)
-        big_paths = [line.split(",")[header.index("path")]
-                     for line in (big / "labels.csv").read_text().splitlines()[1:]]
+        big_paths = listed_files(big)
         print(f"cores: {workers}; stage = run_ingest with {workers} worker processes (decode, modality "
               "LUT, VOI, MONOCHROME1, resize, pad, uint8, memory-mapped store, manifest, splits)")
         for name, data, files in ((f"1x ({n} files)", folder, paths),

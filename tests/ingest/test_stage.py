@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import csv
+import multiprocessing as mp
+import sys
+import threading
+import types
 from collections import defaultdict
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import pytest
 from pipeline.config import TaskParams
 from pipeline.dataset.store import open_array
 from pipeline.ingest import QuarantineLimitExceeded, run_ingest
+from pipeline.ingest import stage as stage_module
 from pipeline.ingest.tables import read_table
 from tests.builders import PHI_STRINGS, make_2d_folder, make_3d_folder
 
@@ -98,7 +103,14 @@ def test_patients_come_from_dicom_patient_id_pseudonymised(ingested_2d):
     assert all(p.startswith("P") and len(p) == 17 for p in by_patient)
 
 
-def test_output_is_identical_for_1_and_2_workers(folder_2d, ingested_2d, tmp_path):
+@pytest.fixture(params=["fork", "spawn"])
+def start_method(request, monkeypatch):
+    """Both worker start methods, whatever this test process has imported."""
+    monkeypatch.setattr(stage_module, "start_context", lambda: mp.get_context(request.param))
+    return request.param
+
+
+def test_output_is_identical_for_1_and_2_workers(folder_2d, ingested_2d, tmp_path, start_method):
     run(folder_2d, tmp_path, workers=2)
     for name in ("images.npy", "masks.npy", "manifest.csv", "quarantine.csv", "dataset.json"):
         assert (tmp_path / name).read_bytes() == (ingested_2d / name).read_bytes(), name
@@ -155,7 +167,8 @@ def test_3d_nifti_ingest(tmp_path):
     assert all(len(s) == 1 for s in seen.values())
 
 
-def test_a_crashing_decoder_is_isolated_and_quarantined(folder_2d, ingested_2d, tmp_path, monkeypatch):
+def test_a_crashing_decoder_is_isolated_and_quarantined(folder_2d, ingested_2d, tmp_path, monkeypatch,
+                                                        start_method):
     """A worker process that dies (e.g. a C codec segfault) must not hang or kill the stage."""
     monkeypatch.setenv("MEDVISION_TEST_CRASH_ON", "p3_1.dcm")
     run(folder_2d, tmp_path, workers=2)
@@ -163,3 +176,18 @@ def test_a_crashing_decoder_is_isolated_and_quarantined(folder_2d, ingested_2d, 
     assert quarantine["img/p3_1.dcm"]["code"] == "crash"
     manifest = read_table(tmp_path / "manifest.csv")
     assert len(manifest) == len(read_table(ingested_2d / "manifest.csv")) - 1
+
+
+def test_workers_fork_only_without_tensorflow_or_threads(monkeypatch):
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    assert stage_module.start_context().get_start_method() == "fork", threading.enumerate()
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:  # a live thread may hold a lock the child would inherit locked
+        assert stage_module.start_context().get_start_method() == "spawn"
+    finally:
+        stop.set()
+        worker.join()
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    assert stage_module.start_context().get_start_method() == "spawn"
