@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import multiprocessing as mp
+import subprocess
 import sys
 import threading
 import types
@@ -19,6 +20,8 @@ from pipeline.ingest import QuarantineLimitExceeded, run_ingest
 from pipeline.ingest import stage as stage_module
 from pipeline.ingest.tables import read_table
 from tests.builders import PHI_STRINGS, make_2d_folder, make_3d_folder
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def task_2d(**ingest) -> TaskParams:
@@ -103,15 +106,36 @@ def test_patients_come_from_dicom_patient_id_pseudonymised(ingested_2d):
     assert all(p.startswith("P") and len(p) == 17 for p in by_patient)
 
 
+def run_fresh(folder: Path, out: Path, *, workers: int = 2) -> str:
+    """Ingest as the CLI does, in a fresh interpreter (no TensorFlow, no test-runner threads,
+    so workers fork); returns the start method the stage chose."""
+    code = ("import sys\nfrom pathlib import Path\nfrom pipeline.ingest import run_ingest, stage\n"
+            "from tests.ingest.test_stage import task_2d\n"
+            "print(stage.start_context().get_start_method())\n"
+            f"run_ingest(task_2d(), source=Path({str(folder)!r}), out_dir=Path({str(out)!r}), "
+            f"seed=1, salt='pepper', workers={workers})\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()[0]
+
+
 @pytest.fixture(params=["fork", "spawn"])
-def start_method(request, monkeypatch):
-    """Both worker start methods, whatever this test process has imported."""
-    monkeypatch.setattr(stage_module, "start_context", lambda: mp.get_context(request.param))
-    return request.param
+def ingest_2_workers(request, monkeypatch):
+    """Both worker start methods. Fork runs in a fresh interpreter, as in production: forking
+    this test process (TensorFlow and pytest-xdist threads) could deadlock the children."""
+    if request.param == "fork":
+        def go(folder: Path, out: Path) -> None:
+            assert run_fresh(folder, out) == "fork"
+    else:
+        monkeypatch.setattr(stage_module, "start_context", lambda: mp.get_context("spawn"))
+
+        def go(folder: Path, out: Path) -> None:
+            run(folder, out, workers=2)
+    return go
 
 
-def test_output_is_identical_for_1_and_2_workers(folder_2d, ingested_2d, tmp_path, start_method):
-    run(folder_2d, tmp_path, workers=2)
+def test_output_is_identical_for_1_and_2_workers(folder_2d, ingested_2d, tmp_path, ingest_2_workers):
+    ingest_2_workers(folder_2d, tmp_path)
     for name in ("images.npy", "masks.npy", "manifest.csv", "quarantine.csv", "dataset.json"):
         assert (tmp_path / name).read_bytes() == (ingested_2d / name).read_bytes(), name
 
@@ -168,10 +192,10 @@ def test_3d_nifti_ingest(tmp_path):
 
 
 def test_a_crashing_decoder_is_isolated_and_quarantined(folder_2d, ingested_2d, tmp_path, monkeypatch,
-                                                        start_method):
+                                                        ingest_2_workers):
     """A worker process that dies (e.g. a C codec segfault) must not hang or kill the stage."""
     monkeypatch.setenv("MEDVISION_TEST_CRASH_ON", "p3_1.dcm")
-    run(folder_2d, tmp_path, workers=2)
+    ingest_2_workers(folder_2d, tmp_path)
     quarantine = {q["source_path"]: q for q in read_table(tmp_path / "quarantine.csv")}
     assert quarantine["img/p3_1.dcm"]["code"] == "crash"
     manifest = read_table(tmp_path / "manifest.csv")
