@@ -12,7 +12,7 @@ For the default 2D task model (params.yaml ``tasks.cxr.train``) on synthetic 2D 
 Prints images/s for each, the pipeline's share of step time (goal <= 10%) and the ratio pipeline
 alone / model (goal >= 5x). Then bfloat16 versus float32 step time on this CPU. Usage::
 
-    python bench/train_input.py [--steps 30] [--batch 16]
+    python bench/train_input.py [--steps 60] [--batch 16]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def time_steps(model, batches, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=None, help="default: the task's batch_size")
     args = parser.parse_args()
 
