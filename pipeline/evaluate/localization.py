@@ -1,4 +1,5 @@
-"""Localization of explanation maps against lesion masks: IoU and the pointing game, 2D or 3D.
+"""Localization of explanation maps against lesion masks: IoU, the pointing game and the
+energy share, 2D or 3D.
 
 Conventions:
 
@@ -11,6 +12,12 @@ Conventions:
 - IoU = |A and B| / |A or B| of two binary masks; NaN when both are empty.
 - Pointing game: a hit when the map's maximum (the first one in C order if tied) lies inside the
   mask; a map with no positive value is a miss. Cases with an empty mask are not scored (NaN).
+- Energy share (the "energy-based pointing game" of Score-CAM, Wang et al. 2020): the share of
+  the map's total mass inside the mask, ``sum(map * mask) / sum(map)`` with negative values as 0;
+  threshold-free, so a map that is brighter on the lesion than elsewhere scores above chance even
+  when its single peak falls outside (IoU and the pointing game then read near 0). Its chance
+  level is the mask's share of the image (a flat map scores exactly that); both are reported.
+  A map with no positive value scores 0.
 """
 
 from __future__ import annotations
@@ -82,10 +89,14 @@ class LocalizationScores:
     Attributes:
         iou: ``(N,)`` IoU of the binarised map with the mask.
         hit: ``(N,)`` pointing-game hit (1.0/0.0).
+        energy: ``(N,)`` share of the map's mass inside the mask.
+        chance: ``(N,)`` the mask's share of the image (the energy share of a flat map).
     """
 
     iou: np.ndarray
     hit: np.ndarray
+    energy: np.ndarray | None = None
+    chance: np.ndarray | None = None
 
     @property
     def scored(self) -> np.ndarray:
@@ -109,10 +120,11 @@ def localization_scores(heatmaps: np.ndarray, masks: np.ndarray, *, threshold: f
     _check_threshold(threshold)
     heatmaps, masks = _pair(heatmaps, masks, batched=True)
     n = len(heatmaps)
-    ious, hits = np.full(n, np.nan), np.full(n, np.nan)
+    ious, hits, energy, chance = (np.full(n, np.nan) for _ in range(4))
     for start in range(0, n, CHUNK):
         h = np.asarray(heatmaps[start:start + CHUNK], dtype=np.float64)
         h = np.nan_to_num(h.reshape(len(h), -1), nan=0.0, posinf=0.0, neginf=0.0)
+        mass = np.clip(h, 0.0, None)
         m = np.asarray(masks[start:start + CHUNK]).reshape(len(h), -1) > 0
         peak = h.max(axis=1, initial=0.0)
         on = (h >= threshold * peak[:, None]) & (peak[:, None] > 0)
@@ -123,7 +135,11 @@ def localization_scores(heatmaps: np.ndarray, masks: np.ndarray, *, threshold: f
         sl = slice(start, start + len(h))
         ious[sl] = np.where(has_mask, inter / np.maximum(union, 1), np.nan)
         hits[sl] = np.where(has_mask, at_peak.astype(np.float64), np.nan)
-    return LocalizationScores(iou=ious, hit=hits)
+        total = mass.sum(axis=1)
+        inside = np.where(m, mass, 0.0).sum(axis=1)
+        energy[sl] = np.where(has_mask, inside / np.where(total > 0, total, 1.0), np.nan)
+        chance[sl] = np.where(has_mask, m.mean(axis=1), np.nan)
+    return LocalizationScores(iou=ious, hit=hits, energy=energy, chance=chance)
 
 
 def localization_metrics(scores: LocalizationScores, patients: Sequence[str], *, n_boot: int = 1000,
@@ -140,22 +156,28 @@ def localization_metrics(scores: LocalizationScores, patients: Sequence[str], *,
 
     Returns:
         Flat keys for the ``test`` section of the metrics file: ``iou``, ``iou_ci_low``,
-        ``iou_ci_high``, ``pointing_game`` (+ CI), ``n_localized``, ``n_localized_patients``,
-        ``iou_valid_resamples``; values are NaN (None in JSON) when no case is scored.
+        ``iou_ci_high``, ``pointing_game`` (+ CI), ``energy_in_mask`` (+ CI) and its chance
+        level ``energy_chance`` (when the scores carry them), ``n_localized``,
+        ``n_localized_patients``, ``iou_valid_resamples``; values are NaN (None in JSON) when no
+        case is scored.
     """
     keep = scores.scored
     if len(patients) != len(keep):
         raise ValueError(f"patients must have one entry per case ({len(keep)}). "
                          f"Received: {len(patients)}")
-    values = np.column_stack([np.ones(int(keep.sum())), scores.iou[keep], scores.hit[keep]])
+    with_energy = scores.energy is not None and scores.chance is not None
+    columns = [np.ones(int(keep.sum())), scores.iou[keep], scores.hit[keep]]
+    if with_energy:
+        columns += [scores.energy[keep], scores.chance[keep]]
+    values = np.column_stack(columns)
     kept_patients = [p for p, k in zip(patients, keep, strict=True) if k]
 
     def stat(weights: np.ndarray) -> dict[str, np.ndarray]:
         sums = weights @ values
         count = sums[:, 0]
         safe = np.where(count > 0, count, 1.0)
-        return {"iou": np.where(count > 0, sums[:, 1] / safe, np.nan),
-                "pointing_game": np.where(count > 0, sums[:, 2] / safe, np.nan)}
+        names = ("iou", "pointing_game", "energy_in_mask", "energy_chance")[:values.shape[1] - 1]
+        return {name: np.where(count > 0, sums[:, i + 1] / safe, np.nan) for i, name in enumerate(names)}
 
     est = bootstrap(stat, kept_patients, n_boot=n_boot, seed=seed, level=level)
     out: dict[str, float | int | None] = {}

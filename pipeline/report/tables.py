@@ -46,6 +46,11 @@ METRIC_INFO: dict[str, tuple[str, str]] = {
             "explanation, not the diagnosis."),
     "pointing_game": _POINTING,
     "pointing_game_hit_rate": _POINTING,
+    "energy_in_mask": ("Heatmap share inside lesions",
+                       "Share of the heatmap's total brightness inside annotated lesions; compare with "
+                       "the lesions' share of the image (what a map blind to them would score)."),
+    "energy_chance": ("Lesions' share of the image",
+                      "Chance level for the heatmap share: the fraction of the image the lesions cover."),
 }
 _LOWER_IS_BETTER = frozenset({"brier", "brier_score", "ece", "expected_calibration_error"})
 #: The few measures repeated on every case page.

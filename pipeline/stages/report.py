@@ -137,6 +137,10 @@ def _notes(task: TaskParams, metrics: Mapping[str, Any], faithfulness: Mapping[s
         notes.append(f"Heatmap overlap with annotated lesions (IoU): {test['iou']:.2f} [{low:.2f}, "
                      f"{high:.2f}]; the map's peak lies inside the lesion in "
                      f"{100 * (test.get('pointing_game') or 0):.0f}% of cases.")
+    if test.get("energy_in_mask") is not None and test.get("energy_chance") is not None:
+        notes.append(f"Share of the heatmap inside annotated lesions: "
+                     f"{100 * test['energy_in_mask']:.0f}% (a map blind to the lesion would put "
+                     f"{100 * test['energy_chance']:.1f}% there, the lesions' share of the image).")
     return notes
 
 

@@ -156,3 +156,43 @@ def test_localization_metrics_mean_and_patient_bootstrap():
     assert np.isnan(none["iou"]) and none["n_localized"] == 0
     with pytest.raises(ValueError, match="one entry per case"):
         localization_metrics(scores, patients[:2])
+
+
+def test_energy_share_of_exact_flat_and_offset_maps():
+    mask = np.zeros((1, 6, 8, 8), np.uint8)
+    mask[0, 2:4, 2:5, 2:5] = 1
+    chance = mask.mean()
+    exact = localization_scores(mask.astype(np.float32), mask)
+    assert exact.energy[0] == pytest.approx(1.0) and exact.chance[0] == pytest.approx(chance)
+    flat = localization_scores(np.ones_like(mask, np.float32), mask)
+    assert flat.energy[0] == pytest.approx(chance)
+    # brighter on the lesion but peaking elsewhere: pointing game misses, energy sees it
+    offset = np.where(mask > 0, 0.8, 0.05).astype(np.float32)
+    offset[0, 5, 7, 7] = 1.0
+    scores = localization_scores(offset, mask)
+    assert scores.hit[0] == 0.0 and scores.energy[0] > 5 * chance
+    blank = localization_scores(np.zeros_like(mask, np.float32), mask)
+    assert blank.energy[0] == 0.0
+    empty = localization_scores(offset, np.zeros_like(mask))
+    assert np.isnan(empty.energy[0]) and np.isnan(empty.chance[0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_energy_share_is_a_fraction_and_ignores_scale(seed):
+    rng = np.random.default_rng(seed)
+    heat = rng.normal(size=(2, 5, 7)).astype(np.float32)
+    mask = (rng.random((2, 5, 7)) > 0.7).astype(np.uint8)
+    mask[:, 0, 0] = 1
+    a = localization_scores(heat, mask)
+    b = localization_scores(heat * 7.5, mask)
+    assert np.all((a.energy >= 0) & (a.energy <= 1))
+    assert np.allclose(a.energy, b.energy)
+
+
+def test_localization_metrics_report_energy_and_its_chance_level():
+    scores = LocalizationScores(iou=np.array([0.1, 0.3]), hit=np.array([0.0, 1.0]),
+                                energy=np.array([0.2, 0.4]), chance=np.array([0.01, 0.03]))
+    out = localization_metrics(scores, ["P1", "P2"], n_boot=200, seed=0)
+    assert out["energy_in_mask"] == pytest.approx(0.3) and out["energy_chance"] == pytest.approx(0.02)
+    assert out["energy_in_mask_ci_low"] <= 0.3 <= out["energy_in_mask_ci_high"]

@@ -65,8 +65,10 @@ def test_evaluate_metrics_predictions_plots(trained_2d, explained_2d, tmp_path):
     doc = json.loads(metrics_path.read_text())
     assert doc == json.loads(json.dumps(result.metrics))
     test = doc["test"]
-    for key in ("auroc", "precision", "recall", "f1", "accuracy", "iou", "pointing_game"):
+    for key in ("auroc", "precision", "recall", "f1", "accuracy", "iou", "pointing_game",
+                "energy_in_mask", "energy_chance"):
         assert key in test, key
+    assert 0.0 <= test["energy_in_mask"] <= 1.0 and 0.0 < test["energy_chance"] < 1.0
     for key in ("auroc", "f1"):
         if test[key] is not None:
             assert test[f"{key}_ci_low"] <= test[key] <= test[f"{key}_ci_high"]

@@ -43,6 +43,7 @@ def test_report_has_every_test_case_at_full_resolution(trained_2d, report_2d):
     for sid in test_ids:
         assert f"cases/{sid}.html" in html
     assert "chosen on the validation split" in html and "Research use only" in html
+    assert "Share of the heatmap inside annotated lesions" in html and "Heatmap share inside lesions" in html
     # the builder's images are 64x48 (not the 32x32 model grid): full resolution is shown
     page = (root / "report" / "cases" / f"{sorted(test_ids)[0]}.html").read_text()
     assert "model input resolution" not in page
