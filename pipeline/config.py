@@ -209,7 +209,9 @@ class ExplainParams(_Frozen):
     #: First method is the one shown in reports and scored by IoU; all are deletion-tested.
     methods: Annotated[tuple[Literal["gradcam", "gradcam++", "scorecam"], ...],
                        Field(min_length=1)] = ("gradcam", "gradcam++")
-    layer: str = "auto"  # auto = last convolutional block, resolved from the model; or a layer name
+    #: auto = last convolutional block; auto:N = last block whose map has >= N cells per spatial
+    #: axis (finer maps for small lesions); or a layer name (checked against the model later)
+    layer: Annotated[str, Field(min_length=1)] = "auto"
     splits: Annotated[tuple[Literal["train", "val", "test"], ...], Field(min_length=1)] = ("test",)
     max_cases: Annotated[int, Field(ge=1)] | None = None  # cap per run (first cases by manifest order)
     deletion_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
@@ -221,6 +223,16 @@ class ExplainParams(_Frozen):
     def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if len(set(value)) != len(value):
             raise ValueError(f"must not repeat entries. Received: {list(value)}")
+        return value
+
+    @field_validator("layer")
+    @classmethod
+    def _layer(cls, value: str) -> str:
+        if value.startswith("auto:"):
+            n = value[len("auto:"):]
+            if not n.isdigit() or int(n) < 1:
+                raise ValueError(f"must be 'auto', 'auto:N' with N a positive integer (cells per "
+                                 f"spatial axis), or a layer name. Received: {value!r}")
         return value
 
 

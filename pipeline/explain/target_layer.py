@@ -57,8 +57,12 @@ def resolve_target_layer(model: Any, layer: str = AUTO, *, backbone: str | None 
     Args:
         model: A functional ``keras.Model`` (2D or 3D, channels-last).
         layer: ``"auto"``: the last spatial layer before global pooling (for the registry's
-            backbones this is the last conv block's output, e.g. ``conv5_block2_out``); or an
-            explicit layer name, which is validated.
+            backbones this is the last conv block's output, e.g. ``conv5_block2_out``);
+            ``"auto:N"``: the last spatial layer whose feature map has at least ``N`` cells
+            along every spatial axis (e.g. ``auto:8`` on a 128 px ResNet-18 is
+            ``conv4_block2_out``, 8x8, instead of the 4x4 last block; on a 32x64x64 3D ResNet
+            ``conv3_block2_out``, 8x8x8, instead of 2x2x2), falling back to the finest map
+            when none is that large; or an explicit layer name, which is validated.
         backbone: Optional registry name (the model card's ``backbone``); with ``"auto"`` the
             registry's :func:`pipeline.models.gradcam_layer` decides. Not needed.
 
@@ -79,11 +83,39 @@ def resolve_target_layer(model: Any, layer: str = AUTO, *, backbone: str | None 
 
             return gradcam_layer(model, backbone)
         return candidates[-1]
+    min_cells = parse_min_cells(layer)
+    if min_cells is not None:
+        return _finest_enough(model, candidates, min_cells)
     if layer in candidates:
         return layer
     shown = candidates[-_SHOWN:]
     more = f" (and {len(candidates) - len(shown)} earlier)" if len(candidates) > len(shown) else ""
     known = {item.name for item in model.layers}
     reason = "has no spatial output" if layer in known else "is not a layer of the model"
-    raise ValueError(f"layer {layer!r} {reason}; it must be 'auto' or one of {shown}{more}. "
-                     f"Received: layer={layer!r}")
+    raise ValueError(f"layer {layer!r} {reason}; it must be 'auto', 'auto:N' (N >= 1) or one of "
+                     f"{shown}{more}. Received: layer={layer!r}")
+
+
+def parse_min_cells(layer: str) -> int | None:
+    """``N`` of an ``"auto:N"`` layer setting, None for anything else.
+
+    Raises:
+        ValueError: ``"auto:"`` followed by something other than a positive integer.
+    """
+    if not layer.startswith(AUTO + ":"):
+        return None
+    text = layer[len(AUTO) + 1:]
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"layer 'auto:N' needs a positive integer N (cells per spatial axis of the "
+                         f"feature map). Received: layer={layer!r}")
+    return int(text)
+
+
+def _finest_enough(model: Any, candidates: list[str], min_cells: int) -> str:
+    """The last candidate whose map has >= ``min_cells`` cells on every spatial axis (else the
+    candidate with the most cells)."""
+    grids = {name: tuple(int(d) for d in model.get_layer(name).output.shape[1:-1]) for name in candidates}
+    for name in reversed(candidates):
+        if min(grids[name]) >= min_cells:
+            return name
+    return max(candidates, key=lambda name: (min(grids[name]), -candidates.index(name)))

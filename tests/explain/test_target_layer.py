@@ -62,3 +62,36 @@ def test_nested_backbone_is_inlined_for_explanation():
     explainer = Explainer(model)
     assert explainer.layer == "last"  # on the flat explanation copy: the inner feature map
     assert Explainer(model, layer="first").layer == "first"
+
+
+@pytest.mark.parametrize(("kind", "backbone", "shape", "expected"), [
+    ("2d", "resnet18", (128, 128, 1), "conv4_block2_out"),      # 8x8; the last block is 4x4
+    ("3d", "resnet18_3d", (32, 64, 64, 1), "conv3_block2_out"),  # 8x8x8; the last block is 2x2x2
+    ("2d", "densenet121", (128, 128, 1), None),
+])
+def test_auto_n_picks_the_last_map_with_n_cells_per_axis(kind, backbone, shape, expected):
+    width = {"resnet18": 16, "resnet18_3d": 4}.get(backbone)
+    model = build_model(kind=kind, backbone=backbone, input_shape=shape, n_outputs=1, activation="sigmoid",
+                        weights=None, **({"base_width": width} if width else {}))
+    name = resolve_target_layer(model, "auto:8", backbone=backbone)
+    grid = model.get_layer(name).output.shape[1:-1]
+    assert min(grid) >= 8
+    names = spatial_layers(model)
+    assert all(min(model.get_layer(n).output.shape[1:-1]) < 8 for n in names[names.index(name) + 1:])
+    if expected is not None:
+        assert name == expected
+    assert resolve_target_layer(model, "auto:1") == resolve_target_layer(model)  # every map has 1 cell
+    finest = resolve_target_layer(model, "auto:1000")  # none that large: the finest map
+    assert min(model.get_layer(finest).output.shape[1:-1]) == max(
+        min(model.get_layer(n).output.shape[1:-1]) for n in names)
+
+
+@pytest.mark.parametrize("bad", ["auto:", "auto:0", "auto:x", "auto:-2"])
+def test_auto_n_needs_a_positive_integer(bad):
+    from pipeline.config import ExplainParams
+
+    with pytest.raises(ValueError, match="positive integer"):
+        resolve_target_layer(small_cnn(2), bad)
+    with pytest.raises(ValueError, match="auto:N"):
+        ExplainParams(layer=bad)
+    assert ExplainParams(layer="auto:8").layer == "auto:8"
