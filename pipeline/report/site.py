@@ -30,6 +30,7 @@ from pipeline.report.tables import (
     confusion_matrix,
     flatten,
     metric_rows,
+    split_rows,
 )
 
 KINDS = ("2d", "3d")
@@ -211,10 +212,11 @@ def _index_context(rows: list[CaseRow], review: Review, *, labels: list[str], me
     case_thresholds = {r.threshold for r in rows}
     if threshold is None and len(case_thresholds) == 1:
         threshold = case_thresholds.pop()
+    measures, settings = split_rows(metric_rows(metrics))
     return {
         **shared, "rows": rows, "counts": counts, "labels": labels, "methods": methods,
         "kind_text": "2D images" if shared["kind"] == "2d" else "3D volumes",
-        "threshold": threshold, "metric_rows": metric_rows(metrics),
+        "threshold": threshold, "metric_rows": measures, "count_rows": settings,
         "confusion": confusion_matrix(metrics, labels), "groups": review.for_page(),
         "splits": sorted({r.split for r in rows}),
         "categories": sorted({r.category for r in rows if r.category}),

@@ -106,6 +106,13 @@ def metric_rows(metrics: Mapping[str, Any], keys: Sequence[str] | None = None) -
     return rows
 
 
+def split_rows(rows: Sequence[MetricRow]) -> tuple[list[MetricRow], list[MetricRow]]:
+    """``(measures, counts)``: the described measures, and the rest (case counts, settings such
+    as ``iou_threshold``, bootstrap bookkeeping), which get no CI column and no explanation."""
+    measures = [r for r in rows if r.key in METRIC_INFO]
+    return measures, [r for r in rows if r.key not in METRIC_INFO]
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 

@@ -51,3 +51,13 @@ def test_numpy_scalars_are_numbers() -> None:
 def test_format_number() -> None:
     assert [format_number(v) for v in (3, 0.12345, float("nan"), True, "x")] == ["3", "0.123", "n/a",
                                                                                   "yes", "x"]
+
+
+def test_split_rows_keeps_described_measures_apart_from_counts() -> None:
+    from pipeline.report.tables import split_rows
+
+    rows = metric_rows({"auroc": 0.9, "auroc_ci_low": 0.8, "auroc_ci_high": 0.95, "n": 40, "fn": 3,
+                        "iou_threshold": 0.5, "energy_in_mask": 0.1})
+    measures, counts = split_rows(rows)
+    assert [r.key for r in measures] == ["auroc", "energy_in_mask"]
+    assert sorted(r.key for r in counts) == ["fn", "iou_threshold", "n"]

@@ -44,6 +44,8 @@ def test_report_has_every_test_case_at_full_resolution(trained_2d, report_2d):
         assert f"cases/{sid}.html" in html
     assert "chosen on the validation split" in html and "Research use only" in html
     assert "Share of the heatmap inside annotated lesions" in html and "Heatmap share inside lesions" in html
+    measures, counts = html.split("Counts and settings behind these figures")  # counts: own table, no CI
+    assert "Heatmap share inside lesions" in measures and ">n localized<" in counts
     # the builder's images are 64x48 (not the 32x32 model grid): full resolution is shown
     page = (root / "report" / "cases" / f"{sorted(test_ids)[0]}.html").read_text()
     assert "model input resolution" not in page
