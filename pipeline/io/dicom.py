@@ -258,7 +258,7 @@ def _pixel_tag_in_file(ds: Any) -> bool:
 
 
 def decode_pixels(ds: Any, *, frame: int | None = None,
-                  max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES) -> np.ndarray:
+                  max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES, checked: bool = False) -> np.ndarray:
     """Decode Pixel Data to an array through pydicom's decoder plugins.
 
     pydicom 3 masks unused high bits (BitsStored < BitsAllocated) and sign-extends signed data.
@@ -274,12 +274,15 @@ def decode_pixels(ds: Any, *, frame: int | None = None,
         frame: Decode only this frame (0-based; result has a leading axis of 1) instead of all
             frames: a multi-frame object then costs one frame's decoding, not all of them.
         max_pixel_bytes: Decompression-bomb cap, see :func:`check_pixel_data`.
+        checked: The caller has just run :func:`check_pixel_data` on ``ds`` with the same cap
+            (skips a second pass over the header).
 
     Raises:
         InputRejected: See :func:`check_pixel_data`; no available decoder for the transfer
             syntax (``missing_codec``); corrupt data the decoder refuses (``decode_error``).
     """
-    check_pixel_data(ds, max_pixel_bytes=max_pixel_bytes)
+    if not checked:
+        check_pixel_data(ds, max_pixel_bytes=max_pixel_bytes)
     frames, rows, cols, samples, _ = pixel_geometry(ds)
     ts = ds.file_meta.get("TransferSyntaxUID", None)
     if ts is None:

@@ -82,8 +82,9 @@ def image_from_dataset(
     all_frames = frame == "max" and frames > 1
     meta["frame_used"] = frame if all_frames else index
     # Decode only the frame that is used (all of them for the 'max' projection).
+    # (F, R, C[, S]); F = 1 unless 'max'
     pixels = decode_pixels(ds, frame=None if all_frames or frames == 1 else index,
-                           max_pixel_bytes=max_pixel_bytes)  # (F, R, C[, S]); F = 1 unless 'max'
+                           max_pixel_bytes=max_pixel_bytes, checked=True)
 
     samples = pixels.shape[3] if pixels.ndim == 4 else 1
     if samples == 3:
