@@ -228,11 +228,9 @@ class ExplainParams(_Frozen):
     @field_validator("layer")
     @classmethod
     def _layer(cls, value: str) -> str:
-        if value.startswith("auto:"):
-            n = value[len("auto:"):]
-            if not n.isdigit() or int(n) < 1:
-                raise ValueError(f"must be 'auto', 'auto:N' with N a positive integer (cells per "
-                                 f"spatial axis), or a layer name. Received: {value!r}")
+        from pipeline.explain.target_layer import parse_min_cells  # light: no TensorFlow import
+
+        parse_min_cells(value)  # 'auto:N' must carry a positive integer N
         return value
 
 

@@ -107,7 +107,7 @@ def parse_min_cells(layer: str) -> int | None:
     text = layer[len(AUTO) + 1:]
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"layer 'auto:N' needs a positive integer N (cells per spatial axis of the "
-                         f"feature map). Received: layer={layer!r}")
+                         f"feature map); otherwise use 'auto' or a layer name. Received: layer={layer!r}")
     return int(text)
 
 
@@ -118,4 +118,5 @@ def _finest_enough(model: Any, candidates: list[str], min_cells: int) -> str:
     for name in reversed(candidates):
         if min(grids[name]) >= min_cells:
             return name
-    return max(candidates, key=lambda name: (min(grids[name]), -candidates.index(name)))
+    # most cells; among equals the earliest
+    return max(enumerate(candidates), key=lambda item: (min(grids[item[1]]), -item[0]))[1]
