@@ -125,7 +125,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     try:
         results = run_predict(args.model, args.input, args.out, threshold=args.threshold,
-                              metrics_path=args.metrics, method=args.method)
+                              metrics_path=args.metrics, method=args.method, layer=args.layer,
+                              show_free_text=args.show_free_text)
     except ValueError as exc:
         log.error("predict: %s", exc)
         return 1
@@ -216,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="metrics/<task>.json holding the validated threshold")
     predict.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "scorecam"],
                          help="explanation method")
+    predict.add_argument("--layer", default=None,
+                         help="Grad-CAM target layer (name, 'auto' or 'auto:N'); default: the layer the "
+                              "explain stage used, from --metrics")
+    predict.add_argument("--show-free-text", action="store_true",
+                         help="also show free-text header fields (SeriesDescription; may hold PHI)")
     predict.set_defaults(func=cmd_predict)
     return parser
 

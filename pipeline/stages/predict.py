@@ -44,7 +44,8 @@ def study_id(path: Path) -> str:
 
 
 def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, threshold: float | None = None,
-                metrics_path: Path | None = None, method: str = "gradcam") -> list[Prediction]:
+                metrics_path: Path | None = None, method: str = "gradcam", layer: str | None = None,
+                show_free_text: bool = False) -> list[Prediction]:
     """Predict and explain ``inputs`` with the model in ``model_dir``; write the report to ``out_dir``.
 
     Args:
@@ -56,6 +57,10 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
         metrics_path: ``metrics/<task>.json`` holding that threshold (default: that path
             relative to the working directory, for the card's task).
         method: Explanation method shown (see :data:`pipeline.config.EXPLAIN_METHODS`).
+        layer: Grad-CAM target layer (a layer name, ``auto`` or ``auto:N``); default: the layer
+            the explain stage used for this model (recorded in ``metrics_path``), so new studies
+            get the same kind of map as the pipeline's report; else ``auto``.
+        show_free_text: Also show free-text header fields (SeriesDescription) on the pages.
 
     Raises:
         ValueError: No readable input, or a bad threshold.
@@ -63,7 +68,6 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
     from pipeline.explain import Explainer
     from pipeline.ingest.tables import write_table
     from pipeline.report import build_report
-    from pipeline.stages.common import read_json
     from pipeline.train.card import load_model, read_card
 
     card = read_card(model_dir)
@@ -73,9 +77,10 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
     problem = card["problem"]
     notes = ["Research use only. Not for diagnosis or treatment decisions.",
              "These studies have no ground truth here: the pages show the model's output only."]
+    metrics = _pipeline_metrics(metrics_path, card)
     if problem == "binary" and threshold is None:
-        if metrics_path is not None and metrics_path.is_file():
-            threshold = float(read_json(metrics_path)["threshold"]["value"])
+        if metrics is not None and "threshold" in metrics:
+            threshold = float(metrics["threshold"]["value"])
             notes.append(f"Threshold {threshold:.3f} was chosen on the validation split by the "
                          "evaluate stage.")
         else:
@@ -84,8 +89,11 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
                          "calls near it are unreliable.")
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1). Received: {threshold}")
+    if layer is None:
+        layer = str((metrics or {}).get("explain", {}).get("layer") or "auto")
     model = load_model(model_dir)
-    explainer = Explainer(model, backbone=card.get("backbone"))
+    explainer = Explainer(model, layer=layer, backbone=card.get("backbone"))
+    log.info("predict: heatmaps from layer %s", explainer.layer)
     ingest = _ingest_params(card)
     results: list[Prediction] = []
     rejected: list[dict[str, str]] = []
@@ -108,7 +116,7 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
             log.info("predict %s: %s (p=%.3f%s)", sid, predicted, probability,
                      f", threshold {threshold:.3f}" if threshold is not None else "")
             yield _case_record(card, ingest, Path(path), prepared, sid, predicted, probability, probs, labels,
-                               threshold, heat, method)
+                               threshold, heat, method, show_free_text)
 
     build_report(out_dir, task_name=f"{card.get('task', 'model')} (new studies)", kind=card["kind"],
                  labels=labels, cases=cases(), card=card, metrics=None, notes=notes)
@@ -121,6 +129,21 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
     if not results:
         raise ValueError(f"none of the {len(inputs)} input(s) could be read; see {out_dir / REJECTED}")
     return results
+
+
+def _pipeline_metrics(metrics_path: Path | None, card: dict[str, Any]) -> dict[str, Any] | None:
+    """``metrics/<task>.json`` if it belongs to this model (same backbone), else None."""
+    from pipeline.stages.common import read_json
+
+    if metrics_path is None or not metrics_path.is_file():
+        return None
+    metrics = read_json(metrics_path)
+    recorded = metrics.get("model", {}).get("backbone")
+    if recorded is not None and card.get("backbone") is not None and recorded != card["backbone"]:
+        log.warning("predict: %s was written for backbone %s, this model is %s; its threshold and "
+                    "explanation layer are not used", metrics_path, recorded, card["backbone"])
+        return None
+    return metrics
 
 
 def _ingest_params(card: dict[str, Any]) -> Any:
@@ -161,9 +184,9 @@ def _decide(problem: str, labels: tuple[str, ...], probs: np.ndarray, threshold:
 
 def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, sid: str, predicted: str,
                  probability: float, probs: np.ndarray, labels: tuple[str, ...], threshold: float | None,
-                 heat: np.ndarray, method: str) -> Any:
+                 heat: np.ndarray, method: str, show_free_text: bool) -> Any:
     from pipeline.report import CaseRecord
-    from pipeline.stages.report import METHOD_NAMES, SHOWN_ATTRIBUTES, unpad_resize
+    from pipeline.stages.report import METHOD_NAMES, shown_attributes, unpad_resize
 
     image = prepared.image[..., 0]
     attributes: dict[str, str] = {}
@@ -178,7 +201,7 @@ def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, s
                                      frame=ingest.frame, max_pixel_bytes=ingest.max_pixel_bytes)
         heat = unpad_resize(heat, {k: str(v) for k, v in prepared.meta.items()}, full.shape, nearest=False)
         image = np.rint(np.clip(full, 0, 1) * 255).astype(np.uint8)
-        attributes = {kw: str(ds.get(kw)) for kw in SHOWN_ATTRIBUTES if ds.get(kw)}
+        attributes = shown_attributes(ds, free_text=show_free_text)
     else:
         spacing = ingest.target_spacing
     return CaseRecord(sample_id=sid, split="new", true_label=None, predicted_label=predicted,

@@ -22,10 +22,11 @@ from pipeline.stages.common import read_json
 
 log = logging.getLogger(__name__)
 
-#: Non-identifying header attributes shown on case pages (escaped there). Free-text fields such as
-#: SeriesDescription can in principle hold identifiers; they are shown because reviewers need
-#: them, and the report never shows the identifying keywords of pipeline.report.PHI_KEYWORDS.
-SHOWN_ATTRIBUTES = ("Modality", "BodyPartExamined", "ViewPosition", "SeriesDescription")
+#: Coded (CS) header attributes shown on case pages (escaped there): they identify no one.
+CODED_ATTRIBUTES = ("Modality", "BodyPartExamined", "ViewPosition")
+#: Free-text attributes, shown only with ``report.show_free_text`` (identifiers hide in free
+#: text). The identifying keywords of pipeline.report.PHI_KEYWORDS are never shown.
+FREE_TEXT_ATTRIBUTES = ("SeriesDescription",)
 METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 
 
@@ -183,6 +184,12 @@ def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained:
             heatmap=heat, mask=mask, method=METHOD_NAMES.get(method, method), spacing=spacing)
 
 
+def shown_attributes(ds: Any, *, free_text: bool = False) -> dict[str, str]:
+    """The header attributes a case page shows: coded ones, plus free text only when asked."""
+    keywords = CODED_ATTRIBUTES + (FREE_TEXT_ATTRIBUTES if free_text else ())
+    return {kw: str(ds.get(kw)) for kw in keywords if ds.get(kw)}
+
+
 def _manifest(data_dir: Path) -> list[dict[str, str]]:
     from pipeline.ingest.tables import read_table
 
@@ -212,7 +219,7 @@ def _full_resolution(task: TaskParams, source_dir: Path | None, row: Mapping[str
     shape = image.shape
     heat_full = unpad_resize(heat, row, shape, nearest=False)
     mask_full = unpad_resize(mask, row, shape, nearest=True) if mask is not None else None
-    attributes = {kw: str(ds.get(kw, "") or "") for kw in SHOWN_ATTRIBUTES if ds.get(kw)}
+    attributes = shown_attributes(ds, free_text=task.report.show_free_text)
     return (np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8), heat_full, mask_full, attributes)
 
 

@@ -9,8 +9,6 @@ from pipeline.augment import DEFAULT_3D, Augmenter
 from pipeline.dataset.store import ArrayWriter, open_array
 from pipeline.dataset.tfdata import benchmark_throughput, make_dataset
 
-tf = pytest.importorskip("tensorflow")
-
 GEOMETRIC_2D = [{"transform": "Affine", "p": 1.0, "rotate": [-15, 15], "scale": [0.9, 1.1],
                  "translate_percent": [-0.1, 0.1]},
                 {"transform": "HorizontalFlip", "p": 0.5}]

@@ -89,15 +89,32 @@ def test_evaluate_metrics_predictions_plots(trained_2d, explained_2d, tmp_path):
 
 
 def test_threshold_is_chosen_on_val_not_test(trained_2d, tmp_path):
-    """Changing only the test predictions' labels must not move the threshold."""
+    """Flipping only the test cases' labels must not move the threshold (it is fit on val), while
+    the test metrics do change; a numeric threshold is used as given."""
+    import shutil
+
+    from pipeline.ingest.tables import write_table
+
     task = task_2d(evaluate={"threshold": "f1"})
     a = run_evaluate(task, data_dir=trained_2d["data"], model_dir=trained_2d["model"], explain_dir=None,
                      out_dir=tmp_path / "a", metrics_path=tmp_path / "a.json", seed=0)
+    flipped = tmp_path / "flipped"
+    shutil.copytree(trained_2d["data"], flipped)
+    rows = read_table(flipped / "manifest.csv")
+    other = {"normal": "opacity", "opacity": "normal"}
+    for row in rows:
+        if row["split"] == "test":
+            row["label"] = other[row["label"]]
+    write_table(flipped / "manifest.csv", rows, tuple(rows[0]))
+    b = run_evaluate(task, data_dir=flipped, model_dir=trained_2d["model"], explain_dir=None,
+                     out_dir=tmp_path / "b", metrics_path=tmp_path / "b.json", seed=0)
+    assert a.metrics["threshold"] == b.metrics["threshold"] and a.metrics["threshold"]["rule"] == "f1"
+    assert a.metrics["val"] == b.metrics["val"]
+    assert b.metrics["test"]["auroc"] == pytest.approx(1.0 - a.metrics["test"]["auroc"], abs=1e-9)
     fixed = run_evaluate(task_2d(evaluate={"threshold": 0.3}), data_dir=trained_2d["data"],
-                         model_dir=trained_2d["model"], explain_dir=None, out_dir=tmp_path / "b",
-                         metrics_path=tmp_path / "b.json", seed=0)
+                         model_dir=trained_2d["model"], explain_dir=None, out_dir=tmp_path / "c",
+                         metrics_path=tmp_path / "c.json", seed=0)
     assert fixed.metrics["threshold"]["value"] == pytest.approx(0.3)
-    assert a.metrics["threshold"]["rule"] == "f1"
     assert "iou" not in a.metrics["test"]  # no explain outputs given
 
 

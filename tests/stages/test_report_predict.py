@@ -155,3 +155,118 @@ def test_3d_report_and_predict(trained_3d, tmp_path):
     nifti = sorted(trained_3d["raw"].glob("*.nii.gz"))[0]
     results = run_predict(trained_3d["model"], [nifti], tmp_path / "pred", threshold=0.5)
     assert len(results) == 1 and results[0].predicted_label in ("normal", "nodule")
+
+
+HOSTILE_NAME = "<script>alert('name')</script>^EVIL"
+HOSTILE_DESCRIPTION = "<script>alert('desc')</script> <img src=x onerror=alert(1)>"
+
+
+def _hostile_copy(raw, dest, rel):
+    """``raw`` copied to ``dest`` with markup in the PatientName and SeriesDescription of ``rel``."""
+    import shutil
+
+    shutil.copytree(raw, dest)
+    ds = pydicom.dcmread(dest / rel)
+    ds.PatientName = HOSTILE_NAME
+    ds.SeriesDescription = HOSTILE_DESCRIPTION
+    ds.save_as(dest / rel)
+    return dest / rel
+
+
+def _assert_inert(page: str, *, description_shown: bool) -> None:
+    assert "<script>alert" not in page and "<img src=x" not in page  # text, never markup
+    assert "alert('name')" not in page and "alert(&#39;name&#39;)" not in page  # PatientName: never shown
+    shown = "&lt;script&gt;alert(&#39;desc&#39;)&lt;/script&gt;" in page
+    assert shown == description_shown
+
+
+@pytest.mark.parametrize("free_text", [False, True])
+def test_report_escapes_hostile_dicom_strings(trained_2d, report_2d, tmp_path, free_text):
+    """Markup in a real DICOM's PatientName/SeriesDescription never becomes markup on a page;
+    free text (SeriesDescription) is shown only when report.show_free_text asks for it."""
+    _, root = report_2d
+    manifest = read_table(trained_2d["data"] / "manifest.csv")
+    case = next(r for r in manifest if r["split"] == "test")
+    raw = tmp_path / "raw"
+    _hostile_copy(trained_2d["raw"], raw, case["source_path"])
+    run_report(task_2d(report={"show_free_text": free_text}), data_dir=trained_2d["data"], source_dir=raw,
+               model_dir=trained_2d["model"], explain_dir=root / "explain", eval_dir=root / "eval",
+               metrics_path=root / "metrics.json", out_dir=tmp_path / "r")
+    page = (tmp_path / "r" / "cases" / f"{case['sample_id']}.html").read_text()
+    assert "model input resolution" not in page  # the hostile file itself was read and shown
+    _assert_inert(page, description_shown=free_text)
+    for path in (tmp_path / "r").rglob("*"):
+        if path.is_file():
+            assert b"<script>alert" not in path.read_bytes()
+
+
+def test_predict_cli_on_a_hostile_dicom_uses_the_pipeline_threshold_and_layer(trained_2d, report_2d,
+                                                                              tmp_path, caplog):
+    """`python -m pipeline predict` (the CLI, not only the function): the validated threshold and
+    the explain stage's target layer come from metrics/<task>.json, and header markup is inert."""
+    import json
+    import logging
+
+    from pipeline.cli import main
+    from pipeline.explain import Explainer
+    from pipeline.train.card import load_model
+
+    _, root = report_2d
+    rows = read_table(trained_2d["raw"] / "labels.csv")
+    hostile = _hostile_copy(trained_2d["raw"], tmp_path / "raw", rows[0]["path"])
+    metrics = json.loads((root / "metrics.json").read_text())
+    # Record a layer other than what plain `auto` resolves to, so following it is observable.
+    model = load_model(trained_2d["model"])
+    auto = Explainer(model, layer="auto").layer
+    other = Explainer(model, layer="auto:8").layer
+    assert other != auto
+    metrics["explain"]["layer"] = other
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        rc = main(["predict", "--model", str(trained_2d["model"]), "--input", str(hostile),
+                   "--out", str(tmp_path / "out"), "--metrics", str(tmp_path / "metrics.json"),
+                   "--show-free-text"])
+    assert rc == 0
+    assert f"heatmaps from layer {other}" in caplog.text
+    (pred,) = read_table(tmp_path / "out" / "predictions.csv")
+    threshold = metrics["threshold"]["value"]
+    assert pred["predicted_label"] == ("opacity" if float(pred["probability"]) >= threshold else "normal")
+    page = (tmp_path / "out" / "cases" / f"{pred['sample_id']}.html").read_text()
+    assert "chosen on the validation split" in (tmp_path / "out" / "index.html").read_text()
+    _assert_inert(page, description_shown=True)
+    assert rc == main(["predict", "--model", str(trained_2d["model"]), "--input", str(hostile),
+                       "--out", str(tmp_path / "out2"), "--metrics", str(tmp_path / "metrics.json")])
+    page = (tmp_path / "out2" / "cases" / f"{pred['sample_id']}.html").read_text()
+    _assert_inert(page, description_shown=False)  # free text is opt-in
+
+
+def test_predict_ignores_metrics_of_another_model(trained_2d, report_2d, tmp_path, caplog):
+    import json
+
+    _, root = report_2d
+    metrics = json.loads((root / "metrics.json").read_text())
+    metrics["model"]["backbone"] = "densenet121"
+    metrics["threshold"]["value"] = 0.999
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    raw = trained_2d["raw"]
+    run_predict(trained_2d["model"], [raw / read_table(raw / "labels.csv")[0]["path"]], tmp_path / "out",
+                metrics_path=tmp_path / "metrics.json")
+    assert "not used" in caplog.text
+    assert "0.5 is used" in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_predict_dicom_series_folder_agrees_with_nifti(trained_3d, tmp_path):
+    """The same volume as a DICOM series folder (shuffled file names, reversed InstanceNumber) and
+    as NIfTI gets the same prediction: both go through the same canonical geometry."""
+    import nibabel as nib
+
+    from tests.io.conftest import write_series
+
+    nifti = sorted(trained_3d["raw"].glob("v*.nii.gz"))[1]  # a nodule case
+    img = nib.load(nifti)
+    write_series(tmp_path / "series", np.asarray(img.dataobj), img.affine)
+    results = run_predict(trained_3d["model"], [tmp_path / "series", nifti], tmp_path / "pred", threshold=0.5)
+    assert len(results) == 2 and results[0].sample_id != results[1].sample_id
+    assert results[0].probability == pytest.approx(results[1].probability, abs=0.02)
+    assert results[0].predicted_label == results[1].predicted_label
+    assert read_table(tmp_path / "pred" / "rejected.csv") == []
