@@ -132,6 +132,11 @@ def _notes(task: TaskParams, metrics: Mapping[str, Any], faithfulness: Mapping[s
         notes.append(f"Warning: the {METHOD_NAMES.get(method, method)} maps did not pass the deletion "
                      "check (masking the highlighted regions lowered the score no more than masking "
                      "random regions); treat the heatmaps as unreliable for this model.")
+    others = [METHOD_NAMES.get(m, m) for m, s in faithfulness.items()
+              if m not in (method, "layer") and isinstance(s, Mapping) and s.get("flag")]
+    if others:
+        notes.append(f"{' and '.join(others)} (computed for comparison, not shown here) did not pass "
+                     "the deletion check for this model: its maps are no better than random.")
     if test.get("iou") is not None:
         low, high = (test.get(k) if test.get(k) is not None else float("nan")
                      for k in ("iou_ci_low", "iou_ci_high"))

@@ -270,3 +270,21 @@ def test_predict_dicom_series_folder_agrees_with_nifti(trained_3d, tmp_path):
     assert results[0].probability == pytest.approx(results[1].probability, abs=0.02)
     assert results[0].predicted_label == results[1].predicted_label
     assert read_table(tmp_path / "pred" / "rejected.csv") == []
+
+
+def test_report_discloses_every_method_that_fails_the_deletion_check(trained_2d, report_2d, tmp_path):
+    import json
+    import shutil
+
+    _, root = report_2d
+    shutil.copytree(root / "explain", tmp_path / "explain")
+    path = tmp_path / "explain" / "faithfulness.json"
+    faithfulness = json.loads(path.read_text())
+    faithfulness["gradcam"]["flag"], faithfulness["gradcam++"]["flag"] = False, True
+    path.write_text(json.dumps(faithfulness))
+    index = run_report(task_2d(), data_dir=trained_2d["data"], source_dir=trained_2d["raw"],
+                       model_dir=trained_2d["model"], explain_dir=tmp_path / "explain",
+                       eval_dir=root / "eval", metrics_path=root / "metrics.json", out_dir=tmp_path / "r")
+    html = index.read_text()
+    assert "Grad-CAM++ (computed for comparison, not shown here) did not pass" in html
+    assert "Warning: the Grad-CAM maps did not pass" not in html

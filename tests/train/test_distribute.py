@@ -51,20 +51,37 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_data):
     assert card["params"]["lr_scaling"] == "linear"
 
 
+def _params_file(path: Path, **train_kw) -> Path:
+    """A params.yaml holding the tiny task (what `python -m pipeline train --params` reads)."""
+    import yaml
+
+    from tests.train.test_trainer import make_task
+
+    task = make_task(**train_kw).model_dump(mode="json", exclude={"name"})
+    path.write_text(yaml.safe_dump({"base": {"seed": 3}, "tasks": {"tiny": task}}))
+    return path
+
+
 def test_multi_worker_strategy_with_two_local_processes(tmp_path, tiny_data):
+    """The README's multi-machine command (`TF_CONFIG=... python -m pipeline train ...`), with the
+    two "machines" as two local processes."""
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    params = _params_file(tmp_path / "params.yaml", strategy="auto", epochs=1)
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        out = tmp_path / f"w{index}"
         procs.append(subprocess.Popen(
-            _cmd(tiny_data, tmp_path / f"w{index}", {"strategy": "auto", "epochs": 1}),
+            [sys.executable, "-m", "pipeline", "train", "--task", "tiny", "--params", str(params),
+             "--data", str(tiny_data), "--out", str(out / "model"), "--live", str(out / "live"),
+             "--backup", str(out / "backup")],
             cwd=ROOT, env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True))
     outputs = [p.communicate(timeout=600) for p in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err[-3000:]
-        assert '"replicas": 2' in out
+        assert "2 replica(s)" in err
     chief = read_card(tmp_path / "w0" / "model")
     assert chief["replicas"] == 2 and chief["global_batch_size"] == 16
     assert not (tmp_path / "w1" / "model" / "model.keras").exists()  # only the chief writes
