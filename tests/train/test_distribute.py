@@ -58,7 +58,7 @@ def _params_file(path: Path, **train_kw) -> Path:
     from tests.train.test_trainer import make_task
 
     task = make_task(**train_kw).model_dump(mode="json", exclude={"name"})
-    path.write_text(yaml.safe_dump({"base": {"seed": 3}, "tasks": {"tiny": task}}))
+    path.write_text(yaml.safe_dump({"base": {"seed": 3, "salt": "s"}, "tasks": {"tiny": task}}))
     return path
 
 
