@@ -203,7 +203,16 @@ def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, s
         image = np.rint(np.clip(full, 0, 1) * 255).astype(np.uint8)
         attributes = shown_attributes(ds, free_text=show_free_text)
     else:
+        import json
+
+        from pipeline.stages.report import source_resolution_3d
+
         spacing = ingest.target_spacing
+        row = {"sample_id": sid, "source_path": path.name,
+               "crop_offsets": json.dumps(prepared.meta["crop_offsets"])}
+        full = source_resolution_3d(ingest, path.parent, row, heat, None)
+        if full is not None:
+            image, heat, _, spacing = full
     return CaseRecord(sample_id=sid, split="new", true_label=None, predicted_label=predicted,
                       probability=probability,
                       probabilities=dict(zip(labels, map(float, probs), strict=True)),

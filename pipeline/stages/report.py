@@ -4,8 +4,11 @@
 2D cases are shown at the source image's full resolution: the DICOM is read again with the
 task's windowing and the Grad-CAM map (computed on the model's padded input grid) is mapped back
 through the recorded resize geometry. When the source cannot be read (redacted paths, moved
-files) the model's input grid is shown instead and the page says so. 3D cases are shown on the
-ingested volume (canonical orientation, the task's voxel spacing).
+files) the model's input grid is shown instead and the page says so. 3D cases are shown at the
+source volume's resolution in canonical orientation (read again as at ingest, before resampling),
+with the map and mask mapped back through the recorded crop/pad and resampling; a source larger
+than :data:`MAX_DISPLAY_VOXELS` is shown downsampled to that budget (a page embeds the volume),
+never coarser than the model's grid.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ CODED_ATTRIBUTES = ("Modality", "BodyPartExamined", "ViewPosition")
 #: Free-text attributes, shown only with ``report.show_free_text`` (identifiers hide in free
 #: text). The identifying keywords of pipeline.report.PHI_KEYWORDS are never shown.
 FREE_TEXT_ATTRIBUTES = ("SeriesDescription",)
+#: Voxel budget of a 3D case page (image + heatmap are embedded): 4M voxels, e.g. 64 x 256 x 256,
+#: ~10 MB of page. Larger sources are shown downsampled to it.
+MAX_DISPLAY_VOXELS = 4_000_000
 METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 
 
@@ -182,11 +188,90 @@ def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained:
                 attributes["Shown at"] = "model input resolution (source image not available)"
         else:
             spacing = task.ingest.target_spacing
+            full3d = source_resolution_3d(task.ingest, source_dir, row, heat, mask)
+            if full3d is not None:
+                image, heat, mask, spacing = full3d
+            else:
+                attributes["Shown at"] = "model input grid (source volume not available)"
         yield CaseRecord(
             sample_id=sid, split=case["split"], true_label=case["label"], predicted_label=predicted,
             probability=probability, probabilities=dict(zip(task.labels, map(float, probs), strict=True)),
             threshold=decide.threshold, category=category, attributes=attributes, image=image,
             heatmap=heat, mask=mask, method=METHOD_NAMES.get(method, method), spacing=spacing)
+
+
+def source_resolution_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
+                          heat: np.ndarray, mask: np.ndarray | None
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[float, ...]] | None:
+    """The source volume (canonical orientation, HU window of the task) at its own voxel size, or
+    downsampled to :data:`MAX_DISPLAY_VOXELS`, with the map and mask mapped back onto it.
+
+    Args:
+        ing: The task's (or model card's) IngestParams.
+        source_dir: Folder the manifest's ``source_path`` is relative to.
+        row: Manifest row (``sample_id``, ``source_path``, ``crop_offsets``).
+        heat: Map on the model grid; ``mask``: lesion mask on it, or None.
+
+    Returns:
+        ``(image uint8, heatmap, mask or None, spacing)`` on the display grid, or None when the
+        source cannot be read (the caller shows the model grid and says so).
+    """
+    import json
+
+    from pipeline.io.errors import InputRejected
+    from pipeline.io.nifti import read_nifti
+    from pipeline.io.series import read_dicom_series
+    from pipeline.preprocess.volume import resample_to_spacing, uncrop_or_pad, window_hu
+
+    if ing.redact_paths or source_dir is None or not row.get("source_path"):
+        return None
+    path = (source_dir / row["source_path"]).resolve()
+    if not path.exists() or source_dir.resolve() not in path.parents:
+        return None
+    try:
+        if path.is_dir():
+            volume, meta = read_dicom_series(path, max_voxels=ing.max_voxels,
+                                             on_missing_slices=ing.on_missing_slices,
+                                             min_slices=ing.min_slices, max_pixel_bytes=ing.max_pixel_bytes)
+        else:
+            volume, meta = read_nifti(path, max_voxels=ing.max_voxels)
+        crop = json.loads(row["crop_offsets"])
+    except (InputRejected, OSError, KeyError, ValueError) as exc:
+        log.warning("report: source volume of %s unreadable now (%s); showing the model grid",
+                    row["sample_id"], getattr(exc, "reason", type(exc).__name__))
+        return None
+    spacing = np.asarray(meta["spacing"], dtype=np.float64)
+    target = np.asarray(ing.target_spacing, dtype=np.float64)
+    display = np.minimum(spacing * max(1.0, (volume.size / MAX_DISPLAY_VOXELS) ** (1 / 3)), target)
+    display = np.maximum(display, spacing)  # never finer than the source, never coarser than the model
+    if np.any(display > spacing * (1 + 1e-6)):
+        volume = resample_to_spacing(volume, spacing, display, order=1)
+    shape = volume.shape
+
+    def to_display(grid: np.ndarray, order: int) -> np.ndarray:
+        """Model grid -> resampled grid (undo crop/pad) -> display grid, centres aligned."""
+        resampled = uncrop_or_pad(grid, crop, pad_value=0.0)
+        return _resample_to_shape(resampled, target, display, shape, order=order)
+
+    heat_d = np.clip(to_display(np.asarray(heat, np.float32), 1), 0.0, 1.0)
+    mask_d = (to_display(mask.astype(np.float32), 0) > 0.5).astype(np.uint8) if mask is not None else None
+    image = np.rint(window_hu(volume, *ing.hu_window) * 255).astype(np.uint8)
+    return image, heat_d, mask_d, tuple(float(v) for v in display)
+
+
+def _resample_to_shape(array: np.ndarray, spacing: Sequence[float], target_spacing: Sequence[float],
+                       shape: Sequence[int], *, order: int) -> np.ndarray:
+    """Resample to ``target_spacing`` onto exactly ``shape``, field-of-view centres aligned (the
+    inverse of :func:`pipeline.preprocess.volume.resample_to_spacing`, whose output shape rounds)."""
+    from scipy import ndimage
+
+    scale = np.asarray(target_spacing, np.float64) / np.asarray(spacing, np.float64)
+    n_in = np.asarray(array.shape, np.float64)
+    n_out = np.asarray(shape, np.float64)
+    offset = (n_in - 1) / 2 - (n_out - 1) / 2 * scale
+    return ndimage.affine_transform(array.astype(np.float32, copy=False), scale, offset=offset,
+                                    output_shape=tuple(int(n) for n in shape), output=np.float32,
+                                    order=order, mode="constant", cval=0.0)
 
 
 def shown_attributes(ds: Any, *, free_text: bool = False) -> dict[str, str]:

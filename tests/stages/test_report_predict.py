@@ -149,9 +149,40 @@ def test_predict_nothing_readable_fails_clearly(trained_2d, tmp_path):
         run_predict(trained_2d["model"], [tmp_path / "missing.dcm"], tmp_path / "out", threshold=0.5)
 
 
+def _volume_data(page):
+    import base64
+    import gzip
+    import json
+
+    block = re.search(r'<script type="application/json" id="volume-data">(.+?)</script>', page, re.S).group(1)
+    data = json.loads(block)
+    unpack = lambda s: (None if s is None else  # noqa: E731
+                        np.frombuffer(gzip.decompress(base64.b64decode(s)), np.uint8).reshape(data["shape"]))
+    return data, unpack(data["image"]), unpack(data["heat"]), unpack(data.get("mask"))
+
+
 def test_3d_report_and_predict(trained_3d, tmp_path):
+    """3D pages show the source volume at its own voxel size (canonical orientation), with the map
+    and the lesion mask mapped back onto it from the model's grid."""
+    from pipeline.io.nifti import read_nifti
+
     index = _pipeline(trained_3d, task_3d(), tmp_path)
-    assert index.is_file() and any((tmp_path / "report" / "cases").glob("*.html"))
+    assert index.is_file()
+    manifest = read_table(trained_3d["data"] / "manifest.csv")
+    raw = {r["path"]: r for r in read_table(trained_3d["raw"] / "labels.csv")}
+    nodules = [r for r in manifest if r["split"] == "test" and r["has_mask"] == "1"]
+    assert nodules
+    for row in nodules:
+        page = (tmp_path / "report" / "cases" / f"{row['sample_id']}.html").read_text()
+        data, image, heat, mask = _volume_data(page)
+        truth, meta = read_nifti(trained_3d["raw"] / raw[row["source_path"]]["mask"])
+        source, _ = read_nifti(trained_3d["raw"] / row["source_path"])
+        assert data["shape"] == list(source.shape) == [20, 40, 40]  # not the 8x16x16 model grid
+        assert data["spacing"] == pytest.approx(meta["spacing"]) == [4.0, 2.5, 2.5]
+        np.testing.assert_array_equal(image > 127, source > -200)  # the source voxels, HU-windowed
+        truth = truth > 0.5
+        assert np.logical_and(mask > 0, truth).sum() / np.logical_or(mask > 0, truth).sum() > 0.4
+        assert heat is None or heat.shape == truth.shape
     nifti = sorted(trained_3d["raw"].glob("*.nii.gz"))[0]
     results = run_predict(trained_3d["model"], [nifti], tmp_path / "pred", threshold=0.5)
     assert len(results) == 1 and results[0].predicted_label in ("normal", "nodule")
