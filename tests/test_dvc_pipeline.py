@@ -103,7 +103,7 @@ def test_repro_runs_every_stage_for_every_task(repo, first_run):
         pages = {f.stem for f in (dest / "reports" / task / "cases").glob("*.html")}
         assert pages == test_ids  # one page per test case, each linked from the index
         assert all(f"cases/{sid}.html" in index for sid in test_ids)
-        assert f"{metrics['test']['auroc']:.2f}" in index and "Research use only" in index
+        assert f"{metrics['test']['auroc']:.3f}" in index and "Research use only" in index
 
 
 def test_second_repro_does_nothing(repo, first_run):
