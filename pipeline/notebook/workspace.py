@@ -77,6 +77,13 @@ class Workspace:
     model_dir: Path
     work_dir: Path
 
+    def dataset_info(self) -> dict[str, Any]:
+        """``dataset.json`` of the ingest outputs: the preprocessing the arrays went through
+        (windowing, sizes, spacing) and the sample counts."""
+        import json
+
+        return json.loads((self.data_dir / "dataset.json").read_text(encoding="utf-8"))
+
 
 def find_root(start: str | os.PathLike[str] | None = None) -> Path:
     """The nearest folder at or above ``start`` (default: the current one) with params.yaml and
