@@ -5,7 +5,8 @@ Compares, over the same DICOM files (the cxr demo):
 (a) a bare single-process loop: ``pydicom.dcmread(path).pixel_array`` per file, over every
     DICOM file the stage reads (the images and their segmentation masks);
 (b) the ingest stage (``run_ingest``: decode, modality LUT, VOI, MONOCHROME1, resize, pad,
-    uint8, memory-mapped store, manifest), with all cores.
+    uint8, memory-mapped store, manifest), with all cores, and with one worker (in process):
+    how much more work per file the stage does than the bare loop, and how well it parallelises.
 
 Prints files/s for both and the ratio (goal on 2 cores: >= 1.6x), then the peak memory of the
 stage at 1x and 4x the files (goal: independent of dataset size). Usage::
@@ -131,8 +132,12 @@ def main() -> None:
                                   (f"{args.repeat}x ({len(big_paths)} files)", big, big_paths)):
             t_bare = bare_loop(data, files)
             t_stage = stage(data, tmp / f"out-{len(files)}", workers)
+            t_one = stage(data, tmp / f"out1-{len(files)}", 1)
             print(f"{name:18s} bare loop {len(files) / t_bare:7.1f} files/s | stage "
                   f"{len(files) / t_stage:7.1f} files/s | ratio {t_bare / t_stage:.2f}x (goal >= 1.6x)")
+            print(f"{'':18s} stage, 1 worker {len(files) / t_one:7.1f} files/s: per-file work "
+                  f"{t_one / t_bare:.2f}x the bare loop's; {workers} workers = {t_one / t_stage:.2f}x "
+                  "1 worker")
 
         m1 = peak_memory(folder, tmp / "m1", workers)
         m4 = peak_memory(big, tmp / "m4", workers)
