@@ -129,7 +129,7 @@ EXERCISED: tuple[tuple[str, str], ...] = (
      "tests/test_own_data.py::test_forced_demo_reruns_ingest_only_when_the_folder_changed"),
     (r"dvc exp run -S tasks\.cxr\.train\.backbone=\w+( -S tasks\.cxr\.train\.epochs=\d+)?$",
      "tests/test_dvc_pipeline.py::test_experiments_compare_backbones"),
-    (r"dvc exp (show|apply)", "tests/test_dvc_pipeline.py::test_experiments_compare_backbones"),
+    (r"dvc exp (show|apply)|^dvc exp run$", "tests/test_dvc_pipeline.py::test_experiments_compare_backbones"),
     (r"dvc (metrics|plots) diff", "tests/test_dvc_pipeline.py::test_experiments_compare_backbones"),
     (r"dvc (metrics|plots) show$",
      "tests/evaluate/test_dvc_plots.py::test_dvc_renders_the_evaluate_plots_and_metrics"),
