@@ -173,8 +173,10 @@ def test_experiments_compare_backbones(repo, committed):
                 assert "metrics/cxr.json" in data.get("metrics", {}), name
     assert trained["effnet"]["backbone"] == "efficientnetb0" and trained["effnet"]["epochs"] == 3
     assert trained["mobile"]["backbone"] == "mobilenetv3small" and trained["mobile"]["epochs"] == 1
-    table = _sh([*dvc, "exp", "show", "--only-changed", "--no-pager"], dest, env)
+    table = _sh([*dvc, "exp", "show", "--only-changed", "--csv"], dest, env)  # the table, unclipped
+    header = table.splitlines()[0].split(",")
     assert "effnet" in table and "mobilenetv3small" in table and "efficientnetb0" in table
+    assert "tasks.cxr.train.backbone" in header and "tasks.ct.train.backbone" not in header  # changed only
     diff = _json([*dvc, "metrics", "diff", "effnet", "mobile", "--all", "--json"], dest, env)
     assert "test.auroc" in diff["metrics/cxr.json"]
     plots = _json([*dvc, "plots", "diff", "effnet", "mobile", "--json"], dest, env)["data"]
