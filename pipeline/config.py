@@ -20,12 +20,20 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 DEMO_PREFIX = "demo:"
 DEMO_KINDS = ("cxr", "ct")
+MEDMNIST_PREFIX = "medmnist:"
+#: Image sides the ``medmnist`` package publishes (3D sets only 28 and 64).
+MEDMNIST_SIZES = (28, 64, 128, 224)
+#: A bare MedMNIST set name (``pneumoniamnist``, ``organmnist3d``); anything else is a file path.
+_MEDMNIST_NAME = re.compile(r"[a-z0-9]+")
+#: ``scheme:`` at the start of a source: a typo'd prefix, not a folder (``C:`` drives excepted).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
 
 
 class ParamsError(ValueError):
@@ -53,29 +61,77 @@ class DataParams(_Frozen):
     """Where a task's dataset comes from.
 
     ``source`` is ``demo:cxr`` / ``demo:ct`` (the generated demo, written by the ``demo`` stage
-    under ``data/raw/<task>``) or a folder holding ``labels.csv`` (see README, dataset contract).
+    under ``data/raw/<task>``), a folder holding ``labels.csv`` (see README, dataset contract),
+    or a MedMNIST v2 set: ``medmnist:<path to .npz>`` or ``medmnist:<name>`` (downloaded with the
+    ``medmnist`` package), converted by the ``demo`` stage into ``data/raw/<task>/dataset``
+    (see :mod:`pipeline.dataset.medmnist`).
     """
 
     source: str
     demo_seed: int = 0
     demo_patients: Annotated[int, Field(ge=4)] | None = None
+    #: MedMNIST class index (column index for multi-label sets) -> name in the task's ``labels``.
+    #: None: index i is ``labels[i]``. Several indices may map to one name (merged classes).
+    label_map: dict[Annotated[int, Field(ge=0)], Annotated[str, Field(min_length=1)]] | None = None
+    #: Image side (pixels) of a downloaded ``medmnist:<name>`` set; None = 28.
+    medmnist_size: Literal[28, 64, 128, 224] | None = None
 
     @field_validator("source")
     @classmethod
     def _check_source(cls, value: str) -> str:
+        allowed = (f"must be a folder or one of {[DEMO_PREFIX + k for k in DEMO_KINDS]}, or "
+                   f"'{MEDMNIST_PREFIX}<path to .npz>' / '{MEDMNIST_PREFIX}<name>'")
         if value.startswith(DEMO_PREFIX) and value[len(DEMO_PREFIX):] not in DEMO_KINDS:
-            raise ValueError(
-                f"must be a folder or one of {[DEMO_PREFIX + k for k in DEMO_KINDS]}. "
-                f"Received: {value!r}"
-            )
+            raise ValueError(f"{allowed}. Received: {value!r}")
         if not value.strip():
             raise ValueError("must not be empty")
+        if value.startswith(MEDMNIST_PREFIX):
+            if not value[len(MEDMNIST_PREFIX):].strip():
+                raise ValueError(f"{allowed} (e.g. 'medmnist:pneumoniamnist'). Received: {value!r}")
+        elif _SCHEME.match(value) and not value.startswith(DEMO_PREFIX):
+            raise ValueError(f"{allowed}; the prefix is not known. Received: {value!r}")
+        elif value.rstrip("/").lower().endswith(".npz"):
+            raise ValueError(f"{allowed}; a .npz file needs the prefix, e.g. "
+                             f"'{MEDMNIST_PREFIX}{value}'. Received: {value!r}")
+        return value
+
+    @field_validator("label_map", "medmnist_size")
+    @classmethod
+    def _medmnist_only(cls, value: Any, info: ValidationInfo) -> Any:
+        source = info.data.get("source")
+        if value is None or source is None:  # source invalid: already reported
+            return value
+        if not source.startswith(MEDMNIST_PREFIX):
+            raise ValueError(f"is only for '{MEDMNIST_PREFIX}' sources. Received: {value!r} with "
+                             f"source {source!r}")
+        if info.field_name == "medmnist_size" and not _MEDMNIST_NAME.fullmatch(
+                source[len(MEDMNIST_PREFIX):]):
+            raise ValueError(f"is only for a downloaded set ('{MEDMNIST_PREFIX}<name>'); a .npz "
+                             f"file has its own size. Received: {value!r} with source {source!r}")
         return value
 
     @property
     def demo_kind(self) -> str | None:
         """``"cxr"``/``"ct"`` for a demo source, else None."""
         return self.source[len(DEMO_PREFIX):] if self.source.startswith(DEMO_PREFIX) else None
+
+    @property
+    def is_medmnist(self) -> bool:
+        """True for a ``medmnist:`` source (a .npz file or a set name)."""
+        return self.source.startswith(MEDMNIST_PREFIX)
+
+    @property
+    def medmnist_name(self) -> str | None:
+        """The set name of a ``medmnist:<name>`` source (e.g. ``"pneumoniamnist"``), else None."""
+        spec = self.source[len(MEDMNIST_PREFIX):] if self.is_medmnist else ""
+        return spec if _MEDMNIST_NAME.fullmatch(spec) else None
+
+    @property
+    def medmnist_path(self) -> Path | None:
+        """The ``~``-expanded .npz path of a ``medmnist:<path>`` source, else None."""
+        if not self.is_medmnist or self.medmnist_name is not None:
+            return None
+        return Path(os.path.expanduser(self.source[len(MEDMNIST_PREFIX):]))
 
 
 Window = Literal["auto", "percentile"] | tuple[float, Annotated[float, Field(gt=0)]]
@@ -97,6 +153,9 @@ class IngestParams(_Frozen):
         Annotated[float, Field(ge=0, le=100)], Annotated[float, Field(ge=0, le=100)]
     ] = (0.5, 99.5)
     frame: Literal["first", "middle", "last", "max"] = "middle"
+    #: PNG/JPEG/TIFF only: RGB files whose pixel variance off their main (gray or tint) axis
+    #: exceeds this share are quarantined as colour images (code 'colour'); 1 = never
+    max_colour_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
     # 3D
     volume_shape: (
         tuple[Annotated[int, Field(ge=4)], Annotated[int, Field(ge=4)], Annotated[int, Field(ge=4)]]
@@ -160,9 +219,19 @@ class TrainParams(_Frozen):
     #: Filters of the first stage of the models built here (3D models, 2D resnet18/34);
     #: keras.applications backbones have fixed widths. None = the architecture's default (64).
     width: Annotated[int, Field(ge=4)] | None = None
-    class_balance: Literal["none", "class_weights", "focal"] = "none"
+    #: auto = class_weights when the training split's majority/minority ratio exceeds 1.5
+    #: (pipeline.train.objective.AUTO_BALANCE_RATIO), else none; multi-label: none.
+    class_balance: Literal["none", "class_weights", "focal", "auto"] = "none"
     focal_gamma: Annotated[float, Field(ge=0)] = 2.0
+    #: Patience counts epochs without a better epoch under ``checkpoint``'s rule.
     early_stopping_patience: Annotated[int, Field(ge=0)] = 5
+    #: Model selection: best val AUROC with ties (within 1e-4) broken by the lower val loss
+    #: (``auroc_then_loss``), the first best val AUROC (``auroc``) or the lowest val loss.
+    checkpoint: Literal["auroc_then_loss", "auroc", "loss"] = "auroc_then_loss"
+    #: Exponential moving average of the trainable weights (AdamW ``use_ema``): validation, the
+    #: checkpoint and the saved model use the averages. BatchNorm statistics are not averaged.
+    ema: bool = False
+    ema_momentum: Annotated[float, Field(gt=0, lt=1)] = 0.99  # Keras' default
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"

@@ -77,3 +77,66 @@ def make_3d_folder(root: Path, n: int = 8) -> Path:
         rows.append(f"v{i}.nii.gz,{label},pat{i // 2},{mask_rel}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+MIXED_FORMATS = ("dicom", "png8", "png16", "jpeg_rgb", "tiff")
+
+
+def make_mixed_2d_folder(root: Path, n_patients: int = 10) -> Path:
+    """A 2D folder as public archives mix them: DICOM, 8- and 16-bit PNG, tinted RGB JPEG and
+    TIFF, with subgroup columns (``view``, ``sex``), a PHI column that must never be read
+    (``PatientName``), and three broken rows: a truncated JPEG, a zero-byte PNG and a colour photo.
+
+    Opacity images (every third patient) carry a bright square and a PNG mask of it.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for sub in ("img", "masks"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    rows = ["path,label,patient_id,view,sex,PatientName,mask"]
+    for p in range(n_patients):
+        for k in range(2):
+            fmt = MIXED_FORMATS[(2 * p + k) % len(MIXED_FORMATS)]
+            label = "opacity" if p % 3 == 0 else "normal"
+            shape = (40 + 4 * k, 36)
+            img = rng.random(shape) * 0.6
+            mask_rel = ""
+            if label == "opacity":
+                img[10:20, 10:20] = 1.0
+                mask_rel = f"masks/p{p}_{k}.png"
+                Image.fromarray(((img >= 1.0) * 255).astype(np.uint8)).save(root / mask_rel)
+            rel = _write_mixed(root, f"img/p{p}_{k}", fmt, img, p, k)
+            rows.append(f"{rel},{label},pt{p},{'PA' if k else 'AP'},{'FM'[p % 2]},SECRET^NAME^{p},{mask_rel}")
+    buf = root / "img" / "trunc.jpg"
+    Image.fromarray((rng.random((60, 60)) * 255).astype(np.uint8)).save(buf)
+    buf.write_bytes(buf.read_bytes()[:300])
+    (root / "img" / "empty.png").write_bytes(b"")
+    Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(root / "img" / "photo.png")
+    rows += ["img/trunc.jpg,normal,px1,PA,F,,", "img/empty.png,normal,px2,PA,M,,",
+             "img/photo.png,normal,px3,PA,F,,"]
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _write_mixed(root: Path, stem: str, fmt: str, img01: np.ndarray, p: int, k: int) -> str:
+    from PIL import Image
+
+    if fmt == "dicom":
+        ds = make_image_dataset(np.rint(img01 * 4095).astype(np.uint16), bits_stored=12, phi=_phi(p),
+                                uid_key=f"mixed-{p}-{k}")
+        save_dataset(ds, root / f"{stem}.dcm")
+        return f"{stem}.dcm"
+    if fmt == "png16":
+        Image.fromarray(np.rint(img01 * 4095).astype(np.uint16)).save(root / f"{stem}.png")
+        return f"{stem}.png"
+    gray = np.rint(img01 * 255).astype(np.uint8)
+    if fmt == "png8":
+        Image.fromarray(gray).save(root / f"{stem}.png")
+        return f"{stem}.png"
+    if fmt == "jpeg_rgb":  # a photographed film with a blue cast
+        tinted = np.rint(gray[..., None] * np.array([0.7, 0.85, 1.0])).astype(np.uint8)
+        Image.fromarray(tinted).save(root / f"{stem}.jpg", quality=95)
+        return f"{stem}.jpg"
+    Image.fromarray(gray).save(root / f"{stem}.tif")
+    return f"{stem}.tif"

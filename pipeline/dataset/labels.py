@@ -1,6 +1,10 @@
 """labels.csv: the dataset folder contract (see README, "Dataset folder contract").
 
-Columns: ``path`` and ``label`` (required), ``patient_id``, ``split``, ``mask`` (optional).
+Columns: ``path`` and ``label`` (required), ``patient_id``, ``split``, ``mask`` (optional). Any
+other column (``view``, ``sex``, ``site``, ``age``, ...) is a subgroup attribute, copied to the
+manifest as ``attr_<name>``, unless its name is on the PHI deny-list (:data:`PHI_COLUMN_PATTERNS`:
+names, identifiers, dates, contact details, free-text notes), in which case it is not read and is
+listed in quarantine with scope ``column``.
 Bad rows never stop the stage: each becomes a :class:`Rejection` with a one-line reason, so every
 row ends up in the manifest or the quarantine table.
 """
@@ -10,12 +14,26 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 REQUIRED_COLUMNS = ("path", "label")
 OPTIONAL_COLUMNS = ("patient_id", "split", "mask")
 SPLITS = ("train", "val", "test")
+#: Column names (lower-cased, non-alphanumerics as ``_``) that are never copied: they name or
+#: identify a person, carry dates or contact details, or hold free text, where identifiers hide
+#: (DICOM PS3.15 Annex E spirit). ``patient_id`` is the split key and is only ever pseudonymised.
+PHI_COLUMN_PATTERNS = (
+    r"name", r"date", r"time", r"(^|_)(dob|birth|birthday|born)($|_)",
+    r"(patient|subject|study|series|sop|person|case|exam|visit|encounter|record|accession)_?(id|uid|no)",
+    r"(^|_)(id|uid|ids|mrn|ssn|nhs|accession|identifier|number)($|_)",
+    r"(^|_)(address|street|city|zip|zipcode|postcode|postal|phone|telephone|fax|email|e_mail|url|ip)($|_)",
+    r"(^|_)(physician|doctor|radiologist|operator|institution|referring|reader)($|_)",
+    r"(^|_)(note|notes|comment|comments|report|description|text|impression|history)($|_)",
+)
+#: Longest attribute value copied (longer cells are cut): attributes are categories, not text.
+MAX_ATTRIBUTE_CHARS = 64
 
 
 class DatasetError(ValueError):
@@ -32,16 +50,26 @@ class LabelRow:
     patient_id: str | None = None
     split: str | None = None
     mask: str | None = None
+    #: Subgroup attributes from extra columns, ``(column, value)`` in header order.
+    attributes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """One input that is not used, with why. ``row`` is None for files not listed in labels.csv."""
+    """One input that is not used, with why. ``row`` is None for files not listed in labels.csv
+    (and for labels.csv columns that are not read, ``scope="column"``)."""
 
     source_path: str
     reason: str
     code: str
     row: int | None = None
+    scope: str | None = None
+
+
+def is_phi_column(name: str) -> bool:
+    """Whether a labels.csv column name is on the PHI deny-list (:data:`PHI_COLUMN_PATTERNS`)."""
+    key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    return any(re.search(p, key) for p in PHI_COLUMN_PATTERNS)
 
 
 def read_labels(root: Path, *, labels: tuple[str, ...], multilabel: bool = False
@@ -70,20 +98,22 @@ def read_labels(root: Path, *, labels: tuple[str, ...], multilabel: bool = False
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise DatasetError(f"{csv_path}: missing required column(s) {missing}; found {header}")
-    unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-    if unknown:
-        raise DatasetError(
-            f"{csv_path}: unknown column(s) {unknown}; allowed: "
-            f"{list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}"
-        )
+    extra = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if len(set(header)) != len(header) or "" in header:
+        raise DatasetError(f"{csv_path}: column names must be unique and non-empty; found {header}")
+    attributes = tuple(c for c in extra if not is_phi_column(c))
+    rejected += [Rejection("labels.csv", f"column {c[:40]!r} is on the PHI deny-list (names, ids, "
+                           "dates, contact details, free text); not read", "phi_column", None, "column")
+                 for c in extra if c not in attributes]
     reader.fieldnames = header
     line_numbers = [n for n, _ in text_lines[1:]]
     rows: list[LabelRow] = []
     seen: set[str] = set()
     for record, line_no in zip(reader, line_numbers, strict=False):
-        parsed = _parse_row(root, record, line_no, labels=labels, seen=seen, multilabel=multilabel)
+        parsed = _parse_row(root, record, line_no, labels=labels, seen=seen, multilabel=multilabel,
+                            attributes=attributes)
         (rows if isinstance(parsed, LabelRow) else rejected).append(parsed)
-    rejected.sort(key=lambda r: (r.row or 0))
+    rejected.sort(key=lambda r: (r.row or 0))  # stable: column entries first, then rows
     return rows, rejected
 
 
@@ -109,7 +139,7 @@ def _decode_lines(raw: bytes) -> tuple[list[tuple[int, str]], list[Rejection]]:
 
 def _parse_row(
     root: Path, record: dict, line_no: int, *, labels: tuple[str, ...], seen: set[str],
-    multilabel: bool = False,
+    multilabel: bool = False, attributes: tuple[str, ...] = (),
 ) -> LabelRow | Rejection:
     def value(key: str) -> str | None:
         v = record.get(key)
@@ -146,8 +176,9 @@ def _parse_row(
         return Rejection(path, "mask file not found or outside the dataset folder", "bad_mask",
                          line_no)
     seen.add(path)
+    attrs = tuple((c, (value(c) or "")[:MAX_ATTRIBUTE_CHARS]) for c in attributes)
     return LabelRow(row=line_no, path=path, label=label, patient_id=value("patient_id"),
-                    split=split, mask=mask)
+                    split=split, mask=mask, attributes=attrs)
 
 
 def _inside(root: Path, rel: str) -> bool:

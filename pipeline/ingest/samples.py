@@ -77,16 +77,15 @@ def _to_uint8(image01: np.ndarray) -> np.ndarray:
 
 
 def _process_2d(job: SampleJob) -> SampleResult:
-    from pipeline.io.dicom import open_dicom
-    from pipeline.io.dicom_image import image_from_dataset, read_image_mask
+    from pipeline.io.dicom_image import read_image_mask
+    from pipeline.io.radiograph import read_radiograph
     from pipeline.preprocess.image import resize_with_pad
 
     s = job.settings
-    if job.path.is_dir():
-        raise InputRejected("2D tasks take one DICOM file per row; got a directory", code="bad_path")
-    ds = open_dicom(job.path)
-    image, meta = image_from_dataset(ds, window=s["window"], percentiles=s["percentiles"],
-                                     frame=s["frame"], max_pixel_bytes=s["max_pixel_bytes"])
+    source = read_radiograph(job.path, window=s["window"], percentiles=s["percentiles"],
+                             frame=s["frame"], max_pixel_bytes=s["max_pixel_bytes"],
+                             max_colour_share=s["max_colour_share"])
+    image, meta = source.image, source.meta
     size = tuple(s["image_size"])
     resized, geometry = resize_with_pad(image, size)
     meta.update(geometry)
@@ -96,8 +95,8 @@ def _process_2d(job: SampleJob) -> SampleResult:
         mask_out, _ = resize_with_pad(mask, size, mode="mask")
         mask_out = mask_out[..., None]
     patient = None
-    if job.needs_patient_id:
-        patient = str(ds.get("PatientID", "") or "").strip() or None
+    if job.needs_patient_id and source.dataset is not None:
+        patient = str(source.dataset.get("PatientID", "") or "").strip() or None
     return SampleResult(job.position, image=_to_uint8(resized)[..., None], mask=mask_out,
                         meta=meta, header_patient_id=patient)
 

@@ -111,6 +111,7 @@ def run_ingest(task: TaskParams, *, source: Path, out_dir: Path, seed: int, salt
                 "source_path": shown,
                 "row": row.row,
                 "_fixed_split": row.split,
+                **{attribute_column(name): value for name, value in row.attributes},
             })
 
     _assign(records, ing.splits.val, ing.splits.test, seed)
@@ -120,6 +121,13 @@ def run_ingest(task: TaskParams, *, source: Path, out_dir: Path, seed: int, salt
     write_json(out_dir / INFO, _dataset_info(task, item_shape, summary))
     _check_limit(task, summary)
     return summary
+
+
+def attribute_column(name: str) -> str:
+    """Manifest column of a labels.csv subgroup attribute: ``attr_`` + the name in snake case."""
+    import re
+
+    return "attr_" + (re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "unnamed")
 
 
 def label_index(task: TaskParams, label: str) -> int | str:
@@ -273,7 +281,7 @@ def _unlisted_files(source: Path, rows: list[LabelRow], rejected: list[Rejection
             used.add(row.path)
         if row.mask:
             used.add(row.mask)
-    used.update(r.source_path for r in rejected)
+    used.update(r.source_path for r in rejected if r.scope != "column")
     out = []
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         rel = path.relative_to(source).as_posix()
@@ -287,7 +295,7 @@ def _unlisted_files(source: Path, rows: list[LabelRow], rejected: list[Rejection
 
 def _quarantine_row(r: Rejection) -> dict[str, Any]:
     return {"source_path": r.source_path, "reason": r.reason, "code": r.code, "row": r.row,
-            "scope": "row" if r.row is not None else "file"}
+            "scope": r.scope or ("row" if r.row is not None else "file")}
 
 
 def _summary(n_rows: int, records: list[dict[str, Any]], rejections: list[Rejection]) -> IngestSummary:
@@ -298,7 +306,7 @@ def _summary(n_rows: int, records: list[dict[str, Any]], rejections: list[Reject
         rows=n_rows,
         samples=len(records),
         quarantined_rows=sum(1 for r in rejections if r.row is not None),
-        quarantined_files=sum(1 for r in rejections if r.row is None),
+        quarantined_files=sum(1 for r in rejections if r.row is None and r.scope != "column"),
         per_split={k: dict(sorted(v.items())) for k, v in sorted(per_split.items())},
         reasons=dict(sorted(Counter(r.code for r in rejections).items())),
     )
@@ -323,7 +331,8 @@ def _dataset_info(task: TaskParams, item_shape: tuple[int, ...], summary: Ingest
     }
     if task.kind == "2d":
         info["preprocessing"] = {"window": ing.window, "percentiles": list(ing.percentiles),
-                                 "frame": ing.frame, "image_size": list(ing.image_size)}
+                                 "frame": ing.frame, "image_size": list(ing.image_size),
+                                 "max_colour_share": ing.max_colour_share}
     else:
         info["preprocessing"] = {"hu_window": list(ing.hu_window),
                                  "target_spacing_mm": list(ing.target_spacing),

@@ -186,22 +186,17 @@ def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, s
                  probability: float, probs: np.ndarray, labels: tuple[str, ...], threshold: float | None,
                  heat: np.ndarray, method: str, show_free_text: bool) -> Any:
     from pipeline.report import CaseRecord
-    from pipeline.stages.report import METHOD_NAMES, shown_attributes, unpad_resize
+    from pipeline.stages.report import METHOD_NAMES, read_source_2d, source_attributes, unpad_resize
 
     image = prepared.image[..., 0]
     attributes: dict[str, str] = {}
     spacing = None
     if card["kind"] == "2d":
-        from pipeline.io.dicom import open_dicom
-        from pipeline.io.dicom_image import image_from_dataset
-
-        ds = open_dicom(path)
-        full, _ = image_from_dataset(ds, window=ingest.window if isinstance(ingest.window, str)
-                                     else tuple(ingest.window), percentiles=ingest.percentiles,
-                                     frame=ingest.frame, max_pixel_bytes=ingest.max_pixel_bytes)
+        source = read_source_2d(ingest, path)
+        full = source.image
         heat = unpad_resize(heat, {k: str(v) for k, v in prepared.meta.items()}, full.shape, nearest=False)
         image = np.rint(np.clip(full, 0, 1) * 255).astype(np.uint8)
-        attributes = shown_attributes(ds, free_text=show_free_text)
+        attributes = source_attributes(source, free_text=show_free_text)
     else:
         import json
 

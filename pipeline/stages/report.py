@@ -193,6 +193,7 @@ def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained:
                 image, heat, mask, spacing = full3d
             else:
                 attributes["Shown at"] = "model input grid (source volume not available)"
+        attributes.update(labels_csv_attributes(row))
         yield CaseRecord(
             sample_id=sid, split=case["split"], true_label=case["label"], predicted_label=predicted,
             probability=probability, probabilities=dict(zip(task.labels, map(float, probs), strict=True)),
@@ -290,27 +291,60 @@ def _full_resolution(task: TaskParams, source_dir: Path | None, row: Mapping[str
                      heat: np.ndarray, mask: np.ndarray | None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, str]] | None:
     """The source image windowed as at ingest, with the map and mask mapped back onto it."""
-    from pipeline.io.dicom import open_dicom
-    from pipeline.io.dicom_image import image_from_dataset
     from pipeline.io.errors import InputRejected
 
     path = _source_path(source_dir if not task.ingest.redact_paths else None, row)
     if path is None:
         return None
-    ing = task.ingest
     try:
-        ds = open_dicom(path)
-        image, _ = image_from_dataset(ds, window=ing.window, percentiles=ing.percentiles, frame=ing.frame,
-                                      max_pixel_bytes=ing.max_pixel_bytes)
+        source = read_source_2d(task.ingest, path)
     except (InputRejected, OSError) as exc:
         log.warning("report: source of %s unreadable now (%s); showing the model grid",
                     row["sample_id"], getattr(exc, "reason", type(exc).__name__))
         return None
-    shape = image.shape
+    shape = source.image.shape
     heat_full = unpad_resize(heat, row, shape, nearest=False)
     mask_full = unpad_resize(mask, row, shape, nearest=True) if mask is not None else None
-    attributes = shown_attributes(ds, free_text=task.report.show_free_text)
-    return (np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8), heat_full, mask_full, attributes)
+    attributes = source_attributes(source, free_text=task.report.show_free_text)
+    return (np.rint(np.clip(source.image, 0, 1) * 255).astype(np.uint8), heat_full, mask_full, attributes)
+
+
+def read_source_2d(ing: Any, path: Path) -> Any:
+    """Read a 2D source (DICOM or image file) with the ingest settings ``ing`` (IngestParams)."""
+    from pipeline.io.radiograph import read_radiograph
+
+    return read_radiograph(path, window=ing.window if isinstance(ing.window, str) else tuple(ing.window),
+                           percentiles=ing.percentiles, frame=ing.frame,
+                           max_pixel_bytes=ing.max_pixel_bytes, max_colour_share=ing.max_colour_share)
+
+
+_COLOUR_RULES = {
+    "gray": "gray",
+    "gray_alpha_over_black": "gray with transparency (composited over black)",
+    "rgb_luminance": "RGB, shown as luminance (ITU-R BT.601)",
+    "rgba_luminance_over_black": "RGBA, composited over black, shown as luminance (ITU-R BT.601)",
+}
+
+
+def source_attributes(source: Any, *, free_text: bool = False) -> dict[str, str]:
+    """What a case page says about the source: coded DICOM attributes, or for a PNG/JPEG/TIFF
+    file (no header: modality, body part and view are unknown unless labels.csv gives them) its
+    format, how it was stored and how its intensities were used."""
+    if source.dataset is not None:
+        return shown_attributes(source.dataset, free_text=free_text)
+    meta = source.meta
+    voi = {"as_stored": "as stored in the file (already windowed for display)",
+           "percentile": "clipped at percentiles", "explicit": "explicit window"}
+    return {"File format": f"{str(meta['format']).upper()} (no DICOM header)",
+            "Stored as": f"{_COLOUR_RULES.get(meta.get('colour'), meta.get('colour'))}, "
+                         f"{meta.get('bits_stored')} bits",
+            "Intensity": voi.get(meta.get("voi"), str(meta.get("voi")))}
+
+
+def labels_csv_attributes(row: Mapping[str, str]) -> dict[str, str]:
+    """Subgroup attributes the dataset's labels.csv gave (manifest ``attr_*`` columns)."""
+    return {f"{key[5:].replace('_', ' ')} (labels.csv)": value for key, value in row.items()
+            if key.startswith("attr_") and value}
 
 
 def _source_path(source_dir: Path | None, row: Mapping[str, str]) -> Path | None:
@@ -372,8 +406,6 @@ def export_dicom(task: TaskParams, *, data_dir: Path, source_dir: Path | None, e
     if explained is None:
         raise ValueError(f"no explain outputs in {explain_dir}; run the explain stage first")
     method = explained.methods[0]
-    from pipeline.io.dicom import open_dicom
-    from pipeline.io.dicom_image import image_from_dataset
     from pipeline.io.errors import InputRejected
     from pipeline.report import export_secondary_capture, render_overlay
 
@@ -389,13 +421,15 @@ def export_dicom(task: TaskParams, *, data_dir: Path, source_dir: Path | None, e
         path = _source_path(source_dir if not task.ingest.redact_paths else None, row)
         if path is None:
             continue
-        ing = task.ingest
         try:
-            ds = open_dicom(path)
-            image, _ = image_from_dataset(ds, window=ing.window, percentiles=ing.percentiles,
-                                          frame=ing.frame, max_pixel_bytes=ing.max_pixel_bytes)
+            source = read_source_2d(task.ingest, path)
         except (InputRejected, OSError):
             continue
+        if source.dataset is None:
+            log.warning("export-dicom: %s has no DICOM source (image file); no overlay",
+                        case["sample_id"])
+            continue
+        ds, image = source.dataset, source.image
         heat = unpad_resize(np.asarray(maps[k], np.float32), row, image.shape, nearest=False)
         overlay = render_overlay(np.rint(image * 255).astype(np.uint8), heat)
         orientation = None if _has_orientation(ds) else patient_orientation

@@ -52,7 +52,7 @@ def test_bom_and_crlf_are_accepted(tmp_path):
 
 @pytest.mark.parametrize(("csv", "message"), [
     (b"file,label\na.dcm,normal\n", "missing required column(s) ['path']"),
-    (b"path,label,age\na.dcm,normal,3\n", "unknown column(s) ['age']"),
+    (b"path,label,view,view\na.dcm,normal,PA,AP\n", "column names must be unique"),
 ])
 def test_malformed_csv_header_is_a_clear_dataset_error(tmp_path, csv, message):
     with pytest.raises(DatasetError) as info:
@@ -71,3 +71,32 @@ def test_multilabel_cells_are_split_validated_and_normalised(tmp_path):
                                  multilabel=True)
     assert [(r.path, r.label) for r in rows] == [("a.dcm", "opacity|effusion"), ("b.dcm", "")]
     assert rejected[0].code == "bad_label" and "'tumour'" in rejected[0].reason
+
+
+def test_extra_columns_are_subgroup_attributes_and_phi_columns_are_never_read(tmp_path):
+    csv = (b"path,label,view,Sex,site,PatientName,StudyDate,accession_number,notes,Patient ID\n"
+           b"a.dcm,normal,PA,F,north,DOE^JANE,20200101,A123,seen by Dr X,MRN42\n"
+           b"b.dcm,normal,AP,," + b"x" * 100 + b",,,,,\n")
+    rows, rejected = read_labels(_folder(tmp_path, csv), labels=("normal",))
+    assert rows[0].attributes == (("view", "PA"), ("Sex", "F"), ("site", "north"))
+    assert dict(rows[1].attributes)["site"] == "x" * 64  # categories, not text: cut at 64
+    dropped = [r for r in rejected if r.scope == "column"]
+    assert sorted(r.reason.split("'")[1] for r in dropped) == sorted(
+        ["PatientName", "StudyDate", "accession_number", "notes", "Patient ID"])
+    assert {r.code for r in dropped} == {"phi_column"} and all(r.row is None for r in dropped)
+    text = repr(rows) + repr(rejected)
+    for value in ("DOE", "20200101", "A123", "Dr X", "MRN42"):
+        assert value not in text
+
+
+@pytest.mark.parametrize("name,phi", [
+    ("view", False), ("sex", False), ("age", False), ("site", False), ("finding", False),
+    ("opacity", False), ("covid", False), ("No Finding", False), ("AP/PA", False),
+    ("Patient ID", True), ("patientid", True), ("PatientName", True), ("birth_date", True),
+    ("AcquisitionTime", True), ("MRN", True), ("accession", True), ("study_uid", True),
+    ("zip", True), ("email", True), ("referring physician", True), ("report", True),
+])
+def test_phi_deny_list(name, phi):
+    from pipeline.dataset.labels import is_phi_column
+
+    assert is_phi_column(name) is phi

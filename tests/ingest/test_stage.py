@@ -19,7 +19,7 @@ from pipeline.dataset.store import open_array
 from pipeline.ingest import QuarantineLimitExceeded, run_ingest
 from pipeline.ingest import stage as stage_module
 from pipeline.ingest.tables import read_table
-from tests.builders import PHI_STRINGS, make_2d_folder, make_3d_folder
+from tests.builders import PHI_STRINGS, make_2d_folder, make_3d_folder, make_mixed_2d_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,7 @@ def test_every_input_is_accounted_for(ingested_2d, folder_2d):
     row_q = [q for q in quarantine if q["scope"] == "row"]
     assert len(manifest) + len(row_q) == n_rows
     assert {q["source_path"]: q["code"] for q in quarantine} == {
-        "img/bad.dcm": "not_dicom", "img/nowhere.dcm": "missing_file", "img/stray.txt": "unlisted"}
+        "img/bad.dcm": "truncated", "img/nowhere.dcm": "missing_file", "img/stray.txt": "unlisted"}
     images = open_array(ingested_2d / "images.npy")
     masks = open_array(ingested_2d / "masks.npy")
     assert images.shape == masks.shape == (len(manifest), 32, 32, 1) and images.dtype == np.uint8
@@ -215,3 +215,34 @@ def test_workers_fork_only_without_tensorflow_or_threads(monkeypatch):
         worker.join()
     monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
     assert stage_module.start_context().get_start_method() == "spawn"
+
+
+def test_mixed_dicom_png_jpeg_tiff_folder(tmp_path):
+    """Public archives mix formats: every file is read by content, windowed by its own rule, kept
+    with its subgroup attributes, and every broken file is quarantined with its own code."""
+    folder = make_mixed_2d_folder(tmp_path / "mixed")
+    out = tmp_path / "out"
+    summary = run(folder, out, task_2d(window="auto", max_quarantine_fraction=0.2))
+    manifest = read_table(out / "manifest.csv")
+    quarantine = {q["source_path"]: q for q in read_table(out / "quarantine.csv")}
+    assert summary.samples == 20 and summary.quarantined_rows == 3
+    assert {p: q["code"] for p, q in quarantine.items()} == {
+        "img/trunc.jpg": "truncated", "img/empty.png": "empty", "img/photo.png": "colour",
+        "labels.csv": "phi_column"}
+    assert quarantine["labels.csv"]["scope"] == "column"
+    assert {m["format"] for m in manifest} == {"dicom", "png", "jpeg", "tiff"}
+    assert {m["voi"] for m in manifest if m["format"] != "dicom"} == {"as_stored"}
+    assert {m["bits_stored"] for m in manifest if m["source_path"].endswith(".png")} == {"8", "12"}
+    assert {(m["attr_view"], m["attr_sex"]) for m in manifest} == {
+        ("AP", "F"), ("AP", "M"), ("PA", "F"), ("PA", "M")}
+    assert not any("patientname" in k.lower() for k in manifest[0])
+    images, masks = open_array(out / "images.npy"), open_array(out / "masks.npy")
+    for m in manifest:  # the lesion is bright in every format (no inverted or dark file)
+        if m["label"] == "opacity":
+            i = int(m["index"])
+            assert images[i][masks[i] == 1].mean() > images[i][masks[i] == 0].mean() + 60, m["format"]
+    for path in out.rglob("*"):
+        for value in ("SECRET", "19450607"):
+            assert value.encode() not in path.read_bytes(), (path.name, value)
+    info = __import__("json").loads((out / "dataset.json").read_text())
+    assert info["counts"]["quarantine_codes"] == {"colour": 1, "empty": 1, "phi_column": 1, "truncated": 1}

@@ -14,7 +14,7 @@ from pipeline.stages.evaluate import run_evaluate
 from pipeline.stages.explain import run_explain
 from pipeline.stages.predict import run_predict
 from pipeline.stages.report import export_dicom, run_report, unpad_resize
-from tests.builders import PHI_STRINGS
+from tests.builders import PHI_STRINGS, make_mixed_2d_folder
 from tests.stages.conftest import task_2d, task_3d
 
 
@@ -134,6 +134,41 @@ def test_predict_new_studies(trained_2d, tmp_path):
             for value in PHI_STRINGS:
                 assert value.encode() not in path.read_bytes()
             assert rows[0]["path"].split("/")[-1].encode() not in path.read_bytes()  # no input file names
+
+
+def test_report_and_predict_on_png_jpeg_tiff_sources(trained_2d, tmp_path):
+    """Image-file sources: full-resolution pages that say what the file was (no DICOM header) and
+    show the labels.csv subgroup attributes; predict reads PNG/JPEG/TIFF like DICOM."""
+    from pipeline.ingest import run_ingest
+
+    folder = make_mixed_2d_folder(tmp_path / "raw", n_patients=16)
+    task = task_2d(ingest={"window": "auto"})
+    data = tmp_path / "interim"
+    run_ingest(task, source=folder, out_dir=data, seed=0, salt="s", workers=1)
+    index = _pipeline({"data": data, "model": trained_2d["model"], "raw": folder}, task, tmp_path)
+    manifest = {r["sample_id"]: r for r in read_table(data / "manifest.csv")}
+    pages = sorted((index.parent / "cases").glob("*.html"))
+    formats = set()
+    for page in pages:
+        html, row = page.read_text(), manifest[page.stem]
+        formats.add(row["format"])
+        assert "model input resolution" not in html
+        assert f"<dt>view (labels.csv)</dt><dd>{row['attr_view']}</dd>" in html
+        if row["format"] == "dicom":
+            assert "no DICOM header" not in html
+        else:
+            assert f"<dd>{row['format'].upper()} (no DICOM header)</dd>" in html
+            assert "as stored in the file" in html
+        assert "SECRET" not in html
+    assert formats >= {"png", "jpeg"}
+    inputs = [folder / "img" / name for name in ("p0_1.png", "p1_1.jpg", "p2_0.tif", "trunc.jpg")]
+    results = run_predict(trained_2d["model"], inputs, tmp_path / "pred", threshold=0.5)
+    assert len(results) == 3
+    rejected = read_table(tmp_path / "pred" / "rejected.csv")
+    assert [r["input"] for r in rejected] == ["#4"] and "truncated" in rejected[0]["reason"]
+    for r in results:
+        page = (tmp_path / "pred" / "cases" / f"{r.sample_id}.html").read_text()
+        assert "(no DICOM header)" in page
 
 
 def test_predict_same_input_same_id_and_output(trained_2d, tmp_path):
