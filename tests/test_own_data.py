@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from pipeline.ingest.tables import read_table
-from tests.builders import PHI_STRINGS, make_2d_folder
+from tests.builders import PHI_STRINGS, make_2d_folder, make_mixed_2d_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,13 @@ def own_data_repo(tmp_path_factory) -> tuple[Path, Path, dict]:
     # The README's example task: only the source and the image size are the user's.
     params["tasks"] = {"chest": {"kind": "2d", "labels": ["normal", "opacity"],
                                  "data": {"source": str(folder)},
-                                 "ingest": {"image_size": [32, 32], "max_quarantine_fraction": 0.5}}}
+                                 "ingest": {"image_size": [32, 32], "max_quarantine_fraction": 0.5}},
+                       # a public-archive-style mix: DICOM, PNG (8/16-bit), RGB JPEG, TIFF
+                       "mixed": {"kind": "2d", "labels": ["normal", "opacity"], "multilabel": False,
+                                 "data": {"source": str(make_mixed_2d_folder(tmp / "archive", 12))},
+                                 "ingest": {"image_size": [32, 32], "max_quarantine_fraction": 0.2},
+                                 "train": {"backbone": "resnet18", "width": 8, "weights": None,
+                                           "epochs": 2, "batch_size": 8}}}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(repo)}
@@ -79,3 +85,24 @@ def test_forced_demo_reruns_ingest_only_when_the_folder_changed(own_data_repo):
     out = _run([*dvc, "repro", "ingest@chest"], repo, env)
     assert "Running stage 'ingest@chest'" in out
     assert len(read_table(repo / "data" / "interim" / "chest" / "manifest.csv")) == 21
+
+
+def test_mixed_dicom_png_jpeg_folder_ingests_and_trains_through_dvc_repro(own_data_repo):
+    repo, _, env = own_data_repo
+    # DVCLive (train) needs a commit to compare against, as in any real project.
+    _run(["git", "add", "dvc.yaml", "params.yaml"], repo, env)
+    _run(["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "init"], repo, env)
+    out = _run([sys.executable, "-m", "dvc", "repro", "train@mixed"], repo, env)
+    assert "Running stage 'ingest@mixed'" in out and "Running stage 'train@mixed'" in out
+    interim = repo / "data" / "interim" / "mixed"
+    manifest = read_table(interim / "manifest.csv")
+    quarantine = {q["source_path"]: q["code"] for q in read_table(interim / "quarantine.csv")}
+    assert len(manifest) == 24 and {m["format"] for m in manifest} == {"dicom", "png", "jpeg", "tiff"}
+    assert quarantine == {"img/trunc.jpg": "truncated", "img/empty.png": "empty",
+                          "img/photo.png": "colour", "labels.csv": "phi_column"}
+    card = json.loads((repo / "models" / "mixed" / "model_card.json").read_text())
+    assert card["backbone"] == "resnet18" and card["ingest_preprocessing"]["window"] == "auto"
+    assert "up to date" in _run([sys.executable, "-m", "dvc", "status", "train@mixed"], repo, env).lower()
+    for path in list((repo / "data" / "interim" / "mixed").rglob("*")) + list((repo / "models").rglob("*")):
+        if path.is_file():
+            assert b"SECRET" not in path.read_bytes(), path.name
