@@ -5,14 +5,14 @@ For the default 2D task model (params.yaml ``tasks.cxr.train``) on synthetic 2D 
 
 (a) the model trained for a fixed number of steps on in-memory tensors (no input cost);
 (b) the same model trained the same number of steps fed by the real pipeline: memory-mapped
-    ``.npy`` -> ``make_dataset`` (shuffle, parallel map with the default albumentations
-    augmentation, batch, prefetch);
+    ``.npy`` -> ``make_dataset`` (shuffle, parallel map with the albumentations augmentation of
+    ``--preset``, ``mild`` (the default list) or ``strong``, batch, prefetch);
 (c) the pipeline alone, no model.
 
 Prints images/s for each, the pipeline's share of step time (goal <= 10%) and the ratio pipeline
 alone / model (goal >= 5x). Then bfloat16 versus float32 step time on this CPU. Usage::
 
-    python bench/train_input.py [--steps 60] [--batch 16]
+    python bench/train_input.py [--steps 60] [--batch 16] [--preset strong]
 """
 
 from __future__ import annotations
@@ -55,14 +55,18 @@ def time_steps(model, batches, steps: int) -> float:
 
 
 def main() -> None:
+    from pipeline.augment import PRESETS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=None, help="default: the task's batch_size")
+    parser.add_argument("--preset", choices=list(PRESETS), default="mild",
+                        help="augmentation preset (tasks.<t>.train.augment_preset)")
     args = parser.parse_args()
 
     import tensorflow as tf
 
-    from pipeline.augment import DEFAULT_2D, Augmenter
+    from pipeline.augment import Augmenter, preset_spec
     from pipeline.config import load_params
     from pipeline.dataset.store import open_array
     from pipeline.dataset.tfdata import benchmark_throughput, make_dataset
@@ -82,7 +86,7 @@ def main() -> None:
         idx = np.arange(n)
 
         def pipeline_ds():
-            aug = Augmenter(DEFAULT_2D, kind="2d")
+            aug = Augmenter(preset_spec(args.preset, kind="2d"), kind="2d")
             return make_dataset(images, y, idx, batch_size=batch, training=True, seed=0,
                                 augmenter=aug, deterministic=False).repeat()
 
@@ -97,7 +101,7 @@ def main() -> None:
         ips_mem = batch * args.steps / t_mem
         ips_pipe = batch * args.steps / t_pipe
         print(f"model {task.train.backbone} width={task.train.width} input {h}x{w}, batch {batch}, "
-              f"{args.steps} steps")
+              f"{args.steps} steps, augment_preset {args.preset}")
         print(f"(a) in-memory tensors:        {ips_mem:8.1f} images/s")
         print(f"(b) real augmented pipeline:  {ips_pipe:8.1f} images/s")
         print(f"    pipeline share of step time: {max(0.0, 1 - t_mem / t_pipe):.1%} (goal <= 10%)")

@@ -126,7 +126,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         results = run_predict(args.model, args.input, args.out, threshold=args.threshold,
                               metrics_path=args.metrics, method=args.method, layer=args.layer,
-                              show_free_text=args.show_free_text)
+                              show_free_text=args.show_free_text, tta=args.tta)
     except ValueError as exc:
         log.error("predict: %s", exc)
         return 1
@@ -136,6 +136,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.evaluate.tta import TTA_MODES
+
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
         description="medvision pipeline stages (normally run by `dvc repro`).",
@@ -220,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--layer", default=None,
                          help="Grad-CAM target layer (name, 'auto' or 'auto:N'); default: the layer the "
                               "explain stage used, from --metrics")
+    predict.add_argument("--tta", default=None, choices=TTA_MODES,
+                         help="test-time augmentation (mean of probabilities over views); default: the "
+                              "mode the evaluate stage used, from --metrics, else none")
     predict.add_argument("--show-free-text", action="store_true",
                          help="also show free-text header fields (SeriesDescription; may hold PHI)")
     predict.set_defaults(func=cmd_predict)

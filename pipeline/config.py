@@ -237,6 +237,9 @@ class TrainParams(_Frozen):
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
     deterministic: bool = False
     augment: tuple[dict[str, Any], ...] | None = None
+    #: Used when ``augment`` is null: mild = pipeline.augment.DEFAULT_2D/3D, strong = STRONG_2D/3D
+    #: (small training sets). An explicit ``augment`` list overrides it.
+    augment_preset: Literal["mild", "strong"] = "mild"
 
     @model_validator(mode="after")
     def _phases(self) -> TrainParams:
@@ -247,7 +250,7 @@ class TrainParams(_Frozen):
 
 
 class EvaluateParams(_Frozen):
-    """Evaluate knobs: operating threshold (chosen on val, never on test) and bootstrap CIs."""
+    """Evaluate knobs: operating threshold (chosen on val, never on test), bootstrap CIs, TTA."""
 
     #: youden | f1 | sensitivity@<x> | specificity@<x> | a number in (0, 1)
     threshold: str | float = "youden"
@@ -257,6 +260,20 @@ class EvaluateParams(_Frozen):
     #: Grad-CAM map binarisation for IoU: pixels >= this fraction of the map's max
     iou_threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     batch_size: Annotated[int, Field(ge=1)] = 32
+    #: Test-time augmentation of val and test predictions (and of ``predict``, which reads the
+    #: mode back from metrics/<task>.json): none | flip (+ left-right mirror) | shift (+ 4 shifts
+    #: of 4% of the side) | flip_shift (10 views). Mean of probabilities; see pipeline.evaluate.tta.
+    tta: Literal["none", "flip", "shift", "flip_shift"] = "none"
+
+    @field_validator("tta", mode="before")
+    @classmethod
+    def _tta_mode(cls, value: Any) -> Any:
+        from pipeline.evaluate.tta import check_tta_mode
+
+        try:
+            return check_tta_mode(value)
+        except ValueError as exc:  # the key path is prefixed by the caller
+            raise ValueError(str(exc).removeprefix("tta ")) from None
 
     @field_validator("threshold", mode="before")
     @classmethod

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import copy
 import json
+import typing
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -9,8 +11,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.augment import ALLOWED_2D, ALLOWED_3D, DEFAULT_2D, DEFAULT_3D, Augmenter, validate_spec
+from pipeline.augment import (
+    ALLOWED_2D,
+    ALLOWED_3D,
+    DEFAULT_2D,
+    DEFAULT_3D,
+    PRESETS,
+    STRONG_2D,
+    STRONG_3D,
+    Augmenter,
+    preset_spec,
+    resolve_spec,
+    validate_spec,
+)
+from pipeline.augment.catalog import mode_of
 from pipeline.augment.stages import build_stages
+from pipeline.config import TrainParams
 
 # Strong but plausible settings, p=1, for every exposed transform.
 KWARGS_2D = {
@@ -36,6 +52,7 @@ KWARGS_3D = {
     "RandomGamma": KWARGS_2D["RandomGamma"],
     "GaussNoise": KWARGS_2D["GaussNoise"],
     "GaussianBlur": KWARGS_2D["GaussianBlur"],
+    "GridDistortion": KWARGS_2D["GridDistortion"],
     "CoarseDropout3D": {"num_holes_range": [1, 3]},
     "CubicSymmetry": {},
     "RandomCrop3D": {"size": [12, 12, 12]},
@@ -120,8 +137,16 @@ def test_each_3d_transform_on_3d_data(name):
     _run_transform(name, KWARGS_3D[name], "3d", (16, 16, 16, 1), np.s_[1:7, 3:8, 2:9])
 
 
-@pytest.mark.parametrize("name", ["Affine", "HorizontalFlip", "RandomBrightnessContrast", "RandomGamma",
-                                  "GaussianBlur"])
+IN_PLANE_3D = [name for name in ALLOWED_3D if mode_of(name, "3d") == "slices"]
+PRESET_CASES = [(name, kind) for name in PRESETS for kind in ("2d", "3d")]
+
+
+def test_in_plane_3d_transforms_are_the_2d_ones():
+    assert {"Affine", "HorizontalFlip", "GridDistortion", "RandomBrightnessContrast", "RandomGamma",
+            "GaussianBlur"} == set(IN_PLANE_3D)
+
+
+@pytest.mark.parametrize("name", IN_PLANE_3D)
 def test_in_plane_transforms_use_the_same_parameters_on_every_slice(name):
     image, _ = _noise_sample((1, 24, 24, 1))
     volume = np.repeat(image, 5, axis=0)
@@ -178,7 +203,9 @@ def test_cubic_symmetry_rejects_non_cubic_volumes():
 
 
 @pytest.mark.parametrize(("spec", "kind", "shape"), [(DEFAULT_2D, "2d", (32, 32, 1)),
-                                                      (DEFAULT_3D, "3d", (6, 24, 24, 1))])
+                                                      (DEFAULT_3D, "3d", (6, 24, 24, 1)),
+                                                      (STRONG_2D, "2d", (32, 32, 1)),
+                                                      (STRONG_3D, "3d", (6, 24, 24, 1))])
 def test_seed_determines_the_output(spec, kind, shape):
     always = [{**entry, "p": 1.0} for entry in spec]
     augment = Augmenter(always, kind=kind)
@@ -192,7 +219,9 @@ def test_seed_determines_the_output(spec, kind, shape):
 
 
 @pytest.mark.parametrize(("spec", "kind", "shape"), [(DEFAULT_2D, "2d", (32, 40, 1)),
-                                                      (DEFAULT_3D, "3d", (6, 24, 24, 1))])
+                                                      (DEFAULT_3D, "3d", (6, 24, 24, 1)),
+                                                      (STRONG_2D, "2d", (32, 40, 1)),
+                                                      (STRONG_3D, "3d", (6, 24, 24, 1))])
 def test_concurrent_calls_match_sequential_calls(spec, kind, shape):
     augment = Augmenter([{**entry, "p": 0.8} for entry in spec], kind=kind)
     image, mask = _noise_sample(shape, seed=5)
@@ -225,27 +254,29 @@ def _boxed_samples(draw, ndim: int):
 _HYPOTHESIS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.parametrize("spec", [DEFAULT_2D, STRONG_2D], ids=["mild", "strong"])
 @_HYPOTHESIS
 @given(sample=_boxed_samples(ndim=2))
-def test_default_2d_properties(sample):
+def test_preset_2d_properties(spec, sample):
     shape, box, seed = sample
     image, mask = _patch_sample(shape, box)
     noisy = np.clip(image * 0.8 + np.random.default_rng(seed).random(shape, dtype=np.float32) * 0.2, 0, 1)
-    _check_output(noisy, mask, *Augmenter(DEFAULT_2D, kind="2d")(noisy, mask, seed=seed))
-    out, out_mask = Augmenter(_geometric_part(DEFAULT_2D), kind="2d")(image, mask, seed=seed)
+    _check_output(noisy, mask, *Augmenter(spec, kind="2d")(noisy, mask, seed=seed))
+    out, out_mask = Augmenter(_geometric_part(spec), kind="2d")(image, mask, seed=seed)
     _check_output(image, mask, out, out_mask)
     _check_aligned(out, out_mask)
     assert _iou(out > 0.5, out_mask == 1) > 0.75
 
 
+@pytest.mark.parametrize("spec", [DEFAULT_3D, STRONG_3D], ids=["mild", "strong"])
 @_HYPOTHESIS
 @given(sample=_boxed_samples(ndim=3))
-def test_default_3d_properties(sample):
+def test_preset_3d_properties(spec, sample):
     shape, box, seed = sample
     image, mask = _patch_sample(shape, box)
     noisy = np.clip(image * 0.8 + np.random.default_rng(seed).random(shape, dtype=np.float32) * 0.2, 0, 1)
-    _check_output(noisy, mask, *Augmenter(DEFAULT_3D, kind="3d")(noisy, mask, seed=seed))
-    out, out_mask = Augmenter(_geometric_part(DEFAULT_3D), kind="3d")(image, mask, seed=seed)
+    _check_output(noisy, mask, *Augmenter(spec, kind="3d")(noisy, mask, seed=seed))
+    out, out_mask = Augmenter(_geometric_part(spec), kind="3d")(image, mask, seed=seed)
     _check_output(image, mask, out, out_mask)
     _check_aligned(out, out_mask)
     assert _iou(out > 0.5, out_mask == 1) > 0.75
@@ -257,7 +288,81 @@ def test_defaults_leave_out_orientation_changing_flips_for_cxr():
     assert "CubicSymmetry" not in {entry["transform"] for entry in DEFAULT_3D}
 
 
-@pytest.mark.parametrize(("spec", "kind"), [(DEFAULT_2D, "2d"), (DEFAULT_3D, "3d")])
+def test_strong_presets_leave_out_flips_for_cxr_and_pixel_sized_warps():
+    names_2d = {entry["transform"] for entry in STRONG_2D}
+    assert not names_2d & {"HorizontalFlip", "VerticalFlip", "ElasticTransform"}
+    assert {"RandomResizedCrop", "Affine", "GridDistortion", "CLAHE", "RandomGamma",
+            "RandomBrightnessContrast", "GaussNoise", "GaussianBlur", "CoarseDropout"} == names_2d
+    names_3d = {entry["transform"] for entry in STRONG_3D}
+    assert not names_3d & {"CubicSymmetry", "RandomCrop3D", "CenterCrop3D"}
+
+
+def test_preset_names_are_the_values_params_accept():
+    accepted = typing.get_args(TrainParams.model_fields["augment_preset"].annotation)
+    assert accepted == tuple(PRESETS) == ("mild", "strong")
+    assert TrainParams().augment_preset == "mild"
+    assert PRESETS["mild"] == {"2d": DEFAULT_2D, "3d": DEFAULT_3D}  # mild is today's default lists
+
+
+@pytest.mark.parametrize(("preset", "kind"), PRESET_CASES)
+def test_resolve_spec_without_a_list_uses_the_preset(preset, kind):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spec = resolve_spec(None, preset=preset, kind=kind, key="tasks.t.train")
+    assert spec == validate_spec(PRESETS[preset][kind], kind=kind, key="k")
+
+
+@pytest.mark.parametrize("own", [[{"transform": "HorizontalFlip", "p": 0.5}], []])
+def test_an_explicit_list_overrides_the_preset(own):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default preset next to a list: no warning
+        assert resolve_spec(tuple(own), preset="mild", kind="2d", key="tasks.t.train") == own
+    with pytest.warns(UserWarning, match=r"^tasks\.t\.train\.augment is set, so "
+                                         r"tasks\.t\.train\.augment_preset='strong' is ignored"):
+        assert resolve_spec(own, preset="strong", kind="2d", key="tasks.t.train") == own
+
+
+def test_resolve_spec_errors_name_the_key():
+    with pytest.raises(ValueError, match=r"^tasks\.t\.train\.augment_preset must be one of "
+                                         r"\['mild', 'strong'\]\. Received: 'heavy'$"):
+        resolve_spec(None, preset="heavy", kind="2d", key="tasks.t.train")
+    with pytest.raises(ValueError, match=r"^tasks\.t\.train\.augment\[0\]\.transform must be one of"):
+        resolve_spec([{"transform": "VerticalFlip"}], preset="mild", kind="3d", key="tasks.t.train")
+    with pytest.raises(ValueError, match=r"kind must be one of \['2d', '3d'\]"):
+        resolve_spec(None, preset="mild", kind="4d", key="tasks.t.train")
+
+
+def test_preset_spec_returns_a_copy():
+    spec = preset_spec("strong", kind="2d")
+    spec[1]["rotate"][0] = -90
+    spec.pop()
+    assert STRONG_2D[1]["rotate"] == [-12, 12] and len(STRONG_2D) == 9
+
+
+@pytest.mark.parametrize(("kind", "shape"), [("2d", (32, 32, 1)), ("3d", (6, 24, 24, 1))])
+def test_strong_changes_images_more_than_mild(kind, shape):
+    image, mask = _noise_sample(shape, seed=2)
+    smooth = np.clip(0.25 + 0.5 * np.cumsum(image, axis=-2) / shape[-2], 0, 1).astype(np.float32)
+    change = {}
+    for preset in PRESETS:
+        augment = Augmenter(PRESETS[preset][kind], kind=kind)
+        outputs = [augment(smooth, mask, seed=s)[0] for s in range(24)]
+        change[preset] = np.mean([np.abs(out - smooth).mean() for out in outputs])
+    assert change["strong"] > 1.2 * change["mild"] > 0
+
+
+def test_strong_3d_in_plane_part_treats_every_slice_alike():
+    in_plane = [{**entry, "p": 1.0} for entry in STRONG_3D if mode_of(entry["transform"], "3d") == "slices"]
+    image, _ = _noise_sample((1, 24, 24, 1), seed=4)
+    volume = np.repeat(image, 5, axis=0)
+    for seed in range(3):
+        out, _ = Augmenter(in_plane, kind="3d")(volume, seed=seed)
+        for z in range(1, 5):
+            np.testing.assert_allclose(out[z], out[0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("spec", "kind"), [(DEFAULT_2D, "2d"), (DEFAULT_3D, "3d"), (STRONG_2D, "2d"),
+                                            (STRONG_3D, "3d")])
 def test_validate_spec_returns_a_normalised_json_copy(spec, kind):
     original = copy.deepcopy(spec)
     normalised = validate_spec(spec, kind=kind, key="k")

@@ -38,3 +38,23 @@ def test_bench_script_runs_and_prints_its_ratio(script):
     assert res.returncode == 0, res.stderr[-3000:]
     for pattern in patterns:
         assert re.search(pattern, res.stdout), f"{pattern!r} not in:\n{res.stdout}"
+
+
+def test_real_data_bench_runs_variants_on_a_dataset_folder(tmp_path):
+    """bench/real_data.py on a tiny folder made here (never ../shared/data in tests)."""
+    from tests.builders import make_mixed_2d_folder
+
+    folder = make_mixed_2d_folder(tmp_path / "ds", n_patients=16)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = ["--dataset", str(folder), "--labels", "normal,opacity", "--variants", "current,ckpt,nonsense",
+            "--ingest", '{"image_size": [32, 32], "max_quarantine_fraction": 0.2}',
+            "--train", '{"epochs": 2, "width": 8, "batch_size": 8}', "--out", str(tmp_path / "work")]
+    res = subprocess.run([sys.executable, "bench/real_data.py", *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout
+    assert re.search(r"ingest: 32 samples, 3 rows quarantined", out)
+    assert re.search(r"\| current \| 0 \| \d\.\d{3} \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", out), out
+    assert re.search(r"\| ckpt \| 0 \| .* \| [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] \|", out), out
+    assert "nonsense: unknown variant" in out
+    assert re.search(r"ckpt\s+\d\.\d{3}  \(\d\.\d{3}x\)", out)

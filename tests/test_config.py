@@ -56,6 +56,12 @@ def test_repo_params_are_valid_and_typed():
         (lambda r: r["tasks"]["cxr"].update(labels=["a", "a"]), "labels must be unique"),
         (lambda r: r["tasks"].update({"Bad-Name": r["tasks"]["cxr"]}), "task names must match"),
         (lambda r: r["base"].update(sead=1), "base.sead is not a known key"),
+        (lambda r: r["tasks"]["ct"]["evaluate"].update(tta="rotate"),
+         "tasks.ct.evaluate.tta must be one of ['none', 'flip', 'shift', 'flip_shift']. Received: 'rotate'"),
+        (lambda r: r["tasks"]["cxr"]["evaluate"].update(tta=None),
+         "tasks.cxr.evaluate.tta must be one of ['none', 'flip', 'shift', 'flip_shift']. Received: None"),
+        (lambda r: r["tasks"]["cxr"]["train"].update(augment_preset="heavy"),
+         "tasks.cxr.train.augment_preset Input should be 'mild' or 'strong'. Received: 'heavy'"),
     ],
 )
 def test_bad_params_fail_early_naming_the_key(tmp_path, raw, mutate, expected):
@@ -88,6 +94,16 @@ def test_explicit_window_and_workers(tmp_path, raw):
     assert ing.window == (40.0, 400.0) and ing.n_workers == 3
 
 
+def test_augment_preset_is_mild_unless_set(tmp_path, raw):
+    params = _load(tmp_path, raw)
+    assert params.task("cxr").train.augment_preset == "mild" == params.task("ct").train.augment_preset
+    raw["tasks"]["cxr"]["train"].pop("augment_preset")
+    raw["tasks"]["ct"]["train"]["augment_preset"] = "strong"
+    params = _load(tmp_path, raw)
+    assert params.task("cxr").train.augment_preset == "mild"
+    assert params.task("ct").train.augment_preset == "strong"
+
+
 def test_every_param_dvc_yaml_tracks_exists_for_every_task(raw):
     """DVC refuses a stage whose `params:` key is missing from params.yaml (CI once failed so at
     report@cxr after 20 minutes of repro); this catches it in milliseconds."""
@@ -103,3 +119,45 @@ def test_every_param_dvc_yaml_tracks_exists_for_every_task(raw):
                         break
                     node = node[part]
     assert not missing, missing
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"checkpoint": "val_auroc"},
+     "tasks.cxr.train.checkpoint Input should be 'auroc_then_loss', 'auroc' or 'loss'. "
+     "Received: 'val_auroc'"),
+    ({"ema_momentum": 1.0}, "tasks.cxr.train.ema_momentum Input should be less than 1. Received: 1.0"),
+    ({"ema": "sometimes"}, "tasks.cxr.train.ema Input should be a valid boolean"),
+    ({"class_balance": "balanced"},
+     "tasks.cxr.train.class_balance Input should be 'none', 'class_weights', 'focal' or 'auto'. "
+     "Received: 'balanced'"),
+])
+def test_model_selection_params_name_the_key_and_the_choices(tmp_path, raw, change, expected):
+    raw["tasks"]["cxr"]["train"].update(change)
+    with pytest.raises(ParamsError) as info:
+        _load(tmp_path, raw)
+    assert expected in str(info.value)
+
+
+def test_model_selection_defaults(raw):
+    from pipeline.config import TrainParams
+
+    tp = TrainParams()
+    assert (tp.checkpoint, tp.ema, tp.ema_momentum) == ("auroc_then_loss", False, 0.99)
+    assert tp.class_balance == "none"
+    for task in raw["tasks"].values():  # params.yaml spells the new keys out, at their defaults
+        assert {k: task["train"][k] for k in ("checkpoint", "ema", "ema_momentum")} == {
+            "checkpoint": "auroc_then_loss", "ema": False, "ema_momentum": 0.99}
+
+
+def test_evaluate_tta_defaults_to_none_and_accepts_every_mode(tmp_path, raw):
+    import typing
+
+    from pipeline.config import EvaluateParams
+    from pipeline.evaluate.tta import TTA_MODES
+
+    params = load_params(ROOT / "params.yaml")
+    assert params.task("cxr").evaluate.tta == params.task("ct").evaluate.tta == "none"
+    assert EvaluateParams().tta == "none"
+    assert typing.get_args(EvaluateParams.model_fields["tta"].annotation) == TTA_MODES
+    raw["tasks"]["ct"]["evaluate"]["tta"] = "flip_shift"
+    assert _load(tmp_path, raw).task("ct").evaluate.tta == "flip_shift"

@@ -91,7 +91,8 @@ def test_mixed_dicom_png_jpeg_folder_ingests_and_trains_through_dvc_repro(own_da
     repo, _, env = own_data_repo
     # DVCLive (train) needs a commit to compare against, as in any real project.
     _run(["git", "add", "dvc.yaml", "params.yaml"], repo, env)
-    _run(["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "init"], repo, env)
+    _run(["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "init"],
+         repo, env)
     out = _run([sys.executable, "-m", "dvc", "repro", "train@mixed"], repo, env)
     assert "Running stage 'ingest@mixed'" in out and "Running stage 'train@mixed'" in out
     interim = repo / "data" / "interim" / "mixed"

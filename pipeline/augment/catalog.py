@@ -51,12 +51,14 @@ ALLOWED_3D: tuple[str, ...] = (
     "RandomGamma",
     "GaussNoise",
     "GaussianBlur",
+    "GridDistortion",
     "CoarseDropout3D",
     "CubicSymmetry",
     "RandomCrop3D",
     "CenterCrop3D",
 )
-"""Transforms for 3D tasks (volumes (D, H, W, C), axial slices (H, W)). The 2D ones act in-plane.
+"""Transforms for 3D tasks (volumes (D, H, W, C), axial slices (H, W)). The 2D ones act in-plane,
+with the same parameters on every slice (``GridDistortion``: one in-plane grid for the volume).
 ``RandomCrop3D``/``CenterCrop3D`` are always followed by a ``PadIfNeeded3D`` back to the input
 shape (centred, fill 0), so the output shape equals the input shape. ``CubicSymmetry`` permutes
 and flips the three axes: only sensible for isotropic, cubic volumes (D == H == W, equal
@@ -85,7 +87,8 @@ the right, dextrocardia - a medical reviewer would reject such training images),
 (CXR anatomy has a fixed cranio-caudal orientation; a flipped CXR is out of distribution),
 ``CoarseDropout``/``RandomResizedCrop`` (may erase or crop out the finding, turning the label
 wrong), elastic/grid distortion (anatomy does not deform like that between patients) and CLAHE
-(a preprocessing choice, not a random one)."""
+(a preprocessing choice, not a random one). The ``strong`` preset
+(:data:`pipeline.augment.presets.STRONG_2D`) trades some of these risks for regularisation."""
 
 DEFAULT_3D: list[dict] = [
     {"transform": "Affine", "p": 0.5, "rotate": [-10, 10], "scale": [0.95, 1.05],

@@ -1,8 +1,9 @@
 """Evaluation: predictions file, threshold on val, metrics with patient-level bootstrap CIs,
-localization (IoU, pointing game) and DVC metrics/plots outputs.
+localization (IoU, pointing game), test-time augmentation views and DVC metrics/plots outputs.
 
-Pure numpy / scikit-learn, no TensorFlow: the stage entry point runs the model, this package
-turns its probabilities (and Grad-CAM maps) into numbers and plot data.
+Pure numpy / scikit-learn, no TensorFlow: the stage entry point runs the model (``tta`` takes its
+predict function and only imports Keras for backend tensors), this package turns its
+probabilities (and Grad-CAM maps) into numbers and plot data.
 """
 
 from __future__ import annotations
@@ -55,15 +56,17 @@ from pipeline.evaluate.threshold import (
     parse_threshold_rule,
     validate_threshold_rule,
 )
+from pipeline.evaluate.tta import TTA_MODES, View, apply_view, check_tta_mode, n_views, tta_predict
 
 __all__ = [
-    "PLOT_FILES", "RATE_METRICS", "BinaryStats", "ClassificationStats", "Estimate", "Evaluation",
-    "LocalizationScores", "OperatingPoint", "Predictions", "ThresholdRule",
-    "UndefinedThresholdError", "as_probability_matrix", "binarize_map", "binary_metrics",
-    "bootstrap", "calibration_rows", "choose_operating_point", "choose_threshold",
-    "classification_metrics", "classification_section", "confusion_matrix", "confusion_rows",
+    "PLOT_FILES", "RATE_METRICS", "TTA_MODES", "BinaryStats", "ClassificationStats", "Estimate",
+    "Evaluation", "LocalizationScores", "OperatingPoint", "Predictions", "ThresholdRule",
+    "UndefinedThresholdError", "View", "apply_view", "as_probability_matrix", "binarize_map",
+    "binary_metrics", "bootstrap", "calibration_rows", "check_tta_mode", "choose_operating_point",
+    "choose_threshold", "classification_metrics", "classification_section", "confusion_matrix",
+    "confusion_rows",
     "evaluate_splits", "iou", "label_indicators", "localization_metrics", "localization_scores",
-    "mask_iou", "parse_threshold_rule", "pointing_hit", "pr_rows", "read_predictions",
-    "resample_counts", "roc_rows", "to_jsonable", "validate_threshold_rule", "write_metrics",
-    "write_plot_data", "write_predictions",
+    "mask_iou", "n_views", "parse_threshold_rule", "pointing_hit", "pr_rows", "read_predictions",
+    "resample_counts", "roc_rows", "to_jsonable", "tta_predict", "validate_threshold_rule",
+    "write_metrics", "write_plot_data", "write_predictions",
 ]

@@ -132,14 +132,13 @@ def _present_keys(params_path: str | os.PathLike[str] | None, task_name: str,
 
 
 def task_augment_spec(task: TaskParams) -> list[dict[str, Any]]:
-    """The augmentation list training uses: ``train.augment``, or the kind's default list
-    (:data:`pipeline.augment.DEFAULT_2D` / :data:`~pipeline.augment.DEFAULT_3D`) when it is null.
+    """The augmentation list training uses: ``train.augment``, or the kind's list of
+    ``train.augment_preset`` (:data:`pipeline.augment.PRESETS`) when it is null.
     Validated and normalised (probabilities filled in)."""
-    from pipeline.augment import DEFAULT_2D, DEFAULT_3D, validate_spec
+    from pipeline.augment import resolve_spec
 
-    spec = task.train.augment if task.train.augment is not None else (
-        DEFAULT_2D if task.kind == "2d" else DEFAULT_3D)
-    return validate_spec(list(spec), kind=task.kind, key=f"tasks.{task.name}.train.augment")
+    return resolve_spec(task.train.augment, preset=task.train.augment_preset, kind=task.kind,
+                        key=f"tasks.{task.name}.train")
 
 
 def augment_yaml(task_name: str, spec: Sequence[Mapping[str, Any]], *, kind: str) -> str:

@@ -3,7 +3,11 @@ metrics with patient-level bootstrap CIs (plus Grad-CAM localization and faithfu
 ``explain`` stage), DVC metrics and plot data.
 
 Outputs: ``eval/<task>/predictions.csv``, ``eval/<task>/plots/{roc,pr,confusion,calibration}.json``
-and ``metrics/<task>.json`` (see :mod:`pipeline.evaluate.summary` for its layout).
+and ``metrics/<task>.json`` (see :mod:`pipeline.evaluate.summary` for its layout). With
+``evaluate.tta`` the val and test probabilities are both means over the views of
+:mod:`pipeline.evaluate.tta`, so the threshold is chosen on the same kind of output it is applied
+to; the mode is recorded as ``tta: {mode, views}`` in the metrics file, where ``predict`` reads it
+back. Grad-CAM maps (explain stage, IoU) are of the original view.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def run_evaluate(task: TaskParams, *, data_dir: Path, model_dir: Path, explain_d
     """Evaluate the trained model of ``task`` on its val and test splits.
 
     Args:
-        task: Validated task params (``task.evaluate`` holds the knobs).
+        task: Validated task params (``task.evaluate`` holds the knobs, ``tta`` included).
         data_dir: ``data/interim/<task>`` (ingest outputs).
         model_dir: ``models/<task>``.
         explain_dir: ``explain/<task>`` (maps and faithfulness), or None to skip localization.
@@ -54,6 +58,7 @@ def run_evaluate(task: TaskParams, *, data_dir: Path, model_dir: Path, explain_d
         write_plot_data,
         write_predictions,
     )
+    from pipeline.evaluate.tta import n_views
 
     ep = task.evaluate
     cases = select_cases(data_dir, ("val", "test"))
@@ -63,7 +68,7 @@ def run_evaluate(task: TaskParams, *, data_dir: Path, model_dir: Path, explain_d
                              f"evaluate; check tasks.{task.name}.ingest.splits")
     model, card = load_trained(model_dir, task)
     probs = predict_probs(model, open_array(data_dir / "images.npy"), cases.indices,
-                          batch_size=ep.batch_size)
+                          batch_size=ep.batch_size, tta=ep.tta)
     preds_path = out_dir / PREDICTIONS
     write_predictions(preds_path, sample_ids=cases.column("sample_id"), patients=cases.column("patient"),
                       splits=cases.column("split"), labels=cases.column("label"), probs=probs,
@@ -79,14 +84,15 @@ def run_evaluate(task: TaskParams, *, data_dir: Path, model_dir: Path, explain_d
         metrics["explain"] = read_json(explain_dir / "faithfulness.json")
     metrics["model"] = {"backbone": card.get("backbone"), "epochs_run": card.get("epochs_run"),
                         "precision": card.get("precision")}
+    metrics["tta"] = {"mode": ep.tta, "views": n_views(ep.tta)}  # what predict must use too
     write_metrics(metrics_path, metrics)
     metrics = read_json(metrics_path)  # what DVC sees (rounded, NaN as null)
     test = preds.select("test")
     write_plot_data(out_dir / PLOTS, problem=task.problem, targets=test.targets(task.problem),
                     probs=test.probs, label_names=task.labels, operating_point=evaluation.operating_point,
                     n_bins=ep.calibration_bins)
-    log.info("evaluate %s: test AUROC %s (threshold %s)", task.name, metrics["test"].get("auroc"),
-             metrics["threshold"])
+    log.info("evaluate %s: test AUROC %s (threshold %s, tta %s)", task.name, metrics["test"].get("auroc"),
+             metrics["threshold"], ep.tta)
     return EvaluateResult(metrics, preds_path)
 
 

@@ -3,7 +3,9 @@
 Each input (a DICOM file, a DICOM series folder or a NIfTI file) goes through the ingest
 preprocessing recorded in the model card, then the model and Grad-CAM; the output folder gets a
 report (``index.html`` + one page per study) and ``predictions.csv``. Studies that cannot be read
-are listed in ``rejected.csv`` with their reason, like ingest's quarantine.
+are listed in ``rejected.csv`` with their reason, like ingest's quarantine. The probabilities use
+the test-time augmentation the evaluate stage validated the threshold with (see
+:mod:`pipeline.evaluate.tta`); heatmaps are of the original image.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def study_id(path: Path) -> str:
 
 def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, threshold: float | None = None,
                 metrics_path: Path | None = None, method: str = "gradcam", layer: str | None = None,
-                show_free_text: bool = False) -> list[Prediction]:
+                show_free_text: bool = False, tta: str | None = None) -> list[Prediction]:
     """Predict and explain ``inputs`` with the model in ``model_dir``; write the report to ``out_dir``.
 
     Args:
@@ -61,10 +63,14 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
             the explain stage used for this model (recorded in ``metrics_path``), so new studies
             get the same kind of map as the pipeline's report; else ``auto``.
         show_free_text: Also show free-text header fields (SeriesDescription) on the pages.
+        tta: Test-time augmentation (:data:`pipeline.evaluate.tta.TTA_MODES`); default: the mode
+            the evaluate stage used (recorded in ``metrics_path``), since its threshold was chosen
+            on those averaged probabilities; else ``none``. Heatmaps are of the original image.
 
     Raises:
-        ValueError: No readable input, or a bad threshold.
+        ValueError: No readable input, a bad threshold or a bad ``tta`` mode.
     """
+    from pipeline.evaluate.tta import check_tta_mode, n_views, tta_predict
     from pipeline.explain import Explainer
     from pipeline.ingest.tables import write_table
     from pipeline.report import build_report
@@ -91,6 +97,11 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
         raise ValueError(f"threshold must be in (0, 1). Received: {threshold}")
     if layer is None:
         layer = str((metrics or {}).get("explain", {}).get("layer") or "auto")
+    tta = check_tta_mode(_resolve_tta(tta, metrics))
+    log.info("predict: test-time augmentation %s (%d view(s))", tta, n_views(tta))
+    if tta != "none":
+        notes.append(f"Probabilities are the mean over {n_views(tta)} views of each study "
+                     f"(test-time augmentation: {tta}); heatmaps are of the original image.")
     model = load_model(model_dir)
     explainer = Explainer(model, layer=layer, backbone=card.get("backbone"))
     log.info("predict: heatmaps from layer %s", explainer.layer)
@@ -107,7 +118,7 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
                 continue
             sid = study_id(Path(path))
             x = prepared.image[None].astype(np.float32) / np.float32(255.0)
-            out = np.asarray(model.predict_on_batch(x), dtype=np.float64)[0]
+            out = tta_predict(model.predict_on_batch, x, mode=tta)[0]
             probs = np.array([1.0 - out[0], out[0]]) if problem == "binary" else out
             heat = explainer.maps(x, method=method)[0]
             predicted, probability = _decide(problem, labels, probs, threshold)
@@ -144,6 +155,17 @@ def _pipeline_metrics(metrics_path: Path | None, card: dict[str, Any]) -> dict[s
                     "explanation layer are not used", metrics_path, recorded, card["backbone"])
         return None
     return metrics
+
+
+def _resolve_tta(tta: str | None, metrics: dict[str, Any] | None) -> str:
+    """``tta`` if given, else the mode recorded by the evaluate stage, else ``none``."""
+    recorded = str((metrics or {}).get("tta", {}).get("mode") or "none")
+    if tta is None:
+        return recorded
+    if metrics is not None and tta != recorded:
+        log.warning("predict: tta %r overrides the evaluate stage's %r; the validated threshold was "
+                    "chosen with %r", tta, recorded, recorded)
+    return tta
 
 
 def _ingest_params(card: dict[str, Any]) -> Any:

@@ -1,72 +1,53 @@
-"""Training callbacks: DVCLive logging, best-model checkpoint, early stopping, backup/restore.
+"""Training callbacks of one fine-tuning phase: EMA validation, best-model checkpoint, backup and
+restore, early stopping, DVCLive logging.
 
 ``BackupAndRestore`` keeps its state in ``backup_dir``, which must NOT be a DVC output (DVC
 deletes outputs before re-running a stage); a run killed mid-epoch resumes from the last
 completed epoch when the same command runs again.
+
+Order matters at the end of an epoch (callbacks run in list order): the checkpoint is written
+before the backup, so a process killed between the two repeats that epoch on resume (the
+repeat only replaces the checkpoint if it scores better) instead of skipping a checkpoint.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
-from pipeline.utils.atomic import write_json
+from pipeline.train.checkpoint import BestRecord, best_checkpoint, read_best
+from pipeline.train.ema import ema_validation
+from pipeline.train.stopping import early_stopping
 
-MONITOR = "val_auroc"
-BEST_SCORE_FILE = "best_score.json"
-
-
-def read_best(state_dir: Path) -> float | None:
-    """Best ``val_auroc`` recorded so far in this run's state (survives a killed process)."""
-    path = state_dir / BEST_SCORE_FILE
-    return json.loads(path.read_text())[MONITOR] if path.exists() else None
+__all__ = ["BestRecord", "make_callbacks", "read_best"]
 
 
-def _best_score_recorder(state_dir: Path, best_so_far: float | None) -> Any:
-    """Callback recording the best monitored score next to the best model, atomically."""
-    import keras
-
-    class BestScoreRecorder(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.best = -math.inf if best_so_far is None else best_so_far
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            score = (logs or {}).get(MONITOR)
-            if score is not None and score > self.best:
-                self.best = float(score)
-                write_json(state_dir / BEST_SCORE_FILE, {MONITOR: self.best, "epoch": epoch + 1})
-
-    return BestScoreRecorder()
-
-
-def make_callbacks(*, best_path: Path, backup_dir: Path, live: Any | None, patience: int,
-                   best_so_far: float | None, chief: bool, state_dir: Path) -> list[Any]:
+def make_callbacks(*, checkpoint_dir: Path, backup_dir: Path, live: Any | None, patience: int,
+                   rule: str, ema: bool, phase: int, chief: bool) -> list[Any]:
     """Callbacks for one ``fit`` call (one fine-tuning phase).
 
     Args:
-        best_path: Where the best model (by ``val_auroc``) is saved; on non-chief workers a
-            private temp path (every worker must save, only the chief's file is kept).
+        checkpoint_dir: Resumable state folder holding the best model and its score record
+            (a private one on non-chief workers: every worker saves, only the chief's is kept).
         backup_dir: BackupAndRestore directory of this phase.
         live: A ``dvclive.Live`` (chief only) or None.
         patience: Early-stopping patience in epochs (0 disables early stopping).
-        best_so_far: Best ``val_auroc`` of an earlier phase, so this phase only saves better.
+        rule: Model-selection rule, ``train.checkpoint`` (checkpoint and early stopping).
+        ema: Validate on the optimizer's EMA weights (the optimizer must have ``use_ema``).
+        phase: 1-based fine-tuning phase (early stopping counts per phase).
         chief: Whether this process writes the outputs.
-        state_dir: Resumable state folder (best score record).
     """
     import keras
 
-    callbacks: list[Any] = [
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
+    callbacks: list[Any] = [ema_validation()] if ema else []
+    callbacks += [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.ModelCheckpoint(str(best_path), monitor=MONITOR, mode="max",
-                                        save_best_only=True, initial_value_threshold=best_so_far),
-        _best_score_recorder(state_dir, best_so_far),
+        best_checkpoint(checkpoint_dir, rule=rule),
+        keras.callbacks.BackupAndRestore(str(backup_dir)),
     ]
     if patience > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience))
+        callbacks.append(early_stopping(rule=rule, patience=patience,
+                                        state_file=checkpoint_dir / f"early_stopping_phase{phase}.json"))
     if live is not None and chief:
         from dvclive.keras import DVCLiveCallback
 

@@ -6,9 +6,11 @@ Phase 2: the top ``unfreeze`` blocks (or ``all``) are unfrozen, BatchNormalizati
 and the model trains at ``lr_finetune``. Without pretrained weights there is nothing to protect,
 so a single phase trains everything at ``lr_head``.
 
-Each phase has a linear warm-up then cosine decay, AdamW with decoupled weight decay, and the
-best model by validation AUROC is kept (``ModelCheckpoint``). Killed runs resume from the last
-completed epoch (``BackupAndRestore`` per phase plus a phase-1 completion marker).
+Each phase has a linear warm-up then cosine decay, AdamW with decoupled weight decay (optionally
+with an exponential moving average of the weights, ``train.ema``: :mod:`pipeline.train.ema`),
+and the best epoch under ``train.checkpoint``'s rule is kept across both phases
+(:mod:`pipeline.train.checkpoint`, :mod:`pipeline.train.selection`). Killed runs resume from the
+last completed epoch (``BackupAndRestore`` per phase plus a phase-1 completion marker).
 """
 
 from __future__ import annotations
@@ -28,16 +30,13 @@ import numpy as np
 from pipeline.config import TaskParams
 from pipeline.ingest.tables import read_table
 from pipeline.train import objective
-from pipeline.train.callbacks import make_callbacks, read_best
+from pipeline.train.callbacks import BestRecord, make_callbacks, read_best
 from pipeline.train.card import MODEL_FILE, data_fingerprint, load_model, write_card
 from pipeline.train.distribute import is_chief, make_strategy, scaled_lr
 from pipeline.train.precision import apply_precision
 from pipeline.train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
-
-BEST_FILE = "best.keras"
-PHASE1_DONE = "phase1_done.weights.h5"
 
 
 @dataclass(frozen=True)
@@ -94,15 +93,18 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
     state_dir = backup_root / _state_key(task, fingerprint, seed)
     model_dir.mkdir(parents=True, exist_ok=True)
     # The best model so far lives with the resumable state (DVC deletes outputs before a rerun).
-    best_path = (state_dir if chief else state_dir / "nonchief") / BEST_FILE
-    best_path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir = state_dir if chief else state_dir / "nonchief"
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
     global_batch = tp.batch_size * replicas
     train_ds, val_ds = _datasets(task, data_dir, splits, global_batch=global_batch, seed=seed)
     steps = math.ceil(len(splits["train"].indices) / global_batch)
     live = _live(live_dir, resume=state_dir.exists()) if chief and live_dir else None
+    ratio = objective.class_ratio(splits["train"].targets, problem=task.problem)
+    balance = objective.resolve_class_balance(tp.class_balance, ratio=ratio, problem=task.problem)
+    log.info("class_balance %s -> %s (train majority/minority %.2f)", tp.class_balance, balance, ratio)
     class_weight = (objective.class_weights(splits["train"].targets, problem=task.problem)
-                    if tp.class_balance == "class_weights" else None)
+                    if balance == "class_weights" else None)
 
     with strategy.scope():
         model = _build(task, tuple(info["item_shape"]))
@@ -111,7 +113,6 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
 
         patch_multi_worker(model, strategy)
     phases = _phases(task)
-    best = read_best(state_dir)
     epochs_run = 0
     for phase_no, (first, last, lr, unfreeze) in enumerate(phases, start=1):
         marker = state_dir / f"phase{phase_no}_done.weights.h5"
@@ -121,7 +122,7 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
                 optimizer=_optimizer(tp, lr=scaled_lr(lr, replicas, tp.lr_scaling),
                                      steps=steps * (last - first), warmup=int(tp.warmup_epochs * steps),
                                      policy=policy),
-                loss=objective.make_loss(task.problem, class_balance=tp.class_balance,
+                loss=objective.make_loss(task.problem, class_balance=balance,
                                          label_smoothing=tp.label_smoothing, focal_gamma=tp.focal_gamma),
                 metrics=objective.make_metrics(task.problem, task.n_outputs),
                 jit_compile=False,
@@ -135,17 +136,19 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
             train_ds, validation_data=val_ds, initial_epoch=first, epochs=last, verbose=2,
             shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
             class_weight=class_weight,
-            callbacks=make_callbacks(best_path=best_path, backup_dir=state_dir / f"phase{phase_no}",
-                                     live=live, patience=tp.early_stopping_patience,
-                                     best_so_far=best, chief=chief, state_dir=state_dir),
+            callbacks=make_callbacks(checkpoint_dir=checkpoint_dir,
+                                     backup_dir=state_dir / f"phase{phase_no}", live=live,
+                                     patience=tp.early_stopping_patience, rule=tp.checkpoint,
+                                     ema=tp.ema, phase=phase_no, chief=chief),
         )
-        best = read_best(state_dir)
         epochs_run = history.epoch[-1] + 1 if history.epoch else last
-        model.save_weights(marker)
+        model.save_weights(marker)  # with EMA: fit ended by copying the averages in
+    best = read_best(checkpoint_dir)
     if live is not None:
+        _log_choice(live, best)
         live.end()
 
-    result_model = load_model(best_path) if best_path.exists() else model
+    result_model = load_model(best.model_path) if best is not None else model
     val_metrics = _evaluate(result_model, val_ds, task)
     if chief:
         final = model_dir / MODEL_FILE
@@ -153,7 +156,9 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
         result_model.save(tmp)
         tmp.replace(final)
         write_card(model_dir, _card(task, info, fingerprint, val_metrics, policy, replicas,
-                                    global_batch, seed, splits, epochs_run))
+                                    global_batch, seed, splits, epochs_run, best,
+                                    {"param": tp.class_balance, "resolved": balance,
+                                     "train_majority_minority_ratio": round(ratio, 4)}))
     shutil.rmtree(state_dir, ignore_errors=True)  # finished: nothing to resume
     return TrainResult(model_dir / MODEL_FILE, val_metrics, epochs_run, policy, replicas,
                        time.time() - start)
@@ -162,7 +167,6 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
 def _validate(task: TaskParams) -> None:
     """Checks that need the model/augmentation registries (kept out of params loading, which
     must not import TensorFlow). Raises ParamsError naming the key."""
-    from pipeline.augment import validate_spec
     from pipeline.config import ParamsError
     from pipeline.models import ARCHITECTURES_3D, BACKBONES
 
@@ -170,15 +174,22 @@ def _validate(task: TaskParams) -> None:
     if task.train.backbone not in names:
         raise ParamsError(f"tasks.{task.name}.train.backbone must be one of {names} for kind "
                           f"'{task.kind}'. Received: {task.train.backbone!r}")
-    if task.train.augment is not None:
-        try:
-            validate_spec(list(task.train.augment), kind=task.kind,
-                          key=f"tasks.{task.name}.train.augment")
-        except ValueError as exc:
-            raise ParamsError(str(exc)) from None
+    try:
+        augment_spec(task)
+    except ValueError as exc:
+        raise ParamsError(str(exc)) from None
     if task.train.class_balance == "class_weights" and task.problem == "multilabel":
         raise ParamsError(f"tasks.{task.name}.train.class_balance 'class_weights' is not defined for "
                           "multi-label tasks; use 'focal'. Received: 'class_weights'")
+
+
+def augment_spec(task: TaskParams) -> list[dict[str, Any]]:
+    """The training augmentation: the explicit ``train.augment`` list if given, else the
+    ``train.augment_preset`` list for the task's kind (validated; errors name the key)."""
+    from pipeline.augment import resolve_spec
+
+    return list(resolve_spec(task.train.augment, preset=task.train.augment_preset, kind=task.kind,
+                             key=f"tasks.{task.name}.train"))
 
 
 def _splits(task: TaskParams, manifest: list[dict[str, str]]) -> dict[str, _Split]:
@@ -196,13 +207,12 @@ def _splits(task: TaskParams, manifest: list[dict[str, str]]) -> dict[str, _Spli
 
 def _datasets(task: TaskParams, data_dir: Path, splits: dict[str, _Split], *, global_batch: int,
               seed: int) -> tuple[Any, Any]:
-    from pipeline.augment import DEFAULT_2D, DEFAULT_3D, Augmenter
+    from pipeline.augment import Augmenter
     from pipeline.dataset.store import open_array
     from pipeline.dataset.tfdata import make_dataset
 
     images = open_array(data_dir / "images.npy")
-    spec = list(task.train.augment) if task.train.augment is not None else (
-        DEFAULT_2D if task.kind == "2d" else DEFAULT_3D)
+    spec = augment_spec(task)
     augmenter = Augmenter(spec, kind=task.kind) if spec else None
     tr, va = splits["train"], splits["val"]
     train_ds = make_dataset(images, tr.targets, tr.indices, batch_size=global_batch, training=True,
@@ -261,10 +271,13 @@ def _set_trainable(model: Any, task: TaskParams, unfreeze: int | str) -> None:
 
 
 def _optimizer(tp: Any, *, lr: float, steps: int, warmup: int, policy: str) -> Any:
+    """AdamW on the warm-up + cosine schedule; EMA of the weights when ``tp.ema`` (the averages
+    live in the AdamW, also inside a ``LossScaleOptimizer``)."""
     import keras
 
     schedule = warmup_cosine(lr, total_steps=steps, warmup_steps=warmup, min_lr_fraction=tp.min_lr_fraction)
-    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=tp.weight_decay)
+    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=tp.weight_decay,
+                                 use_ema=tp.ema, ema_momentum=tp.ema_momentum)
     if policy == "mixed_float16":  # dynamic loss scaling so float16 gradients don't underflow
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
@@ -274,6 +287,26 @@ def _live(live_dir: Path, *, resume: bool) -> Any:
     from dvclive import Live
 
     return Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None)
+
+
+def _log_choice(live: Any, best: BestRecord | None) -> None:
+    """The kept epoch and its scores in the DVCLive summary (``metrics.json``: ``checkpoint``)."""
+    if best is None:
+        return
+    for name, value in (("epoch", best.score.epoch), ("val_auroc", best.score.auroc),
+                        ("val_loss", best.score.loss)):
+        live.log_metric(f"checkpoint/{name}", value, plot=False)
+    log.info("kept %s", best.reason)
+
+
+def _checkpoint_card(best: BestRecord | None, rule: str) -> dict[str, Any]:
+    if best is None:
+        return {"rule": rule, "epoch": None, "reason": "no epoch had a finite val AUROC and loss; "
+                "the last weights were kept"}
+    return {"rule": best.rule, "epoch": best.score.epoch, "val_auroc": round(best.score.auroc, 6),
+            "val_loss": round(best.score.loss, 6), "reason": best.reason,
+            "note": "val_loss here is the training loss function (label smoothing, focal); "
+                    "val_metrics are recomputed on the saved model with plain cross-entropy"}
 
 
 def _evaluate(model: Any, val_ds: Any, task: TaskParams) -> dict[str, float]:
@@ -291,7 +324,8 @@ def _state_key(task: TaskParams, fingerprint: str, seed: int) -> str:
 
 
 def _card(task: TaskParams, info: dict, fingerprint: str, val_metrics: dict[str, float], policy: str,
-          replicas: int, global_batch: int, seed: int, splits: dict[str, _Split], epochs_run: int) -> dict:
+          replicas: int, global_batch: int, seed: int, splits: dict[str, _Split], epochs_run: int,
+          best: BestRecord | None, class_balance: dict[str, Any]) -> dict:
     import keras
     import tensorflow as tf
 
@@ -313,6 +347,10 @@ def _card(task: TaskParams, info: dict, fingerprint: str, val_metrics: dict[str,
         "training_data_sha256": fingerprint,
         "samples": {k: int(len(v.indices)) for k, v in splits.items()},
         "val_metrics": val_metrics,
+        "checkpoint": _checkpoint_card(best, tp.checkpoint),
+        "weight_averaging": (f"EMA of the trainable weights (momentum {tp.ema_momentum}); "
+                             "BatchNorm statistics are not averaged" if tp.ema else "none"),
+        "class_balance": class_balance,
         "params": tp.model_dump(mode="json"),
         "seed": seed,
         "epochs_run": epochs_run,

@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from pipeline.augment import DEFAULT_3D, Augmenter
+from pipeline.augment import DEFAULT_3D, Augmenter, resolve_spec
 from pipeline.dataset.store import ArrayWriter, open_array
 from pipeline.dataset.tfdata import benchmark_throughput, make_dataset
 
@@ -172,6 +172,34 @@ def test_3d_volumes_with_masks_and_default_augmentation(tmp_path):
                         augmenter=Augmenter(DEFAULT_3D, kind="3d"))
     x, _ = _samples(full)
     assert x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+
+
+@pytest.mark.parametrize(("kind", "item_shape"), [("2d", (32, 32, 1)), ("3d", (4, 16, 16, 1))])
+def test_strong_preset_end_to_end(tmp_path, kind, item_shape):
+    images, masks = _patch_store(tmp_path, 12, item_shape)
+    indices = np.arange(12)
+    augmenter = Augmenter(resolve_spec(None, preset="strong", kind=kind, key="tasks.t.train"), kind=kind)
+
+    def by_row(seed):
+        ds = make_dataset(images, _targets(indices), indices, batch_size=5, training=True, seed=seed,
+                          masks=masks, return_masks=True, augmenter=augmenter, deterministic=False)
+        x, y, m = _samples(ds)
+        order = np.argsort(y[:, 0])
+        return x[order], y[order], m[order]
+
+    x, y, m = by_row(7)
+    assert x.shape == (12, *item_shape) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert m.shape == x.shape and m.dtype == np.uint8 and set(np.unique(m)) <= {0, 1}
+    np.testing.assert_array_equal(y[:, 0], indices)
+    stored = images[indices].astype(np.float32) / 255
+    assert sum(not np.array_equal(xi, si) for xi, si in zip(x, stored, strict=True)) >= 10  # augmented
+    for xi, mi in zip(x, m, strict=True):  # the bright box still lies under its (moved) mask
+        on = mi.astype(bool)
+        if on.any() and (~on).any():
+            assert xi[on].mean() > xi[~on].mean()
+    for a, b in zip((x, y, m), by_row(7), strict=True):  # same seed, same content, any thread order
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(x, by_row(8)[0])
 
 
 def test_reads_only_single_rows_of_the_memmap(tmp_path):

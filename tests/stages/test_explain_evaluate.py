@@ -136,3 +136,28 @@ def test_3d_explain_and_evaluate(trained_3d, tmp_path):
                       explain_dir=tmp_path / "explain", out_dir=tmp_path / "eval",
                       metrics_path=tmp_path / "m.json", seed=0)
     assert "auroc" in ev.metrics["test"] and ev.metrics["test"]["n"] == len(result.rows)
+
+
+def test_evaluate_with_tta_averages_views_and_records_the_mode(trained_2d, tmp_path):
+    """val (threshold) and test both get the mean over the original and its mirror; the metrics
+    file says which mode, for predict; the default records none."""
+    from pipeline.evaluate.tta import View, apply_view
+    from pipeline.stages.common import load_inputs
+    from pipeline.train.card import load_model
+
+    kwargs = {"data_dir": trained_2d["data"], "model_dir": trained_2d["model"], "explain_dir": None}
+    plain = run_evaluate(task_2d(), **kwargs, out_dir=tmp_path / "a", metrics_path=tmp_path / "a.json",
+                         seed=0)
+    assert plain.metrics["tta"] == {"mode": "none", "views": 1}
+    flip = run_evaluate(task_2d(evaluate={"tta": "flip"}), **kwargs, out_dir=tmp_path / "b",
+                        metrics_path=tmp_path / "b.json", seed=0)
+    assert json.loads((tmp_path / "b.json").read_text())["tta"] == {"mode": "flip", "views": 2}
+    preds = read_predictions(flip.predictions)
+    assert set(preds.splits) == {"val", "test"}
+    rows = {r["sample_id"]: int(r["index"]) for r in read_table(trained_2d["data"] / "manifest.csv")}
+    x = load_inputs(open_array(trained_2d["data"] / "images.npy"),
+                    np.array([rows[s] for s in preds.sample_ids]))
+    model = load_model(trained_2d["model"])
+    p = [np.asarray(model.predict_on_batch(v), np.float64)[:, 0] for v in (x, apply_view(x, View(flip=True)))]
+    np.testing.assert_allclose(preds.probs[:, 1], (p[0] + p[1]) / 2, atol=2e-6)  # file has 6 decimals
+    np.testing.assert_allclose(read_predictions(plain.predictions).probs[:, 1], p[0], atol=2e-6)

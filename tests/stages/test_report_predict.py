@@ -321,6 +321,42 @@ def test_predict_ignores_metrics_of_another_model(trained_2d, report_2d, tmp_pat
     assert "0.5 is used" in (tmp_path / "out" / "index.html").read_text()
 
 
+def test_predict_uses_the_recorded_tta_and_the_cli_overrides_it(trained_2d, tmp_path, caplog):
+    """The evaluate stage's TTA mode (metrics/<task>.json) is what predict averages over, since the
+    threshold was chosen on those probabilities; `--tta` overrides it, with a warning."""
+    import json
+    import logging
+
+    from pipeline.cli import main
+    from pipeline.evaluate.tta import View, apply_view
+    from pipeline.stages.predict import _ingest_params, _prepare
+    from pipeline.train.card import load_model, read_card
+
+    raw = trained_2d["raw"]
+    path = raw / read_table(raw / "labels.csv")[0]["path"]
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"threshold": {"value": 0.5}, "tta": {"mode": "flip", "views": 2}}))
+    card, model = read_card(trained_2d["model"]), load_model(trained_2d["model"])
+    x = _prepare(card["kind"], _ingest_params(card), 0, path).image[None].astype(np.float32) / np.float32(255)
+    p = [float(np.asarray(model.predict_on_batch(v))[0, 0]) for v in (x, apply_view(x, View(flip=True)))]
+    (recorded,) = run_predict(trained_2d["model"], [path], tmp_path / "a", metrics_path=metrics)
+    assert recorded.probability == pytest.approx((p[0] + p[1]) / 2, abs=1e-6)
+    assert "(test-time augmentation: flip)" in (tmp_path / "a" / "index.html").read_text()
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        rc = main(["predict", "--model", str(trained_2d["model"]), "--input", str(path),
+                   "--out", str(tmp_path / "b"), "--metrics", str(metrics), "--tta", "none"])
+    assert rc == 0
+    assert "test-time augmentation none (1 view(s))" in caplog.text and "overrides" in caplog.text
+    (row,) = read_table(tmp_path / "b" / "predictions.csv")
+    assert float(row["probability"]) == pytest.approx(p[0], abs=1e-6)
+    assert "test-time augmentation:" not in (tmp_path / "b" / "index.html").read_text()
+    with pytest.raises(ValueError, match=r"tta must be one of \[.*\]. Received: 'mirror'"):
+        run_predict(trained_2d["model"], [path], tmp_path / "c", metrics_path=metrics, tta="mirror")
+    with pytest.raises(SystemExit):  # argparse lists the choices
+        main(["predict", "--model", str(trained_2d["model"]), "--input", str(path),
+              "--out", str(tmp_path / "d"), "--tta", "mirror"])
+
+
 def test_predict_dicom_series_folder_agrees_with_nifti(trained_3d, tmp_path):
     """The same volume as a DICOM series folder (shuffled file names, reversed InstanceNumber) and
     as NIfTI gets the same prediction: both go through the same canonical geometry."""

@@ -32,6 +32,31 @@ def test_class_weights_balance_the_classes():
         objective.class_weights(np.zeros((3, 2)), problem="multilabel")
 
 
+@pytest.mark.parametrize(("y", "problem", "ratio", "resolved"), [
+    ([[0.0]] * 50 + [[1.0]] * 50, "binary", 1.0, "none"),
+    ([[0.0]] * 60 + [[1.0]] * 40, "binary", 1.5, "none"),  # the threshold itself is balanced enough
+    ([[0.0]] * 61 + [[1.0]] * 39, "binary", 61 / 39, "class_weights"),
+    ([[1.0]] * 80 + [[0.0]] * 20, "binary", 4.0, "class_weights"),  # either class may be the minority
+    (np.eye(3)[[0] * 40 + [1] * 40 + [2] * 20], "multiclass", 2.0, "class_weights"),
+    (np.eye(3)[[0] * 30 + [1] * 30 + [2] * 25], "multiclass", 1.2, "none"),
+    ([[1, 0], [1, 1], [0, 0], [0, 0], [0, 0], [0, 0]], "multilabel", 5.0, "none"),  # 5:1; unsupported
+])
+def test_auto_class_balance_uses_weights_above_the_ratio(y, problem, ratio, resolved):
+    y = np.asarray(y, np.float32)
+    assert objective.AUTO_BALANCE_RATIO == 1.5
+    assert objective.class_ratio(y, problem=problem) == pytest.approx(ratio)
+    assert objective.resolve_class_balance("auto", ratio=objective.class_ratio(y, problem=problem),
+                                           problem=problem) == resolved
+
+
+def test_explicit_class_balance_is_kept_and_unknown_names_are_refused():
+    for name in ("none", "class_weights", "focal"):
+        assert objective.resolve_class_balance(name, ratio=9.0, problem="binary") == name
+    with pytest.raises(ValueError, match=r"class_balance must be one of \['none', 'class_weights', "
+                                         r"'focal', 'auto'\]. Received: 'balanced'"):
+        objective.resolve_class_balance("balanced", ratio=1.0, problem="binary")
+
+
 @pytest.mark.parametrize("problem,balance,name", [
     ("binary", "none", "binary_crossentropy"), ("binary", "focal", "binary_focal_crossentropy"),
     ("multiclass", "none", "categorical_crossentropy"),

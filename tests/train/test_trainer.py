@@ -58,6 +58,14 @@ def test_outputs_model_card_and_dvclive(trained, tiny_data):
     assert {"auroc", "loss"} <= set(live["eval"]) and live["step"] == 1  # last epoch index
     rows = (tmp / "live" / "plots" / "metrics" / "eval" / "auroc.tsv").read_text().splitlines()
     assert len(rows) == 3  # header + one row per epoch
+    kept = card["checkpoint"]  # which epoch was kept, and why, in the card and the DVCLive summary
+    assert kept["rule"] == "auroc_then_loss" and kept["epoch"] in (1, 2)
+    assert f"epoch {kept['epoch']}" in kept["reason"]
+    assert live["checkpoint"] == {"epoch": kept["epoch"], "val_auroc": pytest.approx(kept["val_auroc"]),
+                                  "val_loss": pytest.approx(kept["val_loss"])}
+    assert card["val_metrics"]["auroc"] == pytest.approx(kept["val_auroc"], abs=1e-4)  # same model
+    assert card["weight_averaging"] == "none"
+    assert card["class_balance"]["param"] == card["class_balance"]["resolved"] == "none"
     assert not (tmp / "backup").exists() or not any((tmp / "backup").iterdir())
 
 
@@ -123,6 +131,29 @@ def test_pretrained_two_phase_freezes_then_fine_tunes(tmp_path, tiny_data):
         np.testing.assert_array_equal(got, ref)  # BatchNormalization stays frozen when fine-tuning
 
 
+def test_ema_through_both_phases_keeps_card_and_model_consistent(tmp_path, tiny_data):
+    """EMA with the two-phase fine-tuning (a new optimizer, so a new average, per phase) and
+    ``class_balance: auto``: the card's validation metrics are those of the kept epoch."""
+    from pipeline.models.resnet2d import ResNet18
+    from pipeline.train.objective import AUTO_BALANCE_RATIO
+
+    weights = tmp_path / "pre.weights.h5"
+    ResNet18(input_shape=(32, 32, 1), base_width=8).save_weights(weights)
+    run_train(tmp_path, tiny_data, weights=str(weights), freeze_epochs=1, epochs=2, ema=True,
+              ema_momentum=0.9, class_balance="auto")
+    card = read_card(tmp_path / "model")
+    assert card["weight_averaging"].startswith("EMA") and "BatchNorm" in card["weight_averaging"]
+    kept = card["checkpoint"]
+    assert kept["epoch"] in (1, 2)
+    assert card["val_metrics"]["auroc"] == pytest.approx(kept["val_auroc"], abs=1e-4)
+    assert card["val_metrics"]["loss"] == pytest.approx(kept["val_loss"], rel=1e-4)
+    balance = card["class_balance"]
+    assert balance["param"] == "auto" and balance["resolved"] == (
+        "class_weights" if balance["train_majority_minority_ratio"] > AUTO_BALANCE_RATIO else "none")
+    live = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert live["checkpoint"]["epoch"] == kept["epoch"]
+
+
 @pytest.mark.parametrize("change,message", [
     ({"backbone": "resnet5"}, "tasks.tiny.train.backbone must be one of"),
     ({"augment": [{"transform": "Flipp"}]}, "tasks.tiny.train.augment[0].transform must be one of"),
@@ -132,3 +163,18 @@ def test_bad_train_params_name_the_key(tmp_path, tiny_data, change, message):
         run_train(tmp_path, tiny_data, **change)
     assert message in str(info.value)
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("kind", ["2d", "3d"])
+def test_augment_preset_reaches_training_and_an_explicit_list_wins(kind):
+    from pipeline.augment import STRONG_2D, STRONG_3D, validate_spec
+    from pipeline.config import TaskParams
+    from pipeline.train.trainer import augment_spec
+
+    shape = {"image_size": [32, 32]} if kind == "2d" else {"volume_shape": [8, 16, 16]}
+    doc = {"name": "t", "kind": kind, "labels": ["a", "b"], "data": {"source": "x"}, "ingest": shape,
+           "train": {"weights": None, "augment_preset": "strong"}}
+    strong = STRONG_2D if kind == "2d" else STRONG_3D
+    assert augment_spec(TaskParams.model_validate(doc)) == validate_spec(strong, kind=kind, key="k")
+    doc["train"] = {"weights": None, "augment": [{"transform": "GaussNoise", "p": 1.0}]}
+    assert [t["transform"] for t in augment_spec(TaskParams.model_validate(doc))] == ["GaussNoise"]
