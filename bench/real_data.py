@@ -55,6 +55,10 @@ CHANGES = {
     "strong_aug": {"train": {"augment_preset": "strong"}},
     "tta": {"evaluate": {"tta": "flip_shift"}},
     "folds": {"train": {"folds": 5}},
+    # resolution and capacity (2D): guidance for CPUs
+    "res64": {"ingest": {"image_size": [64, 64]}},
+    "res224": {"ingest": {"image_size": [224, 224]}},
+    "wide": {"train": {"width": 64}},
 }
 #: The changes kept as defaults (update with the measured ablation).
 PROPOSED = ("ckpt", "ema", "balance", "strong_aug")
@@ -73,7 +77,7 @@ def known_keys(change: dict[str, Any]) -> dict[str, Any]:
     from pipeline.config import EvaluateParams, TrainParams
 
     fields = {"train": TrainParams.model_fields, "evaluate": EvaluateParams.model_fields}
-    return {section: {k: v for k, v in values.items() if k in fields[section]}
+    return {section: {k: v for k, v in values.items() if section not in fields or k in fields[section]}
             for section, values in change.items()}
 
 
@@ -134,17 +138,25 @@ def paired_auroc_difference(a_csv: Path, b_csv: Path, positive: str, *, seed: in
     return est.value, est.low, est.high
 
 
+#: Trained models by (train-relevant params, seed): variants that differ only in how they are
+#: evaluated (TTA) reuse the same model, so their comparison is about evaluation alone.
+_TRAINED: dict[tuple[str, int], tuple[Path, Any, float]] = {}
+
+
 def run_variant(name: str, task: Any, data: Path, out: Path, seed: int) -> dict[str, Any]:
     from pipeline.stages.evaluate import run_evaluate
     from pipeline.train.trainer import train
 
     run_dir = out / f"{name}_s{seed}"
-    start = time.time()
-    result = train(task, data_dir=data, model_dir=run_dir / "model", live_dir=None,
-                   backup_root=run_dir / "backup", seed=seed)
-    train_s = time.time() - start
+    key = (task.model_dump_json(exclude={"evaluate", "explain", "report"}), seed)
+    if key not in _TRAINED:
+        start = time.time()
+        result = train(task, data_dir=data, model_dir=run_dir / "model", live_dir=None,
+                       backup_root=run_dir / "backup", seed=seed)
+        _TRAINED[key] = (run_dir / "model", result, time.time() - start)
+    model_dir, result, train_s = _TRAINED[key]
     metrics_path = run_dir / "metrics.json"
-    run_evaluate(task, data_dir=data, model_dir=run_dir / "model", explain_dir=None,
+    run_evaluate(task, data_dir=data, model_dir=model_dir, explain_dir=None,
                  out_dir=run_dir / "eval", metrics_path=metrics_path, seed=seed)
     m = json.loads(metrics_path.read_text())
     epochs = max(1, int(result.epochs_run))
@@ -181,13 +193,22 @@ def main(argv: list[str] | None = None) -> int:
         kind = "3d" if first.endswith((".nii", ".nii.gz")) or (args.dataset / first).is_dir() else "2d"
     base = base_task(kind, args.dataset.resolve(), labels, json.loads(args.ingest), json.loads(args.train))
     out = args.out or Path(tempfile.mkdtemp(prefix="real_data_"))
-    data = out / "interim"
-    task0 = validate("bench", variant_doc("defaults", base))
-    if not (data / "manifest.csv").exists():
-        summary = run_ingest(task0, source=args.dataset.resolve(), out_dir=data, seed=42,
-                             salt="bench-real-data", workers=None)
-        print(f"ingest: {summary.samples} samples, {summary.quarantined_rows} rows quarantined "
-              f"{summary.reasons}, per split {summary.per_split}", flush=True)
+    source = args.dataset.resolve()
+
+    def ingested(task: Any) -> Path:
+        """Ingest once per distinct ingest setting (resolution variants get their own)."""
+        import hashlib
+
+        digest = hashlib.sha256(task.ingest.model_dump_json().encode()).hexdigest()[:10]
+        data = out / f"interim_{digest}"
+        if not (data / "manifest.csv").exists():
+            summary = run_ingest(task, source=source, out_dir=data, seed=42, salt="bench-real-data",
+                                 workers=None)
+            print(f"ingest: {summary.samples} samples, {summary.quarantined_rows} rows quarantined "
+                  f"{summary.reasons}, per split {summary.per_split}", flush=True)
+        return data
+
+    ingested(validate("bench", variant_doc("defaults", base)))
     seeds = [int(s) for s in args.seeds.split(",")]
     rows: list[dict[str, Any]] = []
     for name in args.variants.split(","):
@@ -201,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: unknown variant", flush=True)
             continue
         for seed in seeds:
-            row = run_variant(name, task, data, out, seed)
+            row = run_variant(name, task, ingested(task), out, seed)
             rows.append(row)
             print(f"{name} seed {seed}: val AUROC {row['val_auroc']:.3f}, test AUROC "
                   f"{fmt_ci(row['test'], 'auroc')}, {row['epochs']} epochs, "

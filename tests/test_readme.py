@@ -190,3 +190,24 @@ def test_every_stage_has_help(stage):
                          text=True, cwd=ROOT)
     assert res.returncode == 0 and f"usage: python -m pipeline {stage}" in res.stdout
     assert "--out" in res.stdout
+
+
+def test_params_reference_documents_every_key():
+    """Every field of the typed params has a row in the README's params reference."""
+    from pipeline.config import BaseParams, TaskParams
+
+    table = README.split("## Params reference", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    missing = []
+    sections = {name: f.annotation for name, f in TaskParams.model_fields.items()
+                if isinstance(f.annotation, type) and hasattr(f.annotation, "model_fields")}
+    keys = [("base", name) for name in BaseParams.model_fields]
+    keys += [(None, name) for name in TaskParams.model_fields if name not in sections and name != "name"]
+    keys += [(section, name) for section, model in sections.items() for name in model.model_fields]
+    for section, name in keys:
+        prefix = "| `base." if section == "base" else (
+            "| `tasks.<t>." if section is None else f"| `tasks.<t>.{section}.")
+        if not any((line.startswith(prefix) and (f".{name}`" in line or f"`{name}`" in line))
+                   or f"`{section}.{name}`" in line for line in rows):
+            missing.append(f"{section or 'task'}.{name}")
+    assert not missing, f"params without a README row: {missing}"

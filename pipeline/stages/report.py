@@ -133,6 +133,11 @@ def _notes(task: TaskParams, metrics: Mapping[str, Any], faithfulness: Mapping[s
         f"Heatmaps ({METHOD_NAMES.get(method, method)}) show which image regions drove the model's "
         "score, not where disease is.",
     ]
+    tta = metrics.get("tta", {})
+    if tta.get("mode", "none") != "none":
+        notes.append(f"Probabilities are the mean over {tta.get('views', '?')} views of each image "
+                     f"(test-time augmentation '{tta['mode']}', the same on validation); heatmaps are "
+                     "of the original image.")
     summary = faithfulness.get(method, {})
     if summary.get("flag"):
         notes.append(f"Warning: the {METHOD_NAMES.get(method, method)} maps did not pass the deletion "

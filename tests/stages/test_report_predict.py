@@ -390,3 +390,13 @@ def test_report_discloses_every_method_that_fails_the_deletion_check(trained_2d,
     html = index.read_text()
     assert "Grad-CAM++ (computed for comparison, not shown here) did not pass" in html
     assert "Warning: the Grad-CAM maps did not pass" not in html
+
+
+def test_report_notes_say_when_probabilities_are_averaged_over_views():
+    from pipeline.stages.report import _notes
+
+    metrics = {"threshold": {"rule": "youden"}, "test": {"n": 10, "n_patients": 5}}
+    plain = _notes(task_2d(), {**metrics, "tta": {"mode": "none", "views": 1}}, {}, "gradcam")
+    assert not any("test-time augmentation" in n for n in plain)
+    tta = _notes(task_2d(), {**metrics, "tta": {"mode": "flip_shift", "views": 10}}, {}, "gradcam")
+    assert any("mean over 10 views" in n and "'flip_shift'" in n and "original image" in n for n in tta)
