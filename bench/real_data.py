@@ -15,7 +15,8 @@ Variants (each is ``current`` plus one change; ``proposed`` is the new defaults 
   EMA, no class balancing, mild augmentation, no TTA);
 - ``defaults``: whatever the params of this checkout default to (no pins);
 - ``ckpt``, ``ema``, ``balance``, ``strong_aug``, ``tta``, ``folds``: one change each;
-- ``proposed``: all the changes that were kept.
+- ``proposed``: all the changes that were kept;
+- ``--define NAME=BASE:JSON``: any other combination, e.g. ``long=proposed:{"train": {"epochs": 40}}``.
 
 A variant whose keys this checkout does not know is reported as unavailable, not run.
 
@@ -81,8 +82,16 @@ def known_keys(change: dict[str, Any]) -> dict[str, Any]:
             for section, values in change.items()}
 
 
+#: Variants defined on the command line (``--define NAME=BASE:JSON``): BASE's document plus JSON.
+DEFINED: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
 def variant_doc(name: str, base: dict[str, Any]) -> dict[str, Any] | None:
     """The task document of a variant, or None for an unknown variant name."""
+    if name in DEFINED:
+        parent, change = DEFINED[name]
+        doc = variant_doc(parent, base)
+        return None if doc is None else merge(doc, change)
     if name == "defaults":
         return copy.deepcopy(base)
     pinned = merge(base, known_keys(CURRENT))
@@ -179,7 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="current,ckpt,ema,balance,strong_aug,tta,proposed")
     ap.add_argument("--seeds", default="0", help="comma-separated training seeds")
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temp folder)")
+    ap.add_argument("--define", action="append", default=[], metavar="NAME=BASE:JSON",
+                    help="an extra variant: BASE (a variant name) plus JSON section overrides, e.g. "
+                         "long=proposed:'{\"train\": {\"epochs\": 40}}'")
     args = ap.parse_args(argv)
+    for item in args.define:
+        name, _, rest = item.partition("=")
+        parent, _, change = rest.partition(":")
+        DEFINED[name] = (parent, json.loads(change or "{}"))
 
     import tempfile
 

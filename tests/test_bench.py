@@ -46,15 +46,17 @@ def test_real_data_bench_runs_variants_on_a_dataset_folder(tmp_path):
 
     folder = make_mixed_2d_folder(tmp_path / "ds", n_patients=16)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    args = ["--dataset", str(folder), "--labels", "normal,opacity", "--variants", "current,ckpt,nonsense",
+    args = ["--dataset", str(folder), "--labels", "normal,opacity", "--variants", "current,tta,nonsense",
             "--ingest", '{"image_size": [32, 32], "max_quarantine_fraction": 0.2}',
-            "--train", '{"epochs": 2, "width": 8, "batch_size": 8}', "--out", str(tmp_path / "work")]
+            "--train", '{"epochs": 1, "width": 8, "batch_size": 8}', "--out", str(tmp_path / "work")]
     res = subprocess.run([sys.executable, "bench/real_data.py", *args], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout
     assert re.search(r"ingest: 32 samples, 3 rows quarantined", out)
     assert re.search(r"\| current \| 0 \| \d\.\d{3} \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", out), out
-    assert re.search(r"\| ckpt \| 0 \| .* \| [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] \|", out), out
+    # tta only changes evaluation: it reuses the trained model, and is compared with it pairwise
+    assert re.search(r"\| tta \| 0 \| .* \| [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] \|", out), out
+    assert len(list((tmp_path / "work").glob("*/model/model.keras"))) == 1
     assert "nonsense: unknown variant" in out
-    assert re.search(r"ckpt\s+\d\.\d{3}  \(\d\.\d{3}x\)", out)
+    assert re.search(r"tta\s+\d\.\d{3}  \(\d\.\d{3}x\)", out)
