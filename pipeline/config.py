@@ -240,6 +240,12 @@ class TrainParams(_Frozen):
     #: Used when ``augment`` is null: mild = pipeline.augment.DEFAULT_2D/3D, strong = STRONG_2D/3D
     #: (small training sets). An explicit ``augment`` list overrides it.
     augment_preset: Literal["mild", "strong"] = "mild"
+    #: k-fold cross-validation by patient on the ingest ``train`` split: 1 = one model (val =
+    #: the ingest ``val`` split); k >= 2 = k members, member i validated (checkpoint, early
+    #: stopping) on fold i and trained on the others; the saved model is their mean
+    #: (pipeline.train.crossval). At most the train patients of the rarest class (multi-label: label
+    #: combination); checked by the trainer, which reads the data.
+    folds: Annotated[int, Field(ge=1)] = 1
 
     @model_validator(mode="after")
     def _phases(self) -> TrainParams:

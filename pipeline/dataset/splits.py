@@ -1,4 +1,4 @@
-"""Patient-level, label-stratified, seeded train/val/test splits."""
+"""Patient-level, label-stratified, seeded train/val/test splits and cross-validation folds."""
 
 from __future__ import annotations
 
@@ -94,3 +94,58 @@ def _group_labels(y: np.ndarray, groups: np.ndarray) -> dict[str, str]:
     for label, group in zip(y.tolist(), groups.tolist(), strict=True):
         per[group][label] += 1
     return {g: c.most_common(1)[0][0] for g, c in per.items()}
+
+
+def assign_folds(patients: Sequence[str], strata: Sequence[str], *, k: int, seed: int) -> np.ndarray:
+    """Assign every sample to one of ``k`` patient-grouped, stratified folds (cross-validation).
+
+    Each patient gets one stratum, its most frequent ``strata`` value (ties: the first in sorted
+    order). Strata are visited in sorted order; the patients of a stratum, sorted by key and then
+    shuffled with ``seed``, are dealt round-robin to folds ``0..k-1``, the deal continuing where
+    the previous stratum stopped. Hence a patient is in exactly one fold, and per stratum and
+    overall the folds' patient counts differ by at most one; the result depends on the
+    (patient, stratum) pairs and ``seed`` only, not on the sample order.
+
+    Args:
+        patients: Patient key per sample (pseudonym).
+        strata: Stratum per sample: the class name (binary, multi-class) or the whole label cell
+            (multi-label: the label combination).
+        k: Number of folds (>= 2).
+        seed: Random seed (same inputs + seed = same folds).
+
+    Returns:
+        int64 ``(N,)`` fold number per sample, in ``[0, k)``.
+
+    Raises:
+        ValueError: ``k < 2``, inputs of different lengths, or a stratum with fewer than ``k``
+            patients (some fold would not hold it; the message names it, never a patient).
+    """
+    if len(patients) != len(strata):
+        raise ValueError("patients and strata must have the same length")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"folds must be an integer >= 2 to partition. Received: {k!r}")
+    stratum_of = patient_strata(patients, strata)
+    members: dict[str, list[str]] = defaultdict(list)
+    for patient, stratum in sorted(stratum_of.items()):
+        members[stratum].append(patient)
+    rarest = min(members, key=lambda s: (len(members[s]), s), default=None)
+    if rarest is not None and len(members[rarest]) < k:
+        raise ValueError(f"folds must be at most {len(members[rarest])}, the number of patients of the "
+                         f"rarest class ({rarest!r}) in the split being divided, so that every fold "
+                         f"holds every class. Received: {k}")
+    rng = np.random.default_rng(seed)
+    fold_of: dict[str, int] = {}
+    dealt = 0
+    for stratum in sorted(members):
+        for patient in rng.permutation(np.array(members[stratum], dtype=object)).tolist():
+            fold_of[patient] = dealt % k
+            dealt += 1
+    return np.array([fold_of[p] for p in patients], dtype=np.int64)
+
+
+def patient_strata(patients: Sequence[str], strata: Sequence[str]) -> dict[str, str]:
+    """Each patient's stratum: its most frequent value in ``strata``, ties to the smallest."""
+    per: dict[str, Counter] = defaultdict(Counter)
+    for patient, stratum in zip(patients, strata, strict=True):
+        per[patient][stratum] += 1
+    return {p: min(c, key=lambda s: (-c[s], s)) for p, c in per.items()}

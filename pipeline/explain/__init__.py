@@ -4,6 +4,8 @@
   3D), Grad-CAM++ and Score-CAM (tf-keras-vis), float32 ``(N, *spatial)`` maps in [0, 1] on the
   input's grid, for 2D and 3D, float32 and mixed-precision models.
 - :func:`resolve_target_layer`: the layer the maps are computed on (``"auto"`` or a name).
+- :func:`average_maps`: an ensemble's map (``train.folds``) from its members' maps; the
+  :class:`Explainer` of an ensemble model does this itself.
 - :func:`deletion_test`, :func:`deletion_curve`: does masking what the map highlights lower the
   prediction more than masking random pixels?
 
@@ -13,6 +15,7 @@ package does not import TensorFlow; the functions do.
 
 from __future__ import annotations
 
+from pipeline.explain.ensemble import average_maps
 from pipeline.explain.faithfulness import (
     FILLS,
     DeletionCurve,
@@ -31,6 +34,7 @@ __all__ = [
     "DeletionCurve",
     "DeletionResult",
     "Explainer",
+    "average_maps",
     "compute_maps",
     "deletion_curve",
     "deletion_test",

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.explain.ensemble import average_maps, common_layer
 from pipeline.explain.maps import to_input_grid
 from pipeline.explain.scores import ClassIndex, n_outputs, resolve_class_index
 from pipeline.explain.target_layer import AUTO, resolve_target_layer
@@ -56,6 +57,11 @@ class Explainer:
     Preparing costs a model clone (about a second for a ResNet-50); reuse the instance for many
     images. The wrapped model is not modified.
 
+    An ensemble (:func:`pipeline.models.build_ensemble`, ``train.folds >= 2``) is explained
+    member by member and its map is the mean of theirs (:mod:`pipeline.explain.ensemble`):
+    ``members`` holds one explainer per member, the target layer is resolved inside each member
+    and ``layer`` is that member-level name.
+
     Args:
         model: A functional ``keras.Model`` with one input ``(batch, H, W, C)`` or
             ``(batch, D, H, W, C)`` and one output ``(batch, K)``.
@@ -67,14 +73,22 @@ class Explainer:
     """
 
     def __init__(self, model: Any, *, layer: str = AUTO, backbone: str | None = None) -> None:
+        from pipeline.models.ensemble import ensemble_members
+
         if len(model.inputs) != 1 or len(model.inputs[0].shape) not in (4, 5) or len(model.outputs) != 1:
             raise ValueError(f"model must have one 2D (N, H, W, C) or 3D (N, D, H, W, C) input and one "
                              f"output. Received: inputs={[t.shape for t in model.inputs]}, "
                              f"outputs={[t.shape for t in model.outputs]}")
         self.model = model
+        self.spatial_rank = len(model.inputs[0].shape) - 2
+        members = ensemble_members(model) or ()
+        self.members = tuple(Explainer(m, layer=layer, backbone=backbone) for m in members)
+        if self.members:
+            self.view = None  # each member has its own
+            self._layer = common_layer([m.layer for m in self.members])
+            return
         self.view = explanation_model(model)
         self._layer = resolve_target_layer(self.view, layer, backbone=backbone)
-        self.spatial_rank = len(model.inputs[0].shape) - 2
         self._activation = output_activation(model)
 
     @property
@@ -88,6 +102,9 @@ class Explainer:
         _check_options(method, backend, batch_size, max_n, self.spatial_rank)
         images = _check_images(self.model, images)
         classes = resolve_class_index(self.model, images, class_index, batch_size=batch_size)
+        if self.members:  # the ensemble's class, explained by every member
+            return average_maps([m.maps(images, method=method, class_index=classes, batch_size=batch_size,
+                                        max_n=max_n, backend=backend) for m in self.members])
         out = np.zeros(images.shape[:-1], np.float32)
         cams = self._engine(method, backend, batch_size, max_n)
         step = 1 if method == "scorecam" else batch_size  # Score-CAM picks channels per image
@@ -189,7 +206,8 @@ def compute_maps(model: Any, images: np.ndarray, *, method: str = "gradcam", lay
     """Class activation maps at the input's resolution.
 
     Args:
-        model: Trained classifier (2D or 3D, float32 or mixed precision, flat or nested).
+        model: Trained classifier (2D or 3D, float32 or mixed precision, flat or nested), or an
+            ensemble of such (the mean of its members' maps, :mod:`pipeline.explain.ensemble`).
         images: float32 ``(N, H, W, C)`` or ``(N, D, H, W, C)`` in the model's input range.
         method: One of :data:`METHODS`.
         layer: ``"auto"`` (last spatial layer before the head) or a layer name.

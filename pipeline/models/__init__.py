@@ -8,6 +8,8 @@
 - :func:`backbone_layers`, :func:`backbone_blocks`, :func:`unfreeze_top`: freezing for
   fine-tuning; :func:`gradcam_layer`: Grad-CAM target layer name.
 - :func:`inflate_2d_weights`: I3D inflation of 2D weights into a 3D model.
+- :func:`build_ensemble`, :func:`ensemble_members`: the mean of several classifiers as one
+  functional model (k-fold cross-validation, ``train.folds``), and recognising one.
 
 Importing this package imports Keras (and TensorFlow).
 """
@@ -25,6 +27,7 @@ from pipeline.models.backbones import (
     unfreeze_top,
 )
 from pipeline.models.cnn3d import ARCHITECTURES_3D
+from pipeline.models.ensemble import build_ensemble, ensemble_members
 from pipeline.models.heads import classification_head
 from pipeline.models.inflate import inflate_2d_weights
 
@@ -34,8 +37,10 @@ __all__ = [
     "BackboneSpec",
     "backbone_blocks",
     "backbone_layers",
+    "build_ensemble",
     "build_model",
     "classification_head",
+    "ensemble_members",
     "get_backbone",
     "gradcam_layer",
     "inflate_2d_weights",

@@ -7,7 +7,10 @@ and ``metrics/<task>.json`` (see :mod:`pipeline.evaluate.summary` for its layout
 ``evaluate.tta`` the val and test probabilities are both means over the views of
 :mod:`pipeline.evaluate.tta`, so the threshold is chosen on the same kind of output it is applied
 to; the mode is recorded as ``tta: {mode, views}`` in the metrics file, where ``predict`` reads it
-back. Grad-CAM maps (explain stage, IoU) are of the original view.
+back. Grad-CAM maps (explain stage, IoU) are of the original view. A model trained with
+``train.folds >= 2`` (the mean of its fold models) is evaluated like any other; its card's
+cross-validation results are copied under ``cross_validation`` (out-of-fold AUROC and loss over
+the training split, the ensemble's and each member's val AUROC).
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ def run_evaluate(task: TaskParams, *, data_dir: Path, model_dir: Path, explain_d
         metrics["explain"] = read_json(explain_dir / "faithfulness.json")
     metrics["model"] = {"backbone": card.get("backbone"), "epochs_run": card.get("epochs_run"),
                         "precision": card.get("precision")}
+    if card.get("cross_validation"):  # train.folds >= 2: the model is the mean of the fold models
+        metrics["cross_validation"] = cross_validation_metrics(card["cross_validation"])
     metrics["tta"] = {"mode": ep.tta, "views": n_views(ep.tta)}  # what predict must use too
     write_metrics(metrics_path, metrics)
     metrics = read_json(metrics_path)  # what DVC sees (rounded, NaN as null)
@@ -94,6 +99,20 @@ def run_evaluate(task: TaskParams, *, data_dir: Path, model_dir: Path, explain_d
     log.info("evaluate %s: test AUROC %s (threshold %s, tta %s)", task.name, metrics["test"].get("auroc"),
              metrics["threshold"], ep.tta)
     return EvaluateResult(metrics, preds_path)
+
+
+#: Keys of the model card's ``cross_validation`` section copied into ``metrics/<task>.json``.
+CROSS_VALIDATION_KEYS = ("folds", "oof_auroc", "oof_loss", "oof_samples", "ensemble_val_auroc",
+                         "ensemble_val_loss", "member_val")
+
+
+def cross_validation_metrics(section: dict[str, Any]) -> dict[str, Any]:
+    """The scores of a k-fold model card's ``cross_validation`` section (no per-member detail);
+    ``member_val`` as ``{"member_0": auroc, ...}`` so that DVC shows one metric per member."""
+    out = {k: section[k] for k in CROSS_VALIDATION_KEYS if k in section}
+    if isinstance(out.get("member_val"), list):
+        out["member_val"] = {f"member_{i}": v for i, v in enumerate(out["member_val"])}
+    return out
 
 
 def _localization(task: TaskParams, data_dir: Path, explain_dir: Path, *, seed: int

@@ -12,7 +12,9 @@ Outputs in ``explain/<task>/``:
   than random).
 
 Maps are computed chunk by chunk and streamed to disk, so memory does not grow with the number
-of cases.
+of cases. A k-fold ensemble (``train.folds >= 2``) is explained through its members: the maps
+are the mean of theirs (:mod:`pipeline.explain.ensemble`), ``layer`` in ``faithfulness.json`` is
+the member-level layer name, and the deletion test scores the ensemble's output.
 """
 
 from __future__ import annotations

@@ -61,7 +61,9 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
         method: Explanation method shown (see :data:`pipeline.config.EXPLAIN_METHODS`).
         layer: Grad-CAM target layer (a layer name, ``auto`` or ``auto:N``); default: the layer
             the explain stage used for this model (recorded in ``metrics_path``), so new studies
-            get the same kind of map as the pipeline's report; else ``auto``.
+            get the same kind of map as the pipeline's report; else ``auto``. For a k-fold
+            ensemble (``train.folds``) this is a layer of its members, found in each; the heatmap
+            is the mean of the members' maps (:mod:`pipeline.explain.ensemble`).
         show_free_text: Also show free-text header fields (SeriesDescription) on the pages.
         tta: Test-time augmentation (:data:`pipeline.evaluate.tta.TTA_MODES`); default: the mode
             the evaluate stage used (recorded in ``metrics_path``), since its threshold was chosen

@@ -138,6 +138,7 @@ def _notes(task: TaskParams, metrics: Mapping[str, Any], faithfulness: Mapping[s
         notes.append(f"Probabilities are the mean over {tta.get('views', '?')} views of each image "
                      f"(test-time augmentation '{tta['mode']}', the same on validation); heatmaps are "
                      "of the original image.")
+    notes += _cross_validation_notes(metrics.get("cross_validation"))
     summary = faithfulness.get(method, {})
     if summary.get("flag"):
         notes.append(f"Warning: the {METHOD_NAMES.get(method, method)} maps did not pass the deletion "
@@ -159,6 +160,26 @@ def _notes(task: TaskParams, metrics: Mapping[str, Any], faithfulness: Mapping[s
                      f"{100 * test['energy_in_mask']:.0f}% (a map blind to the lesion would put "
                      f"{100 * test['energy_chance']:.1f}% there, the lesions' share of the image).")
     return notes
+
+
+def _cross_validation_notes(section: Mapping[str, Any] | None) -> list[str]:
+    """One sentence on a k-fold ensemble (``train.folds >= 2``); nothing for a single model."""
+    if not section:
+        return []
+
+    def value(key: str) -> str:
+        number = section.get(key)
+        return "n/a" if number is None else f"{number:.3f}"
+
+    member_val = section.get("member_val") or []
+    members = [v for v in (member_val.values() if isinstance(member_val, Mapping) else member_val)
+               if v is not None]
+    spread = f" (single members: {min(members):.3f} to {max(members):.3f})" if members else ""
+    return [f"The model is the mean of {section.get('folds', '?')} models trained by cross-validation "
+            f"on the training split (patients grouped into folds; each model was selected on the fold "
+            f"it did not train on). Out-of-fold AUROC over the {section.get('oof_samples', '?')} "
+            f"training cases: {value('oof_auroc')}; validation AUROC of the mean: "
+            f"{value('ensemble_val_auroc')}{spread}. Heatmaps are the mean of the models' heatmaps."]
 
 
 def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained: Any, preds: Any,

@@ -9,6 +9,12 @@
 - :mod:`pipeline.train.ema`: validating and saving the EMA weights (``train.ema``).
 - :mod:`pipeline.train.callbacks`: one phase's callbacks (EMA, checkpoint, backup, early
   stopping, DVCLive).
-- :mod:`pipeline.train.trainer`: the two-phase fine-tuning loop.
+- :mod:`pipeline.train.phases`: the two fine-tuning phases of one model (freezing, optimizer,
+  resumable ``fit`` calls).
+- :mod:`pipeline.train.trainer`: the train stage's run: data, one model or k fold models, card.
+- :mod:`pipeline.train.crossval`: k-fold cross-validation by patient (``train.folds``): what
+  each member trains and validates on, resuming per member, the card section.
+- :mod:`pipeline.train.folds`: fitting the members, their ensemble (the saved model), DVCLive.
+- :mod:`pipeline.train.oof`: out-of-fold scores and ``oof_predictions.csv``.
 - :mod:`pipeline.train.card`: the model card and safe model loading.
 """

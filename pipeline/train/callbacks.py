@@ -23,7 +23,8 @@ __all__ = ["BestRecord", "make_callbacks", "read_best"]
 
 
 def make_callbacks(*, checkpoint_dir: Path, backup_dir: Path, live: Any | None, patience: int,
-                   rule: str, ema: bool, phase: int, chief: bool) -> list[Any]:
+                   rule: str, ema: bool, phase: int, chief: bool,
+                   live_prefix: str | None = None) -> list[Any]:
     """Callbacks for one ``fit`` call (one fine-tuning phase).
 
     Args:
@@ -36,6 +37,8 @@ def make_callbacks(*, checkpoint_dir: Path, backup_dir: Path, live: Any | None, 
         ema: Validate on the optimizer's EMA weights (the optimizer must have ``use_ema``).
         phase: 1-based fine-tuning phase (early stopping counts per phase).
         chief: Whether this process writes the outputs.
+        live_prefix: Folder for this model's DVCLive metrics (``member_0`` logs
+            ``member_0/eval/auroc``; k-fold members), or None for DVCLive's own names.
     """
     import keras
 
@@ -49,7 +52,25 @@ def make_callbacks(*, checkpoint_dir: Path, backup_dir: Path, live: Any | None, 
         callbacks.append(early_stopping(rule=rule, patience=patience,
                                         state_file=checkpoint_dir / f"early_stopping_phase{phase}.json"))
     if live is not None and chief:
-        from dvclive.keras import DVCLiveCallback
-
-        callbacks.append(DVCLiveCallback(live=live))
+        callbacks.append(_live_callback(live, live_prefix))
     return callbacks
+
+
+def _live_callback(live: Any, prefix: str | None) -> Any:
+    """DVCLive's Keras callback, its metric names under ``prefix/`` when one is given."""
+    from dvclive.keras import DVCLiveCallback
+    from dvclive.utils import standardize_metric_name
+
+    if prefix is None:
+        return DVCLiveCallback(live=live)
+
+    class PrefixedLiveCallback(DVCLiveCallback):
+        """Logs ``<prefix>/train/<metric>`` and ``<prefix>/eval/<metric>``; one step per epoch."""
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            for metric, value in (logs or {}).items():
+                name = standardize_metric_name(metric, "dvclive.keras")
+                self.live.log_metric(f"{prefix}/{name}", value)
+            self.live.next_step()
+
+    return PrefixedLiveCallback(live=live)

@@ -1,16 +1,16 @@
-"""Two-phase fine-tuning of a Keras model on an ingested task.
+"""Two-phase fine-tuning of a Keras model on an ingested task; optionally k models by fold.
 
-Phase 1 (``freeze_epochs``, only with pretrained ``weights``): the backbone is frozen (its
-BatchNormalization layers run in inference mode) and only the head learns, at ``lr_head``.
-Phase 2: the top ``unfreeze`` blocks (or ``all``) are unfrozen, BatchNormalization stays frozen,
-and the model trains at ``lr_finetune``. Without pretrained weights there is nothing to protect,
-so a single phase trains everything at ``lr_head``.
+The phases (head-only with pretrained weights, then the top ``unfreeze`` blocks) live in
+:mod:`pipeline.train.phases`: each has a linear warm-up then cosine decay, AdamW with decoupled
+weight decay (optionally with an exponential moving average of the weights, ``train.ema``:
+:mod:`pipeline.train.ema`), and the best epoch under ``train.checkpoint``'s rule is kept across
+both phases (:mod:`pipeline.train.checkpoint`, :mod:`pipeline.train.selection`). Killed runs
+resume from the last completed epoch (``BackupAndRestore`` per phase plus a phase-1 completion
+marker).
 
-Each phase has a linear warm-up then cosine decay, AdamW with decoupled weight decay (optionally
-with an exponential moving average of the weights, ``train.ema``: :mod:`pipeline.train.ema`),
-and the best epoch under ``train.checkpoint``'s rule is kept across both phases
-(:mod:`pipeline.train.checkpoint`, :mod:`pipeline.train.selection`). Killed runs resume from the
-last completed epoch (``BackupAndRestore`` per phase plus a phase-1 completion marker).
+``train.folds = 1`` trains one model, validated on the ingest ``val`` split. ``train.folds = k``
+trains one such model per patient fold of the ``train`` split, each validated on its held-out
+fold, and saves their mean (:mod:`pipeline.train.crossval`).
 """
 
 from __future__ import annotations
@@ -30,11 +30,14 @@ import numpy as np
 from pipeline.config import TaskParams
 from pipeline.ingest.tables import read_table
 from pipeline.train import objective
-from pipeline.train.callbacks import BestRecord, make_callbacks, read_best
+from pipeline.train.callbacks import BestRecord, read_best
 from pipeline.train.card import MODEL_FILE, data_fingerprint, load_model, write_card
-from pipeline.train.distribute import is_chief, make_strategy, scaled_lr
+from pipeline.train.crossval import Fitted
+from pipeline.train.crossval import Split as _Split
+from pipeline.train.distribute import is_chief, make_strategy
+from pipeline.train.phases import fit_phases
+from pipeline.train.phases import make_optimizer as _optimizer  # noqa: F401  (tests, bench)
 from pipeline.train.precision import apply_precision
-from pipeline.train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,17 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
-class _Split:
-    indices: np.ndarray
-    targets: np.ndarray
+class _Run:
+    """What every model of one run shares (one model, or each k-fold member)."""
+
+    task: TaskParams
+    data_dir: Path
+    item_shape: tuple[int, ...]
+    policy: str
+    strategy: Any
+    chief: bool
+    global_batch: int
+    live: Any | None
 
 
 def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path | None,
@@ -64,11 +75,12 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
     Args:
         task: Validated task params (``task.train`` holds the knobs).
         data_dir: ``data/interim/<task>``.
-        model_dir: ``models/<task>``: gets ``model.keras`` and ``model_card.json``.
+        model_dir: ``models/<task>``: gets ``model.keras`` and ``model_card.json`` (with
+            ``train.folds >= 2`` also ``oof_predictions.csv``, see :mod:`pipeline.train.oof`).
         live_dir: DVCLive folder (metrics per epoch, plots), or None for no logging.
         backup_root: Resumable state; keyed by a hash of params and data so a changed
             configuration never resumes from a stale backup. Not a DVC output.
-        seed: Global seed.
+        seed: Global seed (k-fold member ``i`` uses ``seed + i``; the folds use ``seed``).
 
     Raises:
         ValueError: Bad train params for this task (names the key) or an empty split.
@@ -89,6 +101,11 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
 
     info = json.loads((data_dir / "dataset.json").read_text())
     splits = _splits(task, read_table(data_dir / "manifest.csv"))
+    fold_of = None
+    if tp.folds > 1:
+        from pipeline.train.crossval import fold_plan
+
+        fold_of = fold_plan(splits["train"], folds=tp.folds, seed=seed, key=f"tasks.{task.name}.train")
     fingerprint = data_fingerprint(data_dir)
     state_dir = backup_root / _state_key(task, fingerprint, seed)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -97,71 +114,81 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
     global_batch = tp.batch_size * replicas
-    train_ds, val_ds = _datasets(task, data_dir, splits, global_batch=global_batch, seed=seed)
-    steps = math.ceil(len(splits["train"].indices) / global_batch)
     live = _live(live_dir, resume=state_dir.exists()) if chief and live_dir else None
-    ratio = objective.class_ratio(splits["train"].targets, problem=task.problem)
-    balance = objective.resolve_class_balance(tp.class_balance, ratio=ratio, problem=task.problem)
-    log.info("class_balance %s -> %s (train majority/minority %.2f)", tp.class_balance, balance, ratio)
-    class_weight = (objective.class_weights(splits["train"].targets, problem=task.problem)
-                    if balance == "class_weights" else None)
+    run = _Run(task, data_dir, tuple(info["item_shape"]), policy, strategy, chief, global_batch, live)
+    cv = None
+    if fold_of is None:
+        fitted, val_ds = _fit(run, splits["train"], splits["val"], state_dir=state_dir,
+                              checkpoint_dir=checkpoint_dir, seed=seed)
+        result_model, epochs_run, checkpoint = fitted.model, fitted.epochs_run, fitted.checkpoint
+        if live is not None:
+            live.end()
+    else:
+        from pipeline.train.folds import train_folds
 
-    with strategy.scope():
-        model = _build(task, tuple(info["item_shape"]))
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        from pipeline.train.compat import patch_multi_worker
+        cv = train_folds(run, splits, fold_of, fit=_fit, state_dir=state_dir,
+                         checkpoint_dir=checkpoint_dir, seed=seed)
+        result_model = cv.model
+        epochs_run = sum(m["epochs_run"] for m in cv.section["members"])  # the cost: all members
+        checkpoint = {"rule": tp.checkpoint, "epoch": None,
+                      "reason": f"an ensemble of {tp.folds} fold models: each kept its best epoch on "
+                                "its held-out fold (cross_validation.members[i].checkpoint)"}
+        val_ds = _val_dataset(data_dir, splits["val"], global_batch=global_batch, seed=seed)
 
-        patch_multi_worker(model, strategy)
-    phases = _phases(task)
-    epochs_run = 0
-    for phase_no, (first, last, lr, unfreeze) in enumerate(phases, start=1):
-        marker = state_dir / f"phase{phase_no}_done.weights.h5"
-        with strategy.scope():
-            _set_trainable(model, task, unfreeze)
-            model.compile(
-                optimizer=_optimizer(tp, lr=scaled_lr(lr, replicas, tp.lr_scaling),
-                                     steps=steps * (last - first), warmup=int(tp.warmup_epochs * steps),
-                                     policy=policy),
-                loss=objective.make_loss(task.problem, class_balance=balance,
-                                         label_smoothing=tp.label_smoothing, focal_gamma=tp.focal_gamma),
-                metrics=objective.make_metrics(task.problem, task.n_outputs),
-                jit_compile=False,
-            )
-        if marker.exists():  # this phase finished in an earlier, interrupted run
-            model.load_weights(marker)
-            log.info("phase %d already completed; resuming after it", phase_no)
-            epochs_run = last
-            continue
-        history = model.fit(
-            train_ds, validation_data=val_ds, initial_epoch=first, epochs=last, verbose=2,
-            shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
-            class_weight=class_weight,
-            callbacks=make_callbacks(checkpoint_dir=checkpoint_dir,
-                                     backup_dir=state_dir / f"phase{phase_no}", live=live,
-                                     patience=tp.early_stopping_patience, rule=tp.checkpoint,
-                                     ema=tp.ema, phase=phase_no, chief=chief),
-        )
-        epochs_run = history.epoch[-1] + 1 if history.epoch else last
-        model.save_weights(marker)  # with EMA: fit ended by copying the averages in
-    best = read_best(checkpoint_dir)
-    if live is not None:
-        _log_choice(live, best)
-        live.end()
-
-    result_model = load_model(best.model_path) if best is not None else model
     val_metrics = _evaluate(result_model, val_ds, task)
     if chief:
         final = model_dir / MODEL_FILE
         tmp = model_dir / f".{MODEL_FILE}.tmp.keras"
         result_model.save(tmp)
         tmp.replace(final)
-        write_card(model_dir, _card(task, info, fingerprint, val_metrics, policy, replicas,
-                                    global_batch, seed, splits, epochs_run, best,
-                                    {"param": tp.class_balance, "resolved": balance,
-                                     "train_majority_minority_ratio": round(ratio, 4)}))
+        ratio = objective.class_ratio(splits["train"].targets, problem=task.problem)
+        balance = objective.resolve_class_balance(tp.class_balance, ratio=ratio, problem=task.problem)
+        card = _card(task, info, fingerprint, val_metrics, policy, replicas, global_batch, seed, splits,
+                     epochs_run, checkpoint, {"param": tp.class_balance, "resolved": balance,
+                                              "train_majority_minority_ratio": round(ratio, 4)})
+        if cv is not None:
+            cv.write_oof(model_dir, task.labels)
+            card["cross_validation"] = cv.section
+        write_card(model_dir, card)
     shutil.rmtree(state_dir, ignore_errors=True)  # finished: nothing to resume
     return TrainResult(model_dir / MODEL_FILE, val_metrics, epochs_run, policy, replicas,
                        time.time() - start)
+
+
+def _fit(run: _Run, train_split: _Split, val_split: _Split, *, state_dir: Path, checkpoint_dir: Path,
+         seed: int, live_prefix: str | None = None) -> tuple[Fitted, Any]:
+    """Build and fit one model on ``train_split``, selected on ``val_split``; load the kept epoch.
+
+    Returns:
+        The fitted model (the best epoch's, else the last weights) and the validation dataset.
+    """
+    import tensorflow as tf
+
+    task, tp = run.task, run.task.train
+    train_ds, val_ds = _datasets(task, run.data_dir, {"train": train_split, "val": val_split},
+                                 global_batch=run.global_batch, seed=seed)
+    steps = math.ceil(len(train_split.indices) / run.global_batch)
+    ratio = objective.class_ratio(train_split.targets, problem=task.problem)
+    balance = objective.resolve_class_balance(tp.class_balance, ratio=ratio, problem=task.problem)
+    log.info("class_balance %s -> %s (train majority/minority %.2f)", tp.class_balance, balance, ratio)
+    class_weight = (objective.class_weights(train_split.targets, problem=task.problem)
+                    if balance == "class_weights" else None)
+
+    with run.strategy.scope():
+        model = _build(task, run.item_shape)
+    if isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        from pipeline.train.compat import patch_multi_worker
+
+        patch_multi_worker(model, run.strategy)
+    epochs_run = fit_phases(task, model, train_ds=train_ds, val_ds=val_ds, steps=steps,
+                            class_weight=class_weight, balance=balance, state_dir=state_dir,
+                            checkpoint_dir=checkpoint_dir, live=run.live, policy=run.policy,
+                            strategy=run.strategy, chief=run.chief, live_prefix=live_prefix)
+    best = read_best(checkpoint_dir)
+    if run.live is not None:
+        _log_choice(run.live, best, prefix=live_prefix)
+    model = load_model(best.model_path) if best is not None else model
+    return Fitted(model, epochs_run, _checkpoint_card(best, tp.checkpoint), balance), val_ds
 
 
 def _validate(task: TaskParams) -> None:
@@ -201,7 +228,10 @@ def _splits(task: TaskParams, manifest: list[dict[str, str]]) -> dict[str, _Spli
                              f"tasks.{task.name}.ingest.splits and the dataset size")
         out[name] = _Split(np.array([int(r["index"]) for r in rows], np.int64),
                            objective.targets_from_manifest(rows, problem=task.problem,
-                                                           n_labels=len(task.labels)))
+                                                           n_labels=len(task.labels)),
+                           patients=tuple(r["patient"] for r in rows),
+                           labels=tuple(r["label"] for r in rows),
+                           sample_ids=tuple(r["sample_id"] for r in rows))
     return out
 
 
@@ -217,9 +247,15 @@ def _datasets(task: TaskParams, data_dir: Path, splits: dict[str, _Split], *, gl
     tr, va = splits["train"], splits["val"]
     train_ds = make_dataset(images, tr.targets, tr.indices, batch_size=global_batch, training=True,
                             seed=seed, augmenter=augmenter, deterministic=task.train.deterministic)
-    val_ds = make_dataset(images, va.targets, va.indices, batch_size=global_batch, training=False,
-                          seed=seed)
-    return train_ds, val_ds
+    return train_ds, _val_dataset(data_dir, va, global_batch=global_batch, seed=seed)
+
+
+def _val_dataset(data_dir: Path, split: _Split, *, global_batch: int, seed: int) -> Any:
+    from pipeline.dataset.store import open_array
+    from pipeline.dataset.tfdata import make_dataset
+
+    return make_dataset(open_array(data_dir / "images.npy"), split.targets, split.indices,
+                        batch_size=global_batch, training=False, seed=seed)
 
 
 def _build(task: TaskParams, item_shape: tuple[int, ...]) -> Any:
@@ -245,57 +281,21 @@ def _width_for(task: TaskParams) -> int | None:
     return tp.width
 
 
-def _phases(task: TaskParams) -> list[tuple[int, int, float, int | str]]:
-    """``(first_epoch, last_epoch, lr, unfreeze)`` per phase."""
-    tp = task.train
-    if tp.weights is None or tp.freeze_epochs == 0:
-        return [(0, tp.epochs, tp.lr_head if tp.weights is None else tp.lr_finetune,
-                 "all" if tp.weights is None else tp.unfreeze)]
-    return [(0, tp.freeze_epochs, tp.lr_head, 0), (tp.freeze_epochs, tp.epochs, tp.lr_finetune, tp.unfreeze)]
-
-
-def _set_trainable(model: Any, task: TaskParams, unfreeze: int | str) -> None:
-    """Freeze the backbone then unfreeze its top blocks; from scratch, everything trains
-    (BatchNormalization included: there are no pretrained statistics to protect)."""
-    from pipeline.models import backbone_layers, unfreeze_top
-
-    if task.train.weights is None:
-        for layer in model.layers:
-            layer.trainable = True
-    else:
-        for layer in backbone_layers(model, task.train.backbone):
-            layer.trainable = False
-        unfreeze_top(model, task.train.backbone, unfreeze)
-    n = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    log.info("unfreeze=%s: %d trainable parameters", unfreeze, n)
-
-
-def _optimizer(tp: Any, *, lr: float, steps: int, warmup: int, policy: str) -> Any:
-    """AdamW on the warm-up + cosine schedule; EMA of the weights when ``tp.ema`` (the averages
-    live in the AdamW, also inside a ``LossScaleOptimizer``)."""
-    import keras
-
-    schedule = warmup_cosine(lr, total_steps=steps, warmup_steps=warmup, min_lr_fraction=tp.min_lr_fraction)
-    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=tp.weight_decay,
-                                 use_ema=tp.ema, ema_momentum=tp.ema_momentum)
-    if policy == "mixed_float16":  # dynamic loss scaling so float16 gradients don't underflow
-        opt = keras.optimizers.LossScaleOptimizer(opt)
-    return opt
-
-
 def _live(live_dir: Path, *, resume: bool) -> Any:
     from dvclive import Live
 
     return Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None)
 
 
-def _log_choice(live: Any, best: BestRecord | None) -> None:
-    """The kept epoch and its scores in the DVCLive summary (``metrics.json``: ``checkpoint``)."""
+def _log_choice(live: Any, best: BestRecord | None, *, prefix: str | None = None) -> None:
+    """The kept epoch and its scores in the DVCLive summary (``metrics.json``: ``checkpoint``, or
+    ``<prefix>/checkpoint`` for a k-fold member)."""
     if best is None:
         return
+    folder = f"{prefix}/checkpoint" if prefix else "checkpoint"
     for name, value in (("epoch", best.score.epoch), ("val_auroc", best.score.auroc),
                         ("val_loss", best.score.loss)):
-        live.log_metric(f"checkpoint/{name}", value, plot=False)
+        live.log_metric(f"{folder}/{name}", value, plot=False)
     log.info("kept %s", best.reason)
 
 
@@ -325,7 +325,7 @@ def _state_key(task: TaskParams, fingerprint: str, seed: int) -> str:
 
 def _card(task: TaskParams, info: dict, fingerprint: str, val_metrics: dict[str, float], policy: str,
           replicas: int, global_batch: int, seed: int, splits: dict[str, _Split], epochs_run: int,
-          best: BestRecord | None, class_balance: dict[str, Any]) -> dict:
+          checkpoint: dict[str, Any], class_balance: dict[str, Any]) -> dict:
     import keras
     import tensorflow as tf
 
@@ -347,7 +347,7 @@ def _card(task: TaskParams, info: dict, fingerprint: str, val_metrics: dict[str,
         "training_data_sha256": fingerprint,
         "samples": {k: int(len(v.indices)) for k, v in splits.items()},
         "val_metrics": val_metrics,
-        "checkpoint": _checkpoint_card(best, tp.checkpoint),
+        "checkpoint": checkpoint,
         "weight_averaging": (f"EMA of the trainable weights (momentum {tp.ema_momentum}); "
                              "BatchNorm statistics are not averaged" if tp.ema else "none"),
         "class_balance": class_balance,

@@ -54,3 +54,11 @@ def trained_3d(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("stages3d")
     folder = make_3d_folder(tmp / "raw", n=16)
     return _prepare(tmp, task_3d(), folder)
+
+
+@pytest.fixture(scope="session")
+def trained_2d_folds(tmp_path_factory) -> dict[str, Path]:
+    """The 2D task trained as a 2-fold cross-validation ensemble (one epoch per member)."""
+    tmp = tmp_path_factory.mktemp("stages2d_folds")
+    folder = make_2d_folder(tmp / "raw", n_patients=16, broken=False)
+    return _prepare(tmp, task_2d(train={"folds": 2, "epochs": 1}), folder)

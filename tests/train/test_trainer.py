@@ -53,9 +53,11 @@ def test_outputs_model_card_and_dvclive(trained, tiny_data):
     assert set(card["samples"]) == {"train", "val", "test"} and card["precision"] == "float32"
     assert 0.0 <= card["val_metrics"]["auroc"] <= 1.0 and card["val_metrics"] == result.val_metrics
     assert card["params"]["width"] == 8
+    assert card["params"]["folds"] == 1 and "cross_validation" not in card  # one model, as before
     assert sorted(p.name for p in (tmp / "model").iterdir()) == ["model.keras", "model_card.json"]
     live = json.loads((tmp / "live" / "metrics.json").read_text())
     assert {"auroc", "loss"} <= set(live["eval"]) and live["step"] == 1  # last epoch index
+    assert not any(key.startswith("member_") or key == "cross_validation" for key in live)
     rows = (tmp / "live" / "plots" / "metrics" / "eval" / "auroc.tsv").read_text().splitlines()
     assert len(rows) == 3  # header + one row per epoch
     kept = card["checkpoint"]  # which epoch was kept, and why, in the card and the DVCLive summary
@@ -71,7 +73,10 @@ def test_outputs_model_card_and_dvclive(trained, tiny_data):
 
 def test_model_loads_in_safe_mode_and_predicts_probabilities(trained):
     tmp, _ = trained
+    from pipeline.models import ensemble_members
+
     model = load_model(tmp / "model")
+    assert ensemble_members(model) is None  # folds=1: one flat model
     x = np.random.default_rng(0).random((3, 32, 32, 1), dtype=np.float32)
     p = np.asarray(model.predict(x, verbose=0))
     assert p.shape == (3, 1) and ((p >= 0) & (p <= 1)).all()
