@@ -62,7 +62,7 @@ CHANGES = {
     "wide": {"train": {"width": 64}},
 }
 #: The changes kept as defaults (update with the measured ablation).
-PROPOSED = ("ckpt", "ema", "balance", "strong_aug")
+PROPOSED = ("ckpt", "ema", "strong_aug", "tta")
 
 
 def merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
@@ -271,7 +271,8 @@ def report(rows: list[dict[str, Any]], positive: str, dataset: str) -> None:
         ref = float(np.mean(by_variant["current"]))
         print("\nmean test AUROC over seeds, ratio to current:")
         for name, values in by_variant.items():
-            print(f"  {name:<12} {np.mean(values):.3f}  ({np.mean(values) / ref:.3f}x)")
+            ratio = f"{np.mean(values) / ref:.3f}x" if ref > 0 else "n/a"
+            print(f"  {name:<12} {np.mean(values):.3f}  ({ratio})")
 
 
 if __name__ == "__main__":
