@@ -138,6 +138,8 @@ EXERCISED: tuple[tuple[str, str], ...] = (
     (r"dvc remote (add|modify) .*(s3team|gcsteam)",
      "tests/test_readme.py::test_readme_object_storage_remote_lines_configure_dvc"),
     (r"python bench/\w+\.py$", "tests/test_bench.py::test_bench_script_runs_and_prints_its_ratio"),
+    (r"python bench/real_data\.py --dataset ",
+     "tests/test_bench.py::test_real_data_bench_runs_variants_on_a_dataset_folder"),
 )
 
 #: Commands that cannot run here, and why (the suite has no network to clouds, no GPU).

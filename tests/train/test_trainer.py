@@ -66,7 +66,7 @@ def test_outputs_model_card_and_dvclive(trained, tiny_data):
     assert live["checkpoint"] == {"epoch": kept["epoch"], "val_auroc": pytest.approx(kept["val_auroc"]),
                                   "val_loss": pytest.approx(kept["val_loss"])}
     assert card["val_metrics"]["auroc"] == pytest.approx(kept["val_auroc"], abs=1e-4)  # same model
-    assert card["weight_averaging"] == "none"
+    assert card["weight_averaging"].startswith("EMA")  # on by default
     assert card["class_balance"]["param"] == card["class_balance"]["resolved"] == "none"
     assert not (tmp / "backup").exists() or not any((tmp / "backup").iterdir())
 
@@ -85,7 +85,8 @@ def test_model_loads_in_safe_mode_and_predicts_probabilities(trained):
 
 
 def test_learns_the_easy_signal(tmp_path, tiny_data):
-    result = run_train(tmp_path, tiny_data, epochs=8, width=16, lr_head=3e-3)
+    # raw weights: ~20 steps are too few for an EMA of momentum 0.99 (a ~100-step horizon)
+    result = run_train(tmp_path, tiny_data, epochs=8, width=16, lr_head=3e-3, ema=False)
     assert result.val_metrics["auroc"] >= 0.9
 
 
