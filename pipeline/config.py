@@ -230,7 +230,7 @@ class TrainParams(_Frozen):
     checkpoint: Literal["auroc_then_loss", "auroc", "loss"] = "auroc_then_loss"
     #: Exponential moving average of the trainable weights (AdamW ``use_ema``): validation, the
     #: checkpoint and the saved model use the averages. BatchNorm statistics are not averaged.
-    ema: bool = True
+    ema: bool = False
     ema_momentum: Annotated[float, Field(gt=0, lt=1)] = 0.99  # Keras' default
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = "auto"

@@ -66,7 +66,7 @@ def test_outputs_model_card_and_dvclive(trained, tiny_data):
     assert live["checkpoint"] == {"epoch": kept["epoch"], "val_auroc": pytest.approx(kept["val_auroc"]),
                                   "val_loss": pytest.approx(kept["val_loss"])}
     assert card["val_metrics"]["auroc"] == pytest.approx(kept["val_auroc"], abs=1e-4)  # same model
-    assert card["weight_averaging"].startswith("EMA")  # on by default
+    assert card["weight_averaging"] == "none"
     assert card["class_balance"]["param"] == card["class_balance"]["resolved"] == "none"
     assert not (tmp / "backup").exists() or not any((tmp / "backup").iterdir())
 
