@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipeline.config import ParamsError, load_params
+from pipeline.config import EXPLAIN_METHODS, ParamsError, load_params
 
 log = logging.getLogger("pipeline")
 
@@ -217,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="operating threshold (binary); default: the one evaluate chose on val")
     predict.add_argument("--metrics", type=Path, default=None,
                          help="metrics/<task>.json holding the validated threshold")
-    predict.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "scorecam"],
-                         help="explanation method")
+    predict.add_argument("--method", default=None, choices=list(EXPLAIN_METHODS),
+                         help="explanation method; default: the one the explain stage reported, from "
+                              "--metrics, else gradcam")
     predict.add_argument("--layer", default=None,
                          help="Grad-CAM target layer (name, 'auto' or 'auto:N'); default: the layer the "
                               "explain stage used, from --metrics")

@@ -24,8 +24,9 @@ Geometry conventions (what a reader must reproduce to overlay the masks):
 Content (HU): air, fat and muscle layers, two lungs (about -850) with thin vessel trees and
 small vessel blobs, mediastinum and heart, aorta, spine and ribs, noise. ``nodule`` volumes
 hold 1-3 soft-edged spheroids of +20..+60 HU (radius 14-22 mm, or 9-14 mm for the subtle 20%),
-half of them with a ground-glass halo; the mask is the nodule's half-maximum support (the halo
-is not included).
+half of them with a ground-glass halo; the mask is the visible nodule, where it raises HU by
+>= 100 over the tissue it replaces (:data:`pipeline.demo.phantoms.VISIBLE_HU`; ~1.47 half-maximum
+radii, not the half-maximum core), the halo not included.
 
 Series variants: InstanceNumber ascending or descending along the spatial order; random file
 names; mostly axial ``(1,0,0,0,1,0)``, some ``(-1,0,0,0,1,0)`` or ``(-1,0,0,0,-1,0)``; a

@@ -12,7 +12,8 @@ Folder written (paths relative to the output folder, no PHI in any name)::
 
     labels.csv             path,label,mask  (label: normal | opacity)
     images/img_0000.dcm    one file per row (three rows are deliberately broken)
-    masks/img_0000.png     uint8 0/255 lesion support, same rows x cols; opacity rows only
+    masks/img_0000.png     uint8 0/255 visible lesion support (see phantoms.VISIBLE_PHYSICAL),
+                           same rows x cols; opacity rows only
 
 Negative-slope files never carry a window: ``pydicom.pixels.apply_voi_lut`` (3.0) derives the
 window's output range from the rescaled stored range, which a negative slope turns upside down,

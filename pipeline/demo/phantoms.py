@@ -20,6 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Lesion masks cover what a reader sees, not the half-maximum core (issue 11: the half-maximum
+#: support of these flat-topped profiles held only ~1/3 of the visibly raised CT voxels). The
+#: rule: a pixel/voxel belongs to the lesion where the lesion raises the noise-free image by at
+#: least 1/15 of its display range. CT: 100 HU of the 1500 HU lung window (17 of 256 grey
+#: levels, 4 sigma of the noisiest demo volume, ~11% of a nodule's ~900 HU peak contrast: the
+#: profile's 0.11 level, ~1.47 half-maximum radii). Radiographs: 0.05 physical units, 1/15 of
+#: a demo radiograph's typical 0.5-99.5 percentile range (~0.78); 10-25% of an opacity's peak.
+VISIBLE_HU = 100.0
+VISIBLE_PHYSICAL = 0.05
+
 
 @dataclass(frozen=True)
 class Blob:
@@ -267,7 +277,8 @@ def render_chest(a: ChestAnatomy, canvas: Canvas, *, lesions: tuple[Blob, ...],
 
     Returns:
         ``(image, lesion_mask)``: float32 physical intensity ``(rows, cols)`` (>= 0) and the
-        boolean lesion support (lesion profile >= half maximum inside the lung fields).
+        boolean visible lesion support: where the lesions, confined to the lung fields, add
+        >= :data:`VISIBLE_PHYSICAL` before exposure and noise.
     """
     x, y = canvas.coords()
     lungs = lung_field(a, x, y)
@@ -279,12 +290,14 @@ def render_chest(a: ChestAnatomy, canvas: Canvas, *, lesions: tuple[Blob, ...],
     inside_lungs = np.zeros_like(img)
     for seg in a.vessels:
         _draw_segment(inside_lungs, canvas, seg)
+    lesion_only = np.zeros_like(img)
     for blob in lesions:
         _draw_blob(inside_lungs, canvas, blob)
+        _draw_blob(lesion_only, canvas, blob)
     img += inside_lungs * lungs
     for blob in a.benign:
         _draw_blob(img, canvas, blob)
-    mask = _lesion_support(canvas, lesions) & (lungs >= 0.5)
+    mask = lesion_only * lungs >= VISIBLE_PHYSICAL
     return _expose(img, x, y, exposure, rng), mask
 
 
@@ -346,15 +359,6 @@ def _draw_blob(img: np.ndarray, canvas: Canvas, blob: Blob) -> None:
     rs, cs = canvas.block([blob.center[:2]], 2.0 * blob.radius)
     x, y = canvas.coords(rs, cs)
     img[rs, cs] += blob.amplitude * blob_profile(_blob_distance(blob, x, y))
-
-
-def _lesion_support(canvas: Canvas, lesions: tuple[Blob, ...]) -> np.ndarray:
-    mask = np.zeros((canvas.rows, canvas.cols), dtype=bool)
-    for blob in lesions:
-        rs, cs = canvas.block([blob.center[:2]], 2.0 * blob.radius)
-        x, y = canvas.coords(rs, cs)
-        mask[rs, cs] |= _blob_distance(blob, x, y) <= 1.0
-    return mask
 
 
 def _draw_segment(img: np.ndarray, canvas: Canvas, seg: Segment) -> None:
@@ -521,8 +525,9 @@ def render_thorax(a: ThoraxAnatomy, grid: Grid, *, nodules: tuple[Blob, ...], no
             not part of the mask.
 
     Returns:
-        ``(hu, mask)``: float32 HU and boolean nodule support (profile >= half maximum inside
-        the lungs), both shaped ``grid.shape``.
+        ``(hu, mask)``: float32 HU and the boolean visible nodule support (where the nodules,
+        after the same blur as the image and before noise, raise HU by >= :data:`VISIBLE_HU`
+        over the tissue they replace, halo included), both shaped ``grid.shape``.
     """
     from scipy.ndimage import gaussian_filter
 
@@ -544,17 +549,23 @@ def render_thorax(a: ThoraxAnatomy, grid: Grid, *, nodules: tuple[Blob, ...], no
     for blob in a.benign:
         _draw_ball(vessels, grid, blob)
     hu = _mix(hu, 40.0, vessels * lungs)
-    mask = np.zeros(grid.shape, dtype=bool)
+    added = np.zeros(grid.shape, dtype=np.float32)  # HU the nodules add (not the halos)
     for blob, is_nodule in [(h, False) for h in halos] + [(n, True) for n in nodules]:
         block = grid.block(np.subtract(blob.center, 2 * blob.radius),
                            np.add(blob.center, 2 * blob.radius))
         dist = _ellipsoid_distance(blob, *grid.coords(block))
-        hu[block] = _mix(hu[block], blob.amplitude, blob_profile(dist) * lungs[block])
+        before = hu[block].copy()
+        hu[block] = _mix(before, blob.amplitude, blob_profile(dist) * lungs[block])
         if is_nodule:
-            mask[block] |= (dist <= 1.0) & (lungs[block] >= 0.5)
-    hu = gaussian_filter(hu, 0.6)
+            added[block] += hu[block] - before
+    hu = gaussian_filter(hu, _CT_BLUR)
+    mask = gaussian_filter(added, _CT_BLUR) >= VISIBLE_HU if nodules else added > 0
     hu += rng.normal(0.0, noise_hu, size=hu.shape).astype(np.float32)
     return hu, mask
+
+
+#: Scanner blur (voxels) applied to the whole CT volume, and to the nodules' added HU.
+_CT_BLUR = 0.6
 
 
 def _mix(hu: np.ndarray, value: float, weight: np.ndarray) -> np.ndarray:

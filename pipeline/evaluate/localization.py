@@ -18,6 +18,13 @@ Conventions:
   when its single peak falls outside (IoU and the pointing game then read near 0). Its chance
   level is the mask's share of the image (a flat map scores exactly that); both are reported.
   A map with no positive value scores 0.
+- Chance levels: a map blind to the lesion (flat, or its peak at a uniformly random place) puts
+  the mask's share of the image inside it and hits the lesion with that probability, so the
+  mean mask share is the chance level of both the energy share (``energy_chance``) and the
+  pointing game (``pointing_game_chance``). IoU has no such reference level.
+- Intervals: patient-level bootstrap; the pointing game is a proportion (hits of scored cases), so
+  where its bootstrap interval collapses (no hit or all hits) the exact Clopper-Pearson interval
+  is used instead (``pointing_game_ci_method``, see :mod:`pipeline.evaluate.bootstrap`).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.evaluate.bootstrap import bootstrap
+from pipeline.evaluate.bootstrap import bootstrap, exact_if_degenerate
 
 #: Cases processed together in :func:`localization_scores` (bounds memory for 3D volumes).
 CHUNK = 32
@@ -144,7 +151,7 @@ def localization_scores(heatmaps: np.ndarray, masks: np.ndarray, *, threshold: f
 
 def localization_metrics(scores: LocalizationScores, patients: Sequence[str], *, n_boot: int = 1000,
                          seed: int = 0, level: float = 0.95, threshold: float | None = None,
-                         ) -> dict[str, float | int | None]:
+                         ) -> dict[str, float | int | str | None]:
     """Mean IoU and pointing-game hit rate over the scored cases, with patient-level bootstrap CIs.
 
     Args:
@@ -157,9 +164,10 @@ def localization_metrics(scores: LocalizationScores, patients: Sequence[str], *,
     Returns:
         Flat keys for the ``test`` section of the metrics file: ``iou``, ``iou_ci_low``,
         ``iou_ci_high``, ``pointing_game`` (+ CI), ``energy_in_mask`` (+ CI) and its chance
-        level ``energy_chance`` (when the scores carry them), ``n_localized``,
-        ``n_localized_patients``, ``iou_valid_resamples``; values are NaN (None in JSON) when no
-        case is scored.
+        level ``energy_chance`` (when the scores carry them; then also ``pointing_game_chance``,
+        the same mean mask share, without CI), ``<name>_ci_method`` for each interval
+        (``"bootstrap"`` or ``"clopper-pearson"``), ``n_localized``, ``n_localized_patients``,
+        ``localization_valid_resamples``; values are NaN (None in JSON) when no case is scored.
     """
     keep = scores.scored
     if len(patients) != len(keep):
@@ -180,11 +188,17 @@ def localization_metrics(scores: LocalizationScores, patients: Sequence[str], *,
         return {name: np.where(count > 0, sums[:, i + 1] / safe, np.nan) for i, name in enumerate(names)}
 
     est = bootstrap(stat, kept_patients, n_boot=n_boot, seed=seed, level=level)
-    out: dict[str, float | int | None] = {}
+    n_scored = int(keep.sum())
+    hits = float(np.nansum(scores.hit[keep]))
+    est["pointing_game"] = exact_if_degenerate(est["pointing_game"], hits, n_scored, level=level)
+    out: dict[str, float | int | str | None] = {}
     for name, e in est.items():
-        out.update({name: e.value, f"{name}_ci_low": e.low, f"{name}_ci_high": e.high})
+        out.update({name: e.value, f"{name}_ci_low": e.low, f"{name}_ci_high": e.high,
+                    f"{name}_ci_method": e.method})
+    if "energy_chance" in est:
+        out["pointing_game_chance"] = est["energy_chance"].value
     out["localization_valid_resamples"] = est["iou"].n_valid
-    out["n_localized"] = int(keep.sum())
+    out["n_localized"] = n_scored
     out["n_localized_patients"] = len(set(kept_patients))
     if threshold is not None:
         out["iou_threshold"] = threshold

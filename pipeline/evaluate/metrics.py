@@ -29,11 +29,16 @@ the classes where it is defined (as sklearn's ``zero_division=np.nan``), NaN if 
 - ``brier`` (multiclass): mean over samples of sum over classes of (p_k - y_k)^2 (Brier's original
   definition, = ``sklearn.metrics.brier_score_loss`` for multiclass, = K x the macro OvR mean).
 - ``ece`` (multiclass/multilabel): classwise ECE, the macro mean of the per-class ECEs.
+
+:data:`PROPORTIONS` names the metrics that are a count of events over a count of trials
+(accuracy, PPV, sensitivity, specificity, NPV; the macro means are not), and
+:func:`proportion_counts` gives their ``(events, trials)``, so an exact binomial interval can
+stand in where the bootstrap interval collapses (see :mod:`pipeline.evaluate.bootstrap`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -44,6 +49,38 @@ RATE_METRICS = ("accuracy", "precision", "recall", "specificity", "npv", "f1", "
                 "brier", "ece")
 COUNT_KEYS = ("n", "n_positive", "tp", "fp", "tn", "fn")
 Key = tuple[str | None, str]  # (class name or None for the overall value, metric)
+#: Proportion metric -> (counts summed for the events, counts summed for the trials).
+PROPORTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "accuracy": (("tp", "tn"), ("n",)),
+    "precision": (("tp",), ("tp", "fp")),
+    "recall": (("tp",), ("n_positive",)),
+    "specificity": (("tn",), ("tn", "fp")),
+    "npv": (("tn",), ("tn", "fn")),
+}
+#: Correctly decided samples of a multiclass (top-1) or multilabel (exact match) task, the
+#: events of its overall accuracy.
+N_CORRECT = "n_correct"
+
+
+def proportion_counts(metric: str, counts: Mapping[str, float]) -> tuple[float, float] | None:
+    """``(events, trials)`` of a proportion metric from the confusion counts of the same scope.
+
+    Args:
+        metric: A metric name; anything not in :data:`PROPORTIONS` gives None.
+        counts: ``n``, ``n_positive``, ``tp``, ``fp``, ``tn``, ``fn`` (point values); for the
+            overall accuracy of a multiclass/multilabel task, ``n`` and :data:`N_CORRECT`.
+
+    Returns:
+        The two counts, or None when the metric is not a proportion or a count is missing.
+    """
+    if metric == "accuracy" and N_CORRECT in counts and "n" in counts:
+        return float(counts[N_CORRECT]), float(counts["n"])
+    if metric not in PROPORTIONS:
+        return None
+    events, trials = PROPORTIONS[metric]
+    if any(c not in counts for c in events + trials):
+        return None
+    return float(sum(counts[c] for c in events)), float(sum(counts[c] for c in trials))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -190,6 +227,7 @@ class ClassificationStats:
             out[(None, m)] = _nanmean(np.stack([vals[m] for vals in per.values()]))
         sums = np.asarray(weights, dtype=np.float64) @ self._exact
         out[(None, "n")] = sums[:, 0]
+        out[(None, N_CORRECT)] = sums[:, 1]
         out[(None, "accuracy")] = _ratio(sums[:, 1], sums[:, 0])
         if self.problem == "multiclass":
             out[(None, "brier")] = _ratio(sums[:, 2], sums[:, 0])

@@ -5,7 +5,7 @@ Layout (``dvc metrics show`` flattens it to columns such as ``test.auroc``)::
     {
       "threshold": {"rule": "youden", "value": 0.43, "positive_label": "opacity"},
       "bootstrap": {"n_boot": 1000, "seed": 42, "level": 0.95, "unit": "patient",
-                    "method": "percentile"},
+                    "method": "percentile", "degenerate_method": "clopper-pearson"},
       "ece_bins": 10,
       "val":  {...same keys as test...},
       "test": {"n": 60, "n_patients": 18, "auroc": 0.91, "auroc_ci_low": 0.84,
@@ -15,10 +15,15 @@ Layout (``dvc metrics show`` flattens it to columns such as ``test.auroc``)::
     }
 
 Every metric of :data:`pipeline.evaluate.metrics.RATE_METRICS` has flat ``<m>_ci_low`` and
-``<m>_ci_high`` siblings. Binary sections hold the confusion counts (``n_positive, tp, fp, tn,
-fn``) of the positive class; multiclass and multilabel sections hold the macro values (see
-:mod:`pipeline.evaluate.metrics`) plus ``per_class.<label>`` with the same keys, and multiclass a
-``confusion.<actual>.<predicted>`` count matrix. Undefined values (NaN) are written as null.
+``<m>_ci_high`` siblings, and ``<m>_ci_method`` saying which method produced them:
+``"bootstrap"`` (the patient-level percentile interval), or ``"clopper-pearson"`` for a
+proportion (accuracy, precision, recall, specificity, NPV) whose bootstrap interval collapsed to
+a point because it had no events to resample (0 or all of n; see
+:func:`pipeline.evaluate.bootstrap.exact_if_degenerate`). Binary sections hold the confusion
+counts (``n_positive, tp, fp, tn, fn``) of the positive class; multiclass and multilabel
+sections hold the macro values (see :mod:`pipeline.evaluate.metrics`) plus
+``per_class.<label>`` with the same keys, and multiclass a ``confusion.<actual>.<predicted>``
+count matrix. Undefined values (NaN) are written as null.
 Val metrics are measured at a threshold chosen on val itself, so they are optimistic; test is the
 estimate to report.
 """
@@ -33,9 +38,16 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.evaluate.bootstrap import Estimate, bootstrap
+from pipeline.evaluate.bootstrap import CLOPPER_PEARSON, Estimate, bootstrap, exact_if_degenerate
 from pipeline.evaluate.decision import OperatingPoint, choose_operating_point
-from pipeline.evaluate.metrics import RATE_METRICS, ClassificationStats, confusion_matrix
+from pipeline.evaluate.metrics import (
+    COUNT_KEYS,
+    N_CORRECT,
+    RATE_METRICS,
+    ClassificationStats,
+    confusion_matrix,
+    proportion_counts,
+)
 from pipeline.evaluate.predictions import Predictions, Problem, check_problem
 from pipeline.evaluate.threshold import ThresholdRule
 from pipeline.utils.atomic import write_json
@@ -59,6 +71,7 @@ def classification_section(problem: Problem, targets: np.ndarray, probs: np.ndar
     """Metrics of one split with patient-level bootstrap CIs (one section of the document)."""
     stats = ClassificationStats(problem, targets, probs, operating_point, label_names, n_bins=n_bins)
     est = bootstrap(stats, patients, n_boot=n_boot, seed=seed, level=level)
+    est = exact_where_degenerate(est, [None, *stats.per_class], level=level)
     section: dict[str, Any] = {"n": len(targets), "n_patients": len(set(patients))}
     section.update(_block(est, None, counts=problem == "binary"))
     if problem != "binary":
@@ -70,12 +83,34 @@ def classification_section(problem: Problem, targets: np.ndarray, probs: np.ndar
     return section
 
 
+def exact_where_degenerate(est: Mapping[tuple[str | None, str], Estimate],
+                           scopes: Sequence[str | None], *, level: float = 0.95
+                           ) -> dict[tuple[str | None, str], Estimate]:
+    """``est`` with every proportion whose bootstrap interval collapsed given its exact one.
+
+    Args:
+        est: From :func:`pipeline.evaluate.bootstrap.bootstrap` over
+            :class:`~pipeline.evaluate.metrics.ClassificationStats`.
+        scopes: ``None`` (the overall values) and the class names with their own counts.
+        level: Coverage of the interval.
+    """
+    out = dict(est)
+    for scope in scopes:
+        counts = {c: est[(scope, c)].value for c in (*COUNT_KEYS, N_CORRECT) if (scope, c) in est}
+        for m in RATE_METRICS:
+            pair = proportion_counts(m, counts)
+            if pair is not None and (scope, m) in est:
+                out[(scope, m)] = exact_if_degenerate(est[(scope, m)], *pair, level=level)
+    return out
+
+
 def _block(est: Mapping[tuple[str | None, str], Estimate], scope: str | None, *, counts: bool
            ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for m in RATE_METRICS:
         e = est[(scope, m)]
-        out.update({m: e.value, f"{m}_ci_low": e.low, f"{m}_ci_high": e.high})
+        out.update({m: e.value, f"{m}_ci_low": e.low, f"{m}_ci_high": e.high,
+                    f"{m}_ci_method": e.method})
     if counts:
         out.update({c: int(est[(scope, c)].value) for c in CLASS_COUNTS})
     out["valid_resamples"] = {m: est[(scope, m)].n_valid for m in RATE_METRICS}
@@ -113,7 +148,7 @@ def evaluate_splits(*, val: Predictions, test: Predictions, problem: Problem,
     doc: dict[str, Any] = {
         "threshold": op.to_json(names),
         "bootstrap": {"n_boot": n_boot, "seed": seed, "level": level, "unit": "patient",
-                      "method": "percentile"},
+                      "method": "percentile", "degenerate_method": CLOPPER_PEARSON},
         "ece_bins": n_bins,
     }
     for name, preds in (("val", val), ("test", test)):

@@ -8,6 +8,9 @@
   :class:`Explainer` of an ensemble model does this itself.
 - :func:`deletion_test`, :func:`deletion_curve`: does masking what the map highlights lower the
   prediction more than masking random pixels?
+- :func:`shortcut_audit`: how much heat lies on the image border, on burned-in markers and outside
+  the body (:func:`field_of_view`, :func:`body_mask`, :func:`marker_mask`), against chance;
+  :func:`restrict_to_fov` drops the heat outside a mask for localization without it.
 
 Computing only: rendering (overlays, colour maps, HTML) belongs to the report. Importing this
 package does not import TensorFlow; the functions do.
@@ -15,6 +18,7 @@ package does not import TensorFlow; the functions do.
 
 from __future__ import annotations
 
+from pipeline.explain.audit import AuditRegions, audit_regions, audit_shares, restrict_to_fov, shortcut_audit
 from pipeline.explain.ensemble import average_maps
 from pipeline.explain.faithfulness import (
     FILLS,
@@ -23,6 +27,7 @@ from pipeline.explain.faithfulness import (
     deletion_curve,
     deletion_test,
 )
+from pipeline.explain.fov import body_mask, border_mask, field_of_view, marker_mask
 from pipeline.explain.gradcam import BACKENDS, METHODS, Explainer, compute_maps
 from pipeline.explain.scores import resolve_class_index
 from pipeline.explain.target_layer import resolve_target_layer, spatial_layers
@@ -31,14 +36,23 @@ __all__ = [
     "BACKENDS",
     "FILLS",
     "METHODS",
+    "AuditRegions",
     "DeletionCurve",
     "DeletionResult",
     "Explainer",
+    "audit_regions",
+    "audit_shares",
     "average_maps",
+    "body_mask",
+    "border_mask",
     "compute_maps",
     "deletion_curve",
     "deletion_test",
+    "field_of_view",
+    "marker_mask",
     "resolve_class_index",
     "resolve_target_layer",
+    "restrict_to_fov",
+    "shortcut_audit",
     "spatial_layers",
 ]

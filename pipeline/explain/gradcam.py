@@ -45,7 +45,9 @@ from pipeline.explain.scores import ClassIndex, n_outputs, resolve_class_index
 from pipeline.explain.target_layer import AUTO, resolve_target_layer
 from pipeline.explain.view import explanation_model, output_activation
 
-METHODS = ("gradcam", "gradcam++", "scorecam")
+METHODS = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam", "layercam-fusion")
+#: Methods that read one target layer (``layercam-fusion`` reads several, :func:`fusion_layers`).
+SINGLE_LAYER = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam")
 #: Library computing ``gradcam``: ``auto`` = tf-explain in 2D, tf-keras-vis in 3D.
 BACKENDS = ("auto", "tf-explain", "tf-keras-vis")
 DEFAULT_MAX_N = 32
@@ -122,7 +124,14 @@ class Explainer:
             return self._gradcam_tf_explain
         if method == "scorecam":
             return functools.partial(self._scorecam, batch_size=batch_size, max_n=max_n)
-        return functools.partial(self._tf_keras_vis, plus=method == "gradcam++")
+        if method == "hirescam":
+            return functools.partial(self._own, rule="hirescam")
+        if method == "layercam":
+            return functools.partial(self._tf_keras_vis, variant="layercam")
+        if method == "layercam-fusion":
+            return self._fusion
+        variant = "gradcam++" if method == "gradcam++" else "gradcam"
+        return functools.partial(self._tf_keras_vis, variant=variant)
 
     def _gradcam_tf_explain(self, images: np.ndarray, class_index: int) -> np.ndarray:
         """Grad-CAM of one batch through tf-explain's batch functions; ``(n, h, w)``."""
@@ -151,8 +160,9 @@ class Explainer:
 
         return self._tf_explain_function(tf.constant(images), tf.constant(class_index, tf.int32))
 
-    def _tf_keras_vis(self, images: np.ndarray, class_index: int, *, plus: bool) -> np.ndarray:
-        """Grad-CAM or Grad-CAM++ of one batch through tf-keras-vis; ``(n, *feature_spatial)``."""
+    def _tf_keras_vis(self, images: np.ndarray, class_index: int, *, variant: str) -> np.ndarray:
+        """Grad-CAM, Grad-CAM++ or LayerCAM of one batch through tf-keras-vis;
+        ``(n, *feature_spatial)``."""
         import tensorflow as tf
 
         gradcam, gradcam_plus_plus, _ = _tf_keras_vis_classes()
@@ -161,10 +171,64 @@ class Explainer:
             logit = output[:, class_index]
             return logit - tf.stop_gradient(logit)  # gradient of the logit, exp(score) == 1
 
-        tool = (gradcam_plus_plus if plus else gradcam)(self.view, clone=False)
+        if variant == "layercam":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from tf_keras_vis.layercam import Layercam
+            tool = Layercam(self.view, clone=False)
+        else:
+            tool = (gradcam_plus_plus if variant == "gradcam++" else gradcam)(self.view, clone=False)
         cam = tool(score, tf.constant(images), penultimate_layer=self.layer,
                    seek_penultimate_conv_layer=False, expand_cam=False, normalize_cam=False)
         return np.asarray(cam, np.float32)
+
+    @functools.cached_property
+    def fusion_layers(self) -> tuple[str, ...]:
+        """Layers fused by ``layercam-fusion``: see :func:`fusion_layers`."""
+        return fusion_layers(self.view, self.layer)
+
+    @functools.cache  # noqa: B019 (one traced function per layer set, lives with the explainer)
+    def _gradient_function(self, layers: tuple[str, ...]) -> Any:
+        """``f(images, class_index) -> (activations, gradients)`` of the class logit at ``layers``."""
+        import keras
+        import tensorflow as tf
+
+        tap = keras.Model(self.view.inputs, [self.view.get_layer(n).output for n in layers]
+                          + [self.view.outputs[0]])
+
+        @tf.function(reduce_retracing=True)
+        def gradients(images, class_index):
+            with tf.GradientTape() as tape:
+                *acts, logits = tap(images, training=False)
+                score = tf.gather(logits, class_index, axis=1)
+            return acts, tape.gradient(score, acts)
+
+        return gradients
+
+    def activations_and_gradients(self, images: np.ndarray, class_index: int,
+                                  layers: tuple[str, ...]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Feature maps at ``layers`` and the gradients of the class logit with respect to them,
+        float32 ``(n, *cells, channels)`` each (one forward and backward pass)."""
+        import tensorflow as tf
+
+        acts, grads = self._gradient_function(tuple(layers))(
+            tf.constant(images), tf.constant(class_index, tf.int32))
+        return [np.asarray(a, np.float32) for a in acts], [np.asarray(g, np.float32) for g in grads]
+
+    def _own(self, images: np.ndarray, class_index: int, *, rule: str) -> np.ndarray:
+        """HiResCAM (or the reference Grad-CAM/LayerCAM formulas) at the target layer."""
+        (acts,), (grads,) = self.activations_and_gradients(images, class_index, (self.layer,))
+        return cam_formula(acts, grads, rule)
+
+    def _fusion(self, images: np.ndarray, class_index: int) -> np.ndarray:
+        """LayerCAM at each of :attr:`fusion_layers`, each ReLU'd, upsampled to the input grid and
+        normalised to its own maximum, then averaged (and returned on the input grid, which the
+        shared normalisation leaves as it is)."""
+        layers = self.fusion_layers
+        acts, grads = self.activations_and_gradients(images, class_index, layers)
+        shape = images.shape[1:-1]
+        maps = [to_input_grid(cam_formula(a, g, "layercam"), shape) for a, g in zip(acts, grads, strict=True)]
+        return np.mean(maps, axis=0)
 
     def _scorecam(self, images: np.ndarray, class_index: int, *, batch_size: int,
                   max_n: int | None) -> np.ndarray:
@@ -198,6 +262,56 @@ class Explainer:
         # tf-keras-vis calls model.predict with the default progress bar; silence it.
         model.predict = functools.partial(model.predict, verbose=0)
         return model, target
+
+
+def cam_formula(acts: np.ndarray, grads: np.ndarray, rule: str) -> np.ndarray:
+    """Class activation map at feature resolution, ``(n, *cells)``, before the ReLU.
+
+    - ``gradcam``: ``sum_k mean(dS/dA_k) A_k`` (Selvaraju et al. 2017);
+    - ``hirescam``: ``sum_k dS/dA_k * A_k`` element-wise (Draelos & Carin 2020): the gradients are
+      not averaged over space, so the map shows where each feature moved the score, provably for a
+      head of global average pooling + dense;
+    - ``layercam``: ``sum_k relu(dS/dA_k) * A_k`` (Jiang et al. 2021).
+
+    Args:
+        acts, grads: ``(n, *cells, channels)``.
+        rule: One of the three names above.
+    """
+    acts, grads = np.asarray(acts, np.float32), np.asarray(grads, np.float32)
+    if rule == "gradcam":
+        weights = grads.mean(axis=tuple(range(1, grads.ndim - 1)), keepdims=True)
+        return (acts * weights).sum(axis=-1)
+    if rule == "hirescam":
+        return (acts * grads).sum(axis=-1)
+    if rule == "layercam":
+        return (acts * np.maximum(grads, 0.0)).sum(axis=-1)
+    raise ValueError(f"rule must be 'gradcam', 'hirescam' or 'layercam'. Received: {rule!r}")
+
+
+def fusion_layers(model: Any, layer: str, *, max_layers: int = 3) -> tuple[str, ...]:
+    """The layers ``layercam-fusion`` reads: the last layer of each feature resolution from
+    ``layer``'s resolution down to the coarsest, plus one finer resolution (LayerCAM's finer maps
+    outline the object, the coarser ones find it), at most ``max_layers``, ordered fine to coarse.
+
+    Args:
+        model: The explanation view (functional).
+        layer: The resolved target layer.
+    """
+    from pipeline.explain.target_layer import spatial_layers
+
+    def cells(name: str) -> tuple[int, ...]:
+        return tuple(int(d) for d in model.get_layer(name).output.shape[1:-1])
+
+    last_of: dict[tuple[int, ...], str] = {}
+    for name in spatial_layers(model):
+        last_of[cells(name)] = name  # topological order: the last layer of each resolution wins
+    groups = sorted(last_of, key=lambda g: -int(np.prod(g)))  # fine to coarse
+    target = cells(layer)
+    start = max(0, groups.index(target) - 1) if target in groups else 0
+    chosen = [last_of[g] for g in groups[start:start + max_layers]]
+    if target in groups and last_of[target] != layer:  # an explicit name inside a resolution group
+        chosen[chosen.index(last_of[target])] = layer
+    return tuple(chosen)
 
 
 def compute_maps(model: Any, images: np.ndarray, *, method: str = "gradcam", layer: str = AUTO,

@@ -105,7 +105,7 @@ def _process_3d(job: SampleJob) -> SampleResult:
     from pipeline.io.nifti import read_nifti
     from pipeline.io.series import read_dicom_series, series_patient_id
     from pipeline.io.volume_mask import read_volume_mask
-    from pipeline.preprocess.volume import crop_or_pad, resample_to_spacing, window_hu
+    from pipeline.preprocess.volume import crop_or_pad, resample_mask, resample_to_spacing, window_hu
 
     s = job.settings
     patient = None
@@ -133,7 +133,7 @@ def _process_3d(job: SampleJob) -> SampleResult:
     mask_out = None
     if job.mask is not None:
         mask = read_volume_mask(job.mask, image_meta=meta)
-        mask_r = resample_to_spacing(mask.astype(np.float32), meta["spacing"], target, order=0)
+        mask_r = resample_mask(mask, meta["spacing"], target).astype(np.float32)  # keeps small lesions
         mask_c, _ = crop_or_pad(mask_r, shape, pad_value=0.0)
         mask_out = (mask_c > 0.5).astype(np.uint8)[..., None]
     return SampleResult(job.position, image=image, mask=mask_out, meta=meta,

@@ -1,7 +1,8 @@
 """One reviewed case: the record the report is built from, its checks and its summary row.
 
 A :class:`CaseRecord` holds arrays (the windowed image, the explanation heatmap, the optional
-lesion mask) and the model's decision. :func:`summarize` turns it into a :class:`CaseRow`,
+lesion mask, optionally the image at more than 8 bits as an :class:`Intensity`) and the model's
+decision. :func:`summarize` turns it into a :class:`CaseRow`,
 the small array-free record the index page keeps for every case (so memory does not grow
 with the images of all cases).
 """
@@ -41,6 +42,48 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 CORRECT, INCORRECT, UNKNOWN = "correct", "incorrect", "unknown"
 
+#: Letters of DICOM Patient Orientation (0020,0020) and their opposites (H = head, F = feet).
+_OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Intensity:
+    """The image at more than 8 bits, so the page can re-window it (window/level).
+
+    A displayed value is ``offset + scale * values`` in ``unit``; the page maps the window
+    ``[center - width / 2, center + width / 2]`` linearly to black..white.
+
+    Attributes:
+        values: ``uint16`` (or ``uint8``) levels with the image's shape, white = dense.
+        offset: Value of level 0, in ``unit``.
+        scale: Value step of one level, in ``unit`` (> 0).
+        unit: ``"HU"`` for CT, ``"%"`` for a radiograph (percent of its stored value range).
+        window: ``(center, width)`` in ``unit``: the model's window; the page opens with it and
+            "reset" returns to it.
+        exact: ``window`` reproduces the model's 8-bit view (``False``: the model's VOI step was
+            not linear, e.g. a VOI LUT or a sigmoid, and ``window`` is its closest linear fit).
+        presets: Named windows, name -> ``(center, width)`` in ``unit`` (CT: lung, mediastinum,
+            bone).
+    """
+
+    values: np.ndarray
+    offset: float
+    scale: float
+    unit: str
+    window: tuple[float, float]
+    exact: bool = True
+    presets: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def orientation_marks(orientation: Sequence[str]) -> tuple[str, str, str, str]:
+    """Edge letters ``(top, bottom, left, right)`` of a 2D image from its Patient Orientation
+    ``(row direction, column direction)``: the patient directions of increasing column and
+    increasing row index, e.g. ``("L", "F")`` for a PA chest shown conventionally, whose patient
+    right is on the viewer's left: ``("H", "F", "R", "L")``."""
+    rows, cols = (str(v).upper() for v in orientation)
+    flip = lambda s: "".join(_OPPOSITE[c] for c in s)  # noqa: E731
+    return flip(cols), cols, flip(rows), rows
+
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class CaseRecord:
@@ -71,6 +114,14 @@ class CaseRecord:
         method: Explanation method shown to the reader, e.g. ``"Grad-CAM"``.
         spacing: Optional pixel/voxel size in mm, one per image axis, so coronal and sagittal
             views keep their true aspect ratio.
+        intensity: Optional higher-depth values behind ``image`` (window/level on the page);
+            without it the page re-windows the 8-bit ``image`` itself.
+        orientation: 2D only: DICOM Patient Orientation ``(row direction, column direction)``
+            (letters L, R, A, P, H, F; e.g. ``("L", "F")``), from the header's Patient
+            Orientation or Image Orientation (Patient); ``None`` when unknown (image files have
+            no header): no R/L markers then.
+        field_of_view: 3D only: the model's field of view on the image grid, ``(start, stop)``
+            voxels per axis (outlined on the page; the heatmap is zero outside it).
     """
 
     sample_id: str
@@ -87,6 +138,9 @@ class CaseRecord:
     mask: np.ndarray | None = None
     method: str = "Grad-CAM"
     spacing: Sequence[float] | None = None
+    intensity: Intensity | None = None
+    orientation: Sequence[str] | None = None
+    field_of_view: Sequence[Sequence[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +254,52 @@ def _check_arrays(case: CaseRecord, kind: str) -> None:
         if len(spacing) != ndim or not all(math.isfinite(s) and s > 0 for s in spacing):
             raise ValueError(f"case {sid}: spacing must be {ndim} positive numbers (mm). "
                              f"Received: {case.spacing!r}")
+    if case.intensity is not None:
+        _check_intensity(sid, case.intensity, image.shape)
+    _check_geometry(case, kind)
+
+
+def _check_intensity(sid: str, intensity: Intensity, shape: tuple[int, ...]) -> None:
+    if not isinstance(intensity, Intensity):
+        raise ValueError(f"case {sid}: intensity must be an Intensity. "
+                         f"Received: {type(intensity).__name__}")
+    values = intensity.values
+    if not isinstance(values, np.ndarray) or values.dtype not in (np.uint8, np.uint16) \
+            or values.shape != shape:
+        raise ValueError(f"case {sid}: intensity.values must be uint8 or uint16 with the image's "
+                         f"shape {shape}. Received: shape={getattr(values, 'shape', None)}, "
+                         f"dtype={getattr(values, 'dtype', type(values).__name__)}")
+    windows = {"window": intensity.window, **{f"presets[{k!r}]": v for k, v in intensity.presets.items()}}
+    numbers_ok = all(math.isfinite(float(v)) for v in (intensity.offset, intensity.scale))
+    for name, window in windows.items():
+        try:
+            center, width = (float(v) for v in window)
+            ok = math.isfinite(center) and math.isfinite(width) and width > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"case {sid}: intensity.{name} must be (center, width) with width > 0. "
+                             f"Received: {window!r}")
+    if not numbers_ok or float(intensity.scale) <= 0:
+        raise ValueError(f"case {sid}: intensity.offset and .scale must be finite, scale > 0. "
+                         f"Received: offset={intensity.offset!r}, scale={intensity.scale!r}")
+
+
+def _check_geometry(case: CaseRecord, kind: str) -> None:
+    sid, shape = case.sample_id, case.image.shape
+    if case.orientation is not None:
+        letters = [str(v).upper() for v in case.orientation] if kind == "2d" else []
+        if len(letters) != 2 or not all(v and set(v) <= set(_OPPOSITE) for v in letters):
+            raise ValueError(f"case {sid}: orientation must be 2 DICOM direction strings of "
+                             "L, R, A, P, H, F (row, column) and is for 2D images only. "
+                             f"Received: {case.orientation!r}")
+    if case.field_of_view is not None:
+        fov = [tuple(int(v) for v in pair) for pair in case.field_of_view]
+        ok = kind == "3d" and len(fov) == 3 and all(
+            len(p) == 2 and 0 <= p[0] < p[1] <= n for p, n in zip(fov, shape, strict=False))
+        if not ok:
+            raise ValueError(f"case {sid}: field_of_view must be 3 (start, stop) voxel ranges inside "
+                             f"the volume {shape} (3D only). Received: {case.field_of_view!r}")
 
 
 def summarize(case: CaseRecord, *, low_confidence_margin: float, positive_label: str | None = None,

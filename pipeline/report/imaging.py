@@ -1,9 +1,14 @@
-"""Pixels for the report: colour map, overlays, outlines, PNG data URIs and packed volumes.
+"""Pixels for the report: colour map, overlays, outlines, PNG data URIs and packed images.
 
 The heatmap is drawn with the ``turbo`` colour map and a per-pixel opacity equal to the
 heatmap value (0 = transparent, 1 = opaque), scaled by the page's opacity slider. So
 :func:`render_overlay` at ``opacity`` gives the same picture as the browser at that slider
 position, and regions the model ignored leave the image untouched.
+
+Case pages embed each array once, as an 8-bit greyscale PNG that the page's script inflates and
+unfilters itself (:func:`pack_png`; 16-bit levels as two byte planes), so it gets every bit:
+an ``<img>`` would hand a canvas 8 bits at most. The script colours the heatmap and applies the
+window, so a base image is never shipped twice (plain and blended).
 """
 
 from __future__ import annotations
@@ -15,9 +20,18 @@ import io
 
 import numpy as np
 
+from pipeline.report.case import Intensity
+
 #: Colour of the ground-truth lesion outline (RGB).
 OUTLINE_RGB = (0, 255, 128)
 COLORMAP = "turbo"
+#: Levels a radiograph is shipped with for window/level: 12 bits over its full value range (a
+#: window 1/16 of the range wide still spans 256 grey levels), about twice the bytes of the 8-bit
+#: view; 8-bit sources keep their 256 levels.
+RADIOGRAPH_BITS = 12
+#: CT window presets, name -> (center, width) in HU.
+CT_PRESETS: dict[str, tuple[float, float]] = {
+    "Lung": (-600.0, 1500.0), "Mediastinum": (40.0, 400.0), "Bone": (400.0, 1800.0)}
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,13 +111,100 @@ def _same_shape(image: np.ndarray, other: np.ndarray, name: str) -> None:
                          f"Received: {np.shape(other)}")
 
 
-def png_bytes(pixels: np.ndarray) -> bytes:
+def png_bytes(pixels: np.ndarray, *, compress_level: int = 3) -> bytes:
     """Encode ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` uint8 pixels as PNG (deterministic)."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="PNG", compress_level=3)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="PNG",
+                                                       compress_level=compress_level)
     return buf.getvalue()
+
+
+def pack_png(array: np.ndarray) -> str:
+    """uint8/uint16 array -> base64 of an 8-bit greyscale PNG, for the page's script to decode.
+
+    The array is stored as an ``(N, W)`` strip (``N`` = product of the leading axes, C order), so
+    a volume's slices follow one another and PNG's row filters predict each value from its
+    neighbours. A uint16 array becomes two strips stacked, high bytes then low bytes: deflate
+    packs the nearly constant high bytes into runs, and the filters predict the low bytes modulo
+    256 as well as whole values (no carries between bytes, unlike a 16-bit PNG): about 15%
+    smaller than a 16-bit PNG of the same values.
+    """
+    array = np.asarray(array)
+    if array.dtype not in (np.uint8, np.uint16) or array.ndim < 2:
+        raise ValueError(f"pack_png takes a uint8 or uint16 array of 2 or more dimensions. "
+                         f"Received: shape={array.shape}, dtype={array.dtype}")
+    strip = array.reshape(-1, array.shape[-1])
+    if strip.dtype == np.uint16:
+        strip = np.concatenate([(strip >> 8).astype(np.uint8), (strip & 0xFF).astype(np.uint8)])
+    return base64.b64encode(png_bytes(strip, compress_level=6)).decode("ascii")
+
+
+def unpack_png(b64: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The inverse of :func:`pack_png` (for tests and tools; the page decodes in its script)."""
+    from PIL import Image
+
+    strip = np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))), dtype=np.uint8)
+    rows = int(np.prod(shape[:-1]))
+    if strip.shape[0] == 2 * rows:
+        return ((strip[:rows].astype(np.uint16) << 8) | strip[rows:]).reshape(shape)
+    return strip.reshape(shape)
+
+
+def radiograph_intensity(full: np.ndarray, shown: np.ndarray, *, bits: int) -> Intensity:
+    """A radiograph at :data:`RADIOGRAPH_BITS` (or fewer) bits, with the model's window on it.
+
+    Args:
+        full: float ``(H, W)`` in [0, 1]: the source's whole value range mapped linearly
+            (after the modality LUT and MONOCHROME1 inversion; white = dense).
+        shown: float ``(H, W)`` in [0, 1]: the same image through the model's VOI step.
+        bits: Bits the source stores (a cap: an 8-bit file keeps 256 levels).
+
+    Returns:
+        Levels over the full range in percent (``unit="%"``), and the linear window that best
+        reproduces ``shown`` (least squares over its unclipped pixels); ``exact`` when it does
+        to within 1.5 grey levels of 255.
+    """
+    levels = (1 << max(1, min(int(bits), RADIOGRAPH_BITS))) - 1
+    full = np.clip(np.asarray(full, np.float64), 0.0, 1.0)
+    shown = np.clip(np.asarray(shown, np.float64), 0.0, 1.0)
+    values = np.rint(full * levels).astype(np.uint8 if levels <= 255 else np.uint16)
+    center, width = 0.5, 1.0
+    inside = (shown > 0.01) & (shown < 0.99)
+    if int(inside.sum()) >= 16 and float(np.ptp(full[inside])) > 0:
+        slope, intercept = np.polyfit(full[inside], shown[inside], 1)
+        if slope > 0:
+            low, high = -intercept / slope, (1.0 - intercept) / slope
+            center, width = (low + high) / 2, high - low
+    fit = np.clip((full - (center - width / 2)) / width, 0.0, 1.0)
+    exact = float(np.max(np.abs(fit - shown))) * 255 <= 1.5
+    return Intensity(values=values, offset=0.0, scale=100.0 / levels, unit="%",
+                     window=(100.0 * center, 100.0 * width), exact=exact)
+
+
+def hu_intensity(volume: np.ndarray, window: tuple[float, float], *, presets: bool = True
+                 ) -> Intensity:
+    """A CT volume in whole HU (16 bits above its minimum) with the model's HU window.
+
+    Args:
+        volume: HU values (float), any shape.
+        window: The model's ``(center, width)`` in HU (exact: the model's window is linear).
+        presets: Offer :data:`CT_PRESETS` (only meaningful when the values are HU).
+    """
+    hu = np.rint(np.asarray(volume, np.float64))
+    low = float(hu.min()) if hu.size else 0.0
+    values = np.clip(hu - low, 0, 65535).astype(np.uint16)
+    return Intensity(values=values, offset=low, scale=1.0, unit="HU",
+                     window=(float(window[0]), float(window[1])), exact=True,
+                     presets=dict(CT_PRESETS) if presets else {})
+
+
+def grey_intensity(image: np.ndarray) -> Intensity:
+    """The 8-bit image itself as levels 0..255 (no higher-depth source): window/level can only
+    narrow the model's window."""
+    return Intensity(values=np.asarray(image, np.uint8), offset=0.0, scale=1.0, unit="grey level",
+                     window=(127.5, 255.0), exact=True)
 
 
 def png_data_uri(pixels: np.ndarray) -> str:
@@ -136,13 +237,16 @@ def pack_volume(volume: np.ndarray) -> str:
 
 def peak_index(heatmap: np.ndarray | None, mask: np.ndarray | None, shape: tuple[int, ...]
                ) -> tuple[int, ...]:
-    """Where a viewer should open: along each axis, the slice holding the most heatmap mass
-    (robust to a flat maximum at the border, unlike the arg-max voxel); else the lesion's centre;
-    else the middle of the volume."""
+    """Where a viewer should open: the hottest voxel (arg-max of the heatmap; among voxels tied
+    at the maximum, e.g. a plateau clipped at 1, the one nearest their centroid); else the
+    lesion's centre; else the middle of the volume."""
     if heatmap is not None and float(np.max(heatmap)) > 0.0:
-        heat = np.clip(np.asarray(heatmap, dtype=np.float64), 0.0, 1.0)
-        axes = range(heat.ndim)
-        return tuple(int(np.argmax(heat.sum(axis=tuple(a for a in axes if a != k)))) for k in axes)
+        heat = np.asarray(heatmap, dtype=np.float32)
+        top = np.argwhere(heat >= float(heat.max()) - 1e-6)
+        if len(top) == 1:
+            return tuple(int(v) for v in top[0])
+        centre = top.mean(axis=0)
+        return tuple(int(v) for v in top[int(np.argmin(((top - centre) ** 2).sum(axis=1)))])
     if mask is not None and np.any(mask):
         return tuple(int(round(float(c))) for c in np.argwhere(np.asarray(mask) != 0).mean(axis=0))
     return tuple(n // 2 for n in shape)

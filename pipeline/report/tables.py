@@ -1,12 +1,20 @@
 """Plain-language views of the metrics and the model card for the report pages.
 
 Metrics come in as the evaluate stage writes them: flat ``{name: value}`` with the 95% CI as
-``<name>_ci_low`` / ``<name>_ci_high`` (or a two-item ``<name>_ci``). Names are explained in
-words a clinician uses (sensitivity, PPV...), and measures where lower is better say so.
+``<name>_ci_low`` / ``<name>_ci_high`` (or a two-item ``<name>_ci``) and, optionally,
+``<name>_ci_method`` (``"clopper-pearson"`` marks an exact interval that replaced a collapsed
+bootstrap one). Names are explained in words a clinician uses (sensitivity, PPV...), measures
+where lower is better say so, and counts and settings get readable names (:func:`readable_name`).
+
+The heatmap measures (pointing game, heat share in lesions, IoU, deletion check) are kept apart
+from the accuracy measures (:func:`split_rows`, :func:`localization_rows`), each with its chance
+level where one is defined, and :func:`localization_warnings` says in plain words when they are
+poor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -22,7 +30,8 @@ _ECE = ("Expected calibration error",
         "Average gap between the stated probability and how often the finding is really present; "
         "lower is better.")
 _POINTING = ("Pointing-game hit rate",
-             "Share of positive cases whose heatmap peak falls inside the annotated lesion.")
+             "Share of positive cases whose heatmap peak falls inside the annotated lesion; by chance "
+             "(a peak placed at random) it is the lesions' share of the image.")
 METRIC_INFO: dict[str, tuple[str, str]] = {
     "auroc": ("AUROC", "How well the score ranks cases with the finding above cases without it, "
                        "over all thresholds; 0.5 is chance, 1 is perfect."),
@@ -47,11 +56,48 @@ METRIC_INFO: dict[str, tuple[str, str]] = {
     "pointing_game": _POINTING,
     "pointing_game_hit_rate": _POINTING,
     "energy_in_mask": ("Heatmap share inside lesions",
-                       "Share of the heatmap's total brightness inside annotated lesions; compare with "
-                       "the lesions' share of the image (what a map blind to them would score)."),
+                       "Share of the heatmap's total brightness inside annotated lesions; by chance (a "
+                       "map blind to them) it is the lesions' share of the image."),
     "energy_chance": ("Lesions' share of the image",
                       "Chance level for the heatmap share: the fraction of the image the lesions cover."),
+    "deletion_win_rate": ("Deletion check: heatmap beats random masking",
+                          "Share of images where masking the regions the heatmap ranks highest lowered "
+                          "the score more than masking random regions of the same size; 0.5 is chance."),
 }
+#: Heatmap (explanation) measures, in display order; shown in their own section.
+LOCALIZATION_KEYS = ("pointing_game", "pointing_game_hit_rate", "energy_in_mask", "iou",
+                     "deletion_win_rate")
+#: Chance level of each heatmap measure: a metrics key holding it, a fixed number, or None when
+#: no chance level is defined (IoU).
+CHANCE: dict[str, str | float | None] = {
+    "pointing_game": "pointing_game_chance", "pointing_game_hit_rate": "pointing_game_chance",
+    "energy_in_mask": "energy_chance", "iou": None, "deletion_win_rate": 0.5,
+}
+#: Keys shown as a chance level next to their measure, never as rows of their own.
+CHANCE_KEYS = frozenset({"pointing_game_chance", "energy_chance"})
+#: Below these values a heatmap measure reads as poor (the peak misses the lesion in most
+#: cases; most of the heat lies outside it; IoU under the usual 0.5 bar for a correct box).
+POOR_BELOW = {"pointing_game": 0.5, "energy_in_mask": 0.5, "iou": 0.5}
+#: Readable names of counts and settings (the table without CIs); other keys get
+#: :func:`readable_name`'s fallback.
+COUNT_NAMES: dict[str, str] = {
+    "n": "Test cases",
+    "n_patients": "Test patients",
+    "n_positive": "Cases with the finding",
+    "tp": "True positives",
+    "fp": "False positives",
+    "tn": "True negatives",
+    "fn": "False negatives",
+    "n_localized": "Cases with an annotated lesion (used for the heatmap measures)",
+    "n_localized_patients": "Patients with an annotated lesion",
+    "iou_threshold": "Heatmap cut-off for IoU (fraction of the map's maximum)",
+    "localization_valid_resamples": "Bootstrap resamples behind the heatmap intervals",
+    "deletion_fraction": "Deletion check: share of the image masked",
+    "deletion_drop_map": "Deletion check: mean score drop, heatmap regions masked",
+    "deletion_drop_random": "Deletion check: mean score drop, random regions masked",
+    "threshold": "Operating threshold",
+}
+EXACT = "clopper-pearson"
 _LOWER_IS_BETTER = frozenset({"brier", "brier_score", "ece", "expected_calibration_error"})
 #: The few measures repeated on every case page.
 HEADLINE_KEYS = ("auroc", "recall", "sensitivity", "specificity", "precision", "ppv", "npv")
@@ -60,13 +106,19 @@ _NOT_METRICS = frozenset({"threshold", "confusion_matrix"})
 
 @dataclass(frozen=True)
 class MetricRow:
-    """One measure for display: ``value`` and ``ci`` are already formatted (``ci`` may be "")."""
+    """One measure for display: ``value`` and ``ci`` are already formatted (``ci`` may be "").
+
+    ``exact`` marks an exact (Clopper-Pearson) interval that replaced a collapsed bootstrap one;
+    ``chance`` is the formatted chance level of a heatmap measure ("" when not applicable).
+    """
 
     key: str
     name: str
     value: str
     ci: str
     meaning: str
+    exact: bool = False
+    chance: str = ""
 
 
 def format_number(value: Any, digits: int = 3) -> str:
@@ -98,19 +150,134 @@ def metric_rows(metrics: Mapping[str, Any], keys: Sequence[str] | None = None) -
         order = [k for k in keys if k in numeric]
     rows = []
     for key in order:
-        name, meaning = METRIC_INFO.get(key, (key.replace("_", " "), ""))
+        name, meaning = METRIC_INFO.get(key, (readable_name(key), ""))
         if key in _LOWER_IS_BETTER and "lower" not in meaning:
             meaning += " Lower is better."
-        rows.append(MetricRow(key=key, name=name, value=format_number(metrics[key]),
-                              ci=_ci_text(metrics, key), meaning=meaning))
+        ci = _ci_text(metrics, key)
+        rows.append(MetricRow(key=key, name=name, value=format_number(metrics[key]), ci=ci,
+                              meaning=meaning, exact=bool(ci) and metrics.get(f"{key}_ci_method") == EXACT))
     return rows
 
 
+def readable_name(key: str) -> str:
+    """Display name of a count or setting: :data:`COUNT_NAMES`, else the key in words
+    (``n_cases`` -> "Number of cases", ``custom_score`` -> "Custom score")."""
+    if key in COUNT_NAMES:
+        return COUNT_NAMES[key]
+    words = [w for w in key.split("_") if w]
+    if not words:
+        return key
+    if words[0] == "n" and len(words) > 1:
+        words = ["number", "of", *words[1:]]
+    text = " ".join(words)
+    return text[0].upper() + text[1:]
+
+
 def split_rows(rows: Sequence[MetricRow]) -> tuple[list[MetricRow], list[MetricRow]]:
-    """``(measures, counts)``: the described measures, and the rest (case counts, settings such
-    as ``iou_threshold``, bootstrap bookkeeping), which get no CI column and no explanation."""
-    measures = [r for r in rows if r.key in METRIC_INFO]
-    return measures, [r for r in rows if r.key not in METRIC_INFO]
+    """``(measures, counts)``: the described accuracy measures, and the rest (case counts,
+    settings such as ``iou_threshold``, bootstrap bookkeeping), which get no CI column and no
+    explanation. Heatmap measures and their chance levels are in neither: they have their own
+    section (:func:`localization_rows`)."""
+    apart = set(LOCALIZATION_KEYS) | CHANCE_KEYS
+    measures = [r for r in rows if r.key in METRIC_INFO and r.key not in apart]
+    return measures, [r for r in rows if r.key not in METRIC_INFO and r.key not in apart]
+
+
+def localization_rows(metrics: Mapping[str, Any]) -> list[MetricRow]:
+    """The heatmap measures present in ``metrics``, in :data:`LOCALIZATION_KEYS` order, each
+    with its CI and its chance level ("not defined" for IoU, "" when the level is not known)."""
+    keys = [k for k in LOCALIZATION_KEYS if _is_number(metrics.get(k))]
+    return [dataclasses.replace(row, chance=_chance_text(metrics, row.key))
+            for row in metric_rows(metrics, keys)]
+
+
+def chance_level(metrics: Mapping[str, Any], key: str) -> float | None:
+    """The chance level of heatmap measure ``key`` (see :data:`CHANCE`), or None if unknown."""
+    spec = CHANCE.get(key)
+    if isinstance(spec, str):
+        value = metrics.get(spec)
+        if spec == "pointing_game_chance" and not _is_number(value):
+            value = metrics.get("energy_chance")  # the same mean lesion share
+        return float(value) if _is_number(value) and math.isfinite(value) else None
+    return None if spec is None else float(spec)
+
+
+def _chance_text(metrics: Mapping[str, Any], key: str) -> str:
+    if key in CHANCE and CHANCE[key] is None:
+        return "not defined"
+    level = chance_level(metrics, key)
+    return "" if level is None else format_number(level)
+
+
+def localization_warnings(metrics: Mapping[str, Any]) -> list[str]:
+    """Plain-language warnings for poor heatmap measures (empty when none is poor).
+
+    Poor: a pointing game or heat share below 0.5 (:data:`POOR_BELOW`) or whose CI reaches down
+    to chance, an IoU below 0.5, or a failed deletion check (``deletion_flag``).
+    """
+    out = []
+    pg = _finite(metrics, "pointing_game")
+    if pg is not None and _poor(metrics, "pointing_game", pg):
+        chance = chance_level(metrics, "pointing_game")
+        vs = f" vs {_level(chance)} by chance" if chance is not None else ""
+        if _at_chance(metrics, "pointing_game", chance):
+            ci = _ci_text(metrics, "pointing_game")
+            vs = (f", 95% CI {ci}," if ci else "") + vs
+            lead = ("The heatmaps point at the lesion no more often than chance"
+                    if chance is not None and pg <= chance
+                    else "The heatmaps do not point at the lesion reliably more often than chance")
+        else:
+            lead = f"The heatmaps' peak falls inside the lesion in only {_percent(pg)} of cases"
+        out.append(f"{lead} (pointing game {_level(pg)}{vs}): do not use them to locate findings.")
+    share = _finite(metrics, "energy_in_mask")
+    if share is not None and _poor(metrics, "energy_in_mask", share):
+        chance = chance_level(metrics, "energy_in_mask")
+        vs = f" vs {_percent(chance)} for a map blind to the lesions" if chance is not None else ""
+        if _at_chance(metrics, "energy_in_mask", chance):
+            lead = "The heatmaps do not put reliably more of their weight on the lesions than chance"
+        else:
+            lead = "Most of each heatmap lies outside the annotated lesions"
+        out.append(f"{lead} ({_percent(share)} inside{vs}).")
+    overlap = _finite(metrics, "iou")
+    if overlap is not None and overlap < POOR_BELOW["iou"]:
+        out.append(f"The highlighted regions overlap the annotated lesions poorly (IoU {overlap:.2f}; "
+                   "0.5 is the usual bar for a correct localization, 1 is identical).")
+    if metrics.get("deletion_flag") is True:
+        win = _finite(metrics, "deletion_win_rate")
+        won = f" (it did better on {win:.0%} of images; 50% is chance)" if win is not None else ""
+        out.append("Warning: the heatmaps did not pass the deletion check: masking the regions they "
+                   f"highlight lowered the score no more than masking random regions{won}. Treat the "
+                   "heatmaps as unreliable for this model.")
+    return out
+
+
+def _level(value: float) -> str:
+    """A share as a number: 2 decimals, 2 significant digits below 0.01 (0.42, 0.0021)."""
+    return f"{value:.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:.2g}"
+
+
+def _percent(value: float) -> str:
+    """A share in percent: whole numbers from 10%, one decimal below (42%, 9.2%, 0.2%)."""
+    pct = 100.0 * value
+    return f"{pct:.0f}%" if pct == 0 or abs(pct) >= 10 else f"{pct:.1f}%" if abs(pct) >= 0.1 \
+        else f"{pct:.2f}%"
+
+
+def _finite(metrics: Mapping[str, Any], key: str) -> float | None:
+    value = metrics.get(key)
+    return float(value) if _is_number(value) and math.isfinite(value) else None
+
+
+def _poor(metrics: Mapping[str, Any], key: str, value: float) -> bool:
+    return value < POOR_BELOW[key] or _at_chance(metrics, key, chance_level(metrics, key))
+
+
+def _at_chance(metrics: Mapping[str, Any], key: str, chance: float | None) -> bool:
+    """The measure's CI reaches down to its chance level (or its value is at or below it)."""
+    if chance is None:
+        return False
+    low, value = _finite(metrics, f"{key}_ci_low"), _finite(metrics, key)
+    return (low is not None and low <= chance) or (value is not None and value <= chance)
 
 
 def _is_number(value: Any) -> bool:

@@ -1,6 +1,6 @@
 """The ``evaluate`` stage: predictions for val and test, operating threshold chosen on val,
 metrics with patient-level bootstrap CIs (plus Grad-CAM localization and faithfulness from the
-``explain`` stage), DVC metrics and plot data.
+``explain`` stage), test metrics per subgroup of coded attributes, DVC metrics and plot data.
 
 Outputs: ``eval/<task>/predictions.csv``, ``eval/<task>/plots/{roc,pr,confusion,calibration}.json``
 and ``metrics/<task>.json`` (see :mod:`pipeline.evaluate.summary` for its layout). With
@@ -79,17 +79,22 @@ def run_evaluate(task: TaskParams, *, data_dir: Path, model_dir: Path, explain_d
     preds = read_predictions(preds_path)
     localization = (_localization(task, data_dir, explain_dir, seed=seed)
                     if explain_dir is not None else None)
+    in_body = localization.pop("_in_body", None) if localization else None
     evaluation = evaluate_splits(val=preds.select("val"), test=preds.select("test"), problem=task.problem,
                                  rule=ep.threshold, n_boot=ep.bootstrap, seed=seed, level=ep.ci_level,
                                  n_bins=ep.calibration_bins, localization=localization)
     metrics = dict(evaluation.metrics)
     if explain_dir is not None and (explain_dir / "faithfulness.json").is_file():
         metrics["explain"] = read_json(explain_dir / "faithfulness.json")
+    if in_body is not None:
+        metrics["localization_in_body"] = in_body
     metrics["model"] = {"backbone": card.get("backbone"), "epochs_run": card.get("epochs_run"),
                         "precision": card.get("precision")}
     if card.get("cross_validation"):  # train.folds >= 2: the model is the mean of the fold models
         metrics["cross_validation"] = cross_validation_metrics(card["cross_validation"])
     metrics["tta"] = {"mode": ep.tta, "views": n_views(ep.tta)}  # what predict must use too
+    metrics["subgroups"] = _subgroups(task, cases, preds.select("test"), evaluation.operating_point,
+                                      seed=seed)
     write_metrics(metrics_path, metrics)
     metrics = read_json(metrics_path)  # what DVC sees (rounded, NaN as null)
     test = preds.select("test")
@@ -115,6 +120,23 @@ def cross_validation_metrics(section: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _subgroups(task: TaskParams, cases: Any, test: Any, operating_point: Any, *, seed: int
+               ) -> dict[str, Any]:
+    """Test metrics per value of the coded manifest attributes (see
+    :mod:`pipeline.evaluate.subgroups`); ``cases`` are the manifest rows predicted, in order."""
+    from pipeline.evaluate.subgroups import candidate_columns, subgroup_metrics
+
+    rows = [r for r in cases.rows if r["split"] == "test"]
+    if [r["sample_id"] for r in rows] != list(test.sample_ids):
+        raise ValueError("test predictions and manifest rows are out of order; rerun evaluate")
+    columns, skipped = candidate_columns(rows[0].keys() if rows else ())
+    ep = task.evaluate
+    return subgroup_metrics(task.problem, test.targets(task.problem), test.probs, test.patients,
+                            operating_point, task.labels,
+                            attributes={c: [r.get(c) or "" for r in rows] for c in columns},
+                            skipped=skipped, n_boot=ep.bootstrap, seed=seed, level=ep.ci_level)
+
+
 def _localization(task: TaskParams, data_dir: Path, explain_dir: Path, *, seed: int
                   ) -> dict[str, Any] | None:
     """IoU / pointing game of the first explain method on the test cases that have a lesion mask."""
@@ -138,4 +160,34 @@ def _localization(task: TaskParams, data_dir: Path, explain_dir: Path, *, seed: 
                                n_boot=task.evaluate.bootstrap, seed=seed, level=task.evaluate.ci_level,
                                threshold=task.evaluate.iou_threshold)
     out["localization_method"] = explained.methods[0]
+    out["_in_body"] = _in_body(task, data_dir, explained, keep, heat, mask)
     return out
+
+
+def _in_body(task: TaskParams, data_dir: Path, explained: Any, keep: list[int], heat: np.ndarray,
+             mask: np.ndarray) -> dict[str, Any]:
+    """The same localization with the maps restricted to the body (field of view) computed from
+    each image (:func:`pipeline.explain.fov.body_mask`): heat outside it is removed and the map
+    renormalised. Reported beside, never instead of, the unrestricted measures."""
+    from pipeline.dataset.store import open_array
+    from pipeline.evaluate import localization_scores
+    from pipeline.explain.audit import restrict_to_fov
+    from pipeline.explain.fov import body_mask
+
+    images = open_array(data_dir / "images.npy")
+    x = np.stack([np.asarray(images[int(explained.rows[i]["index"])]) for i in keep])
+    hu = tuple(task.ingest.hu_window) if task.kind == "3d" else None
+    body = body_mask(x, task.kind, **({"hu_window": hu} if hu else {}))
+    restricted = restrict_to_fov(heat, body)
+    scores = localization_scores(restricted, mask, threshold=task.evaluate.iou_threshold)
+
+    def mean(values: np.ndarray) -> float | None:
+        finite = np.asarray(values, np.float64)[np.isfinite(values)]
+        return round(float(finite.mean()), 6) if finite.size else None
+
+    outside = [float(h[~b].sum() / max(h.sum(), 1e-12)) for h, b in zip(heat, body, strict=True)]
+    return {"pointing_game": mean(scores.hit), "iou": mean(scores.iou),
+            "energy_in_mask": mean(scores.energy), "energy_chance": mean(scores.chance),
+            "heat_outside_body": round(float(np.mean(outside)), 6),
+            "note": "maps restricted to the body computed from the image (heat outside removed, "
+                    "renormalised); the unrestricted measures are the reported ones"}

@@ -7,6 +7,9 @@ Outputs in ``explain/<task>/``:
 - ``maps_<method>.npy``: float32 ``(N, H, W)`` / ``(N, D, H, W)`` maps in [0, 1] on the model's
   input grid (the ingest geometry: same as ``images.npy`` and ``masks.npy``), one file per method
   (``gradcam++`` is written ``maps_gradcampp.npy``).
+- ``audit.json``: the shortcut audit of the reported maps per case (heat share on the border, on
+  burned-in markers, outside the body; :mod:`pipeline.explain.audit`); its summary is also in
+  ``faithfulness.json`` under ``audit``.
 - ``faithfulness.json``: per method, the deletion test summary (probability drop when the map's
   top ``deletion_fraction`` is masked versus random masks of the same area; ``flag`` = no better
   than random).
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CASES = "cases.csv"
 FAITHFULNESS = "faithfulness.json"
+AUDIT = "audit.json"
 CASE_COLUMNS = ("sample_id", "split", "patient", "label", "index", "has_mask")
 CHUNK = 64  # cases per explain call (bounds memory for 3D volumes)
 
@@ -78,11 +82,16 @@ def run_explain(task: TaskParams, *, data_dir: Path, model_dir: Path, out_dir: P
         raise ValueError(f"no case to explain in splits {list(ep.splits)} of task {task.name!r}; "
                          f"check tasks.{task.name}.explain.splits")
     model, card = load_trained(model_dir, task)
-    explainer = Explainer(model, layer=ep.layer, backbone=card.get("backbone"))
     images = open_array(data_dir / "images.npy")
+    choice = _choose(task, model, card, data_dir, images, seed=seed)
+    methods = resolved_methods(ep.methods, choice)
+    layer = choice.layer if choice is not None else library_layer(ep.layer)
+    explainer = Explainer(model, layer=layer, backbone=card.get("backbone"))
     spatial = tuple(images.shape[1:-1])
-    faithfulness: dict[str, Any] = {"layer": explainer.layer}
-    for method in ep.methods:
+    faithfulness: dict[str, Any] = {"layer": explainer.layer, "methods": list(methods)}
+    if choice is not None:
+        faithfulness["selection"] = choice.as_dict()
+    for method in methods:
         parts: list[Any] = []
         with ArrayWriter(out_dir / maps_file(method), capacity=len(cases), item_shape=spatial,
                          dtype="float32") as writer:
@@ -93,17 +102,85 @@ def run_explain(task: TaskParams, *, data_dir: Path, model_dir: Path, out_dir: P
                     writer.append(heatmap)
                 parts.append(deletion_test(model, x, maps, fraction=ep.deletion_fraction,
                                            n_random=ep.deletion_random, seed=seed + start,
-                                           batch_size=ep.batch_size))
-        summary = _merge(parts).summary()
+                                           batch_size=ep.batch_size, fill=ep.deletion_fill))
+        summary = _merge(parts).summary(scored_on="predicted")
         faithfulness[method] = summary
         log.info("explain %s: %s on %d cases; deletion drop %.3f (map) vs %.3f (random)%s", task.name,
                  method, len(cases), summary["mean_drop_map"], summary["mean_drop_random"],
                  "  FLAG: no better than random" if summary["flag"] else "")
+    audit = _audit(task, images, cases, open_array(out_dir / maps_file(methods[0])))
+    write_json(out_dir / AUDIT, audit)  # per case; the summary also goes to metrics via faithfulness
+    faithfulness["audit"] = {"method": methods[0], "summary": audit["summary"]}
     write_table(out_dir / CASES, [{k: r.get(k, "") for k in CASE_COLUMNS} for r in cases.rows], CASE_COLUMNS)
     write_json(out_dir / FAITHFULNESS, faithfulness)
-    result = read_explained(out_dir, methods=ep.methods)
+    result = read_explained(out_dir, methods=methods)
     assert result is not None
     return result
+
+
+def _audit(task: TaskParams, images: Any, cases: Any, maps: Any) -> dict[str, Any]:
+    """Shortcut audit of the reported maps (:func:`pipeline.explain.audit.shortcut_audit`): the
+    share of heat on the image border, on burned-in markers (2D) and outside the body, per case
+    and for the set, with chance levels and a model-level warning."""
+    from pipeline.explain.audit import shortcut_audit
+
+    x = np.stack([np.asarray(images[int(i)]) for i in cases.indices])  # uint8: a byte per pixel
+    hu = {"hu_window": tuple(task.ingest.hu_window)} if task.kind == "3d" else {}
+    report = shortcut_audit(np.asarray(maps, np.float32), x, task.kind,
+                            indices=[int(i) for i in cases.indices], **hu)
+    summary = report["summary"]
+    if summary.get("warning"):
+        log.warning("explain %s: %s (%s)", task.name, summary["warning"],
+                    ", ".join(summary.get("flagged_regions") or []))
+    return report
+
+
+def library_layer(layer: str) -> str:
+    """The target-layer setting for :class:`pipeline.explain.Explainer`: ``last`` is the library's
+    ``auto`` (the last block); names and ``auto:N`` pass through."""
+    return "auto" if layer == "last" else layer
+
+
+def resolved_methods(methods: str | tuple[str, ...], choice: Any) -> tuple[str, ...]:
+    """Methods to compute, the reported one first: the chosen method with ``methods: auto``; with
+    explicit methods and ``layer: auto`` the chosen one moves first."""
+    if choice is None:
+        return tuple(methods)
+    if methods == "auto":
+        return (choice.method,)
+    return (choice.method, *(m for m in methods if m != choice.method))
+
+
+def _choose(task: TaskParams, model: Any, card: dict[str, Any], data_dir: Path, images: Any, *,
+            seed: int) -> Any:
+    """Run :func:`pipeline.explain.selection.select` on the validation cases of the explained
+    class when ``methods`` or ``layer`` is ``auto``; None otherwise."""
+    from pipeline.dataset.store import open_array
+    from pipeline.explain.selection import AUTO_METHODS, candidate_layers, select
+
+    ep = task.explain
+    if ep.methods != "auto" and ep.layer != "auto":
+        return None
+    val = select_cases(data_dir, ("val",))
+    explained_label = task.labels[-1] if task.problem == "binary" else None
+    keep = [i for i, r in enumerate(val.rows) if explained_label is None or r["label"] == explained_label]
+    if not keep:
+        raise ValueError(f"explain.methods/layer 'auto' choose on the validation cases of the explained "
+                         f"class, and task {task.name!r} has none; set tasks.{task.name}.explain.methods "
+                         "and .layer explicitly")
+    indices = val.indices[keep]
+    x = load_inputs(images, indices)
+    masks = None
+    if (data_dir / "masks.npy").is_file():
+        stored = open_array(data_dir / "masks.npy")
+        masks = np.stack([np.asarray(stored[int(i)])[..., 0] for i in indices])
+    methods = AUTO_METHODS if ep.methods == "auto" else ep.methods
+    layers = candidate_layers(model) if ep.layer == "auto" else (library_layer(ep.layer),)
+    choice = select(model, x, masks, methods=methods, layers=layers, fraction=ep.deletion_fraction,
+                    n_random=ep.deletion_random, seed=seed, batch_size=ep.batch_size,
+                    fill=ep.deletion_fill, backbone=card.get("backbone"))
+    log.info("explain %s: chose %s at %s (%s)", task.name, choice.method, choice.layer, choice.rule)
+    return choice
 
 
 def _merge(parts: list[Any]) -> Any:
@@ -134,6 +211,7 @@ def read_explained(out_dir: Path, methods: tuple[str, ...] | None = None) -> Exp
         return None
     faithfulness = json.loads((out_dir / FAITHFULNESS).read_text(encoding="utf-8"))
     if methods is None:
-        methods = tuple(k for k in faithfulness if k != "layer")
+        methods = tuple(faithfulness.get("methods") or
+                        (k for k in faithfulness if k not in ("layer", "methods", "selection", "audit")))
     maps = {m: open_array(out_dir / maps_file(m)) for m in methods}
     return Explained(tuple(read_table(out_dir / CASES)), tuple(methods), maps, faithfulness)

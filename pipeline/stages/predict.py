@@ -46,7 +46,7 @@ def study_id(path: Path) -> str:
 
 
 def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, threshold: float | None = None,
-                metrics_path: Path | None = None, method: str = "gradcam", layer: str | None = None,
+                metrics_path: Path | None = None, method: str | None = None, layer: str | None = None,
                 show_free_text: bool = False, tta: str | None = None) -> list[Prediction]:
     """Predict and explain ``inputs`` with the model in ``model_dir``; write the report to ``out_dir``.
 
@@ -58,7 +58,9 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
             chose on validation (``metrics_path``), else 0.5 (the report then says so).
         metrics_path: ``metrics/<task>.json`` holding that threshold (default: that path
             relative to the working directory, for the card's task).
-        method: Explanation method shown (see :data:`pipeline.config.EXPLAIN_METHODS`).
+        method: Explanation method shown (see :data:`pipeline.config.EXPLAIN_METHODS`); default:
+            the method the explain stage reported for this model (recorded in ``metrics_path``,
+            possibly chosen on validation by ``explain.methods: auto``), else ``gradcam``.
         layer: Grad-CAM target layer (a layer name, ``auto`` or ``auto:N``); default: the layer
             the explain stage used for this model (recorded in ``metrics_path``), so new studies
             get the same kind of map as the pipeline's report; else ``auto``. For a k-fold
@@ -97,8 +99,11 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
                          "calls near it are unreliable.")
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1). Received: {threshold}")
+    recorded = (metrics or {}).get("explain", {})
     if layer is None:
-        layer = str((metrics or {}).get("explain", {}).get("layer") or "auto")
+        layer = str(recorded.get("layer") or "auto")
+    if method is None:
+        method = str((recorded.get("methods") or ["gradcam"])[0])
     tta = check_tta_mode(_resolve_tta(tta, metrics))
     log.info("predict: test-time augmentation %s (%d view(s))", tta, n_views(tta))
     if tta != "none":

@@ -13,10 +13,11 @@ never coarser than the model's grid.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -33,7 +34,9 @@ FREE_TEXT_ATTRIBUTES = ("SeriesDescription",)
 #: Voxel budget of a 3D case page (image + heatmap are embedded): 4M voxels, e.g. 64 x 256 x 256,
 #: ~10 MB of page. Larger sources are shown downsampled to it.
 MAX_DISPLAY_VOXELS = 4_000_000
-METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
+METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
+                "hirescam": "HiResCAM", "layercam": "LayerCAM",
+                "layercam-fusion": "LayerCAM (fused over several layers)"}
 
 
 def run_report(task: TaskParams, *, data_dir: Path, source_dir: Path | None, model_dir: Path,
@@ -72,9 +75,53 @@ def run_report(task: TaskParams, *, data_dir: Path, source_dir: Path | None, mod
     notes = _notes(task, metrics, explained.faithfulness, method)
     cases = _cases(task, data_dir, source_dir, explained, preds, decide, method)
     return build_report(out_dir, task_name=task.name, kind=task.kind, labels=task.labels, cases=cases,
-                        card=card, metrics=_headline(metrics, decide), notes=notes,
+                        card=card, metrics=_headline(metrics, decide, explained.faithfulness.get(method)),
+                        notes=notes,
                         low_confidence_margin=max(task.report.uncertain_band, 1e-6),
-                        highlight_limit=task.report.highlight_limit)
+                        highlight_limit=task.report.highlight_limit,
+                        **performance_inputs(task, metrics, eval_dir))
+
+
+def performance_inputs(task: TaskParams, metrics: Mapping[str, Any], eval_dir: Path) -> dict[str, Any]:
+    """What the index's figures and tables need from the evaluate outputs: the test curves
+    (``eval/<task>/plots``; missing files are left out), each thresholded class's operating
+    point, the confusion matrix at it (binary and multiclass) and the ``subgroups`` section."""
+    from pipeline.evaluate import PLOT_FILES
+    from pipeline.report.performance import OperatingMark
+    from pipeline.stages.evaluate import PLOTS
+
+    curves = {}
+    for name in ("roc", "pr", "calibration"):
+        path = eval_dir / PLOTS / PLOT_FILES[name]
+        if path.is_file():
+            curves[name] = json.loads(path.read_text(encoding="utf-8"))
+    test = metrics.get("test", {})
+    section = metrics.get("threshold", {})
+    marks = {}
+    if task.problem == "binary" and isinstance(section.get("value"), int | float):
+        scopes = {task.labels[1]: (float(section["value"]), test)}
+    elif task.problem == "multilabel" and isinstance(section.get("value"), Mapping):
+        per_class = test.get("per_class", {})
+        scopes = {n: (float(t), per_class.get(n, {})) for n, t in section["value"].items()}
+    else:
+        scopes = {}
+    for name, (threshold, block) in scopes.items():
+        marks[name] = OperatingMark(threshold, sensitivity=block.get("recall"),
+                                    specificity=block.get("specificity"),
+                                    precision=block.get("precision"))
+    return {"curves": curves, "operating_points": marks, "subgroups": metrics.get("subgroups"),
+            "confusion": _confusion(task, test)}
+
+
+def _confusion(task: TaskParams, test: Mapping[str, Any]) -> list[list[int]] | None:
+    """Test confusion counts, rows = truth, columns = prediction, in label order (None for
+    multi-label tasks, whose labels are not exclusive)."""
+    if task.problem == "binary" and all(isinstance(test.get(k), int) for k in ("tn", "fp", "fn", "tp")):
+        return [[test["tn"], test["fp"]], [test["fn"], test["tp"]]]
+    table = test.get("confusion")
+    if task.problem == "multiclass" and isinstance(table, Mapping):
+        return [[int(table.get(a, {}).get(p, 0)) for p in task.labels] for a in task.labels]
+    return None
 
 
 class _Decision:
@@ -113,10 +160,21 @@ class _Decision:
         return predicted, float(probs.max()), None
 
 
-def _headline(metrics: Mapping[str, Any], decide: _Decision) -> dict[str, Any]:
+def _headline(metrics: Mapping[str, Any], decide: _Decision,
+              faithfulness: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The flat test metrics the report shows, plus the threshold and the deletion check of the
+    shown method (``deletion_win_rate``, ``deletion_flag``...; see
+    :class:`pipeline.explain.DeletionResult`)."""
     flat = {k: v for k, v in metrics.get("test", {}).items() if not isinstance(v, dict)}
     if decide.threshold is not None:
         flat["threshold"] = decide.threshold
+    if isinstance(faithfulness, Mapping):
+        for key, name in (("win_rate", "deletion_win_rate"), ("flag", "deletion_flag"),
+                          ("fill", "deletion_fill"), ("scored_on", "deletion_scored_on"),
+                          ("fraction", "deletion_fraction"), ("mean_drop_map", "deletion_drop_map"),
+                          ("mean_drop_random", "deletion_drop_random")):
+            if faithfulness.get(key) is not None:
+                flat[name] = faithfulness[key]
     return flat
 
 
@@ -129,7 +187,10 @@ def _notes(task: TaskParams, metrics: Mapping[str, Any], faithfulness: Mapping[s
         f"Decision threshold chosen on the validation split (rule: {rule}), never on these test cases.",
         f"Metrics are on {test.get('n', '?')} test cases from {test.get('n_patients', '?')} patients; "
         f"intervals are 95% patient-level bootstrap confidence intervals: with this few cases they "
-        f"are wide, read them before the point values.",
+        f"are wide, read them before the point values."
+        + (" Intervals marked † are exact (Clopper-Pearson) binomial intervals: with no events (0 or "
+           "all of the cases) the bootstrap interval collapses to a single value."
+           if any(v == "clopper-pearson" for k, v in test.items() if k.endswith("_ci_method")) else ""),
         f"Heatmaps ({METHOD_NAMES.get(method, method)}) show which image regions drove the model's "
         "score, not where disease is.",
     ]
@@ -139,26 +200,48 @@ def _notes(task: TaskParams, metrics: Mapping[str, Any], faithfulness: Mapping[s
                      f"(test-time augmentation '{tta['mode']}', the same on validation); heatmaps are "
                      "of the original image.")
     notes += _cross_validation_notes(metrics.get("cross_validation"))
-    summary = faithfulness.get(method, {})
-    if summary.get("flag"):
-        notes.append(f"Warning: the {METHOD_NAMES.get(method, method)} maps did not pass the deletion "
-                     "check (masking the highlighted regions lowered the score no more than masking "
-                     "random regions); treat the heatmaps as unreliable for this model.")
+    notes += explanation_notes(metrics.get("explain") or {}, metrics.get("localization_in_body"))
+    # The shown method's deletion check and lesion measures are on the index's heatmap section.
     others = [METHOD_NAMES.get(m, m) for m, s in faithfulness.items()
-              if m not in (method, "layer") and isinstance(s, Mapping) and s.get("flag")]
+              if m not in (method, "layer", "selection", "audit") and isinstance(s, Mapping)
+              and s.get("flag")]
     if others:
         notes.append(f"{' and '.join(others)} (computed for comparison, not shown here) did not pass "
                      "the deletion check for this model: its maps are no better than random.")
-    if test.get("iou") is not None:
-        low, high = (test.get(k) if test.get(k) is not None else float("nan")
-                     for k in ("iou_ci_low", "iou_ci_high"))
-        notes.append(f"Heatmap overlap with annotated lesions (IoU): {test['iou']:.2f} [{low:.2f}, "
-                     f"{high:.2f}]; the map's peak lies inside the lesion in "
-                     f"{100 * (test.get('pointing_game') or 0):.0f}% of cases.")
-    if test.get("energy_in_mask") is not None and test.get("energy_chance") is not None:
-        notes.append(f"Share of the heatmap inside annotated lesions: "
-                     f"{100 * test['energy_in_mask']:.0f}% (a map blind to the lesion would put "
-                     f"{100 * test['energy_chance']:.1f}% there, the lesions' share of the image).")
+    return notes
+
+
+def explanation_notes(explain: Mapping[str, Any], in_body: Mapping[str, Any] | None) -> list[str]:
+    """How the heatmap method was chosen, the shortcut audit's warning and the localization
+    within the body, in plain sentences (nothing for what was not computed)."""
+    notes = []
+    choice = explain.get("selection")
+    if isinstance(choice, Mapping) and choice.get("method"):
+        name = METHOD_NAMES.get(choice["method"], choice["method"])
+        notes.append(f"Heatmap method {name} at layer {choice.get('layer')} was chosen on the validation "
+                     f"split ({choice.get('n_cases', '?')} cases, {choice.get('n_masked', 0)} with lesion "
+                     f"masks) among {len(choice.get('candidates') or [])} candidates: "
+                     f"{choice.get('rule', '')}. Never chosen on these test cases.")
+    audit = (explain.get("audit") or {}).get("summary") if isinstance(explain.get("audit"), Mapping) else None
+    if isinstance(audit, Mapping):
+        if audit.get("warning"):
+            notes.append(f"Shortcut warning: {audit['warning']}. {audit.get('n_flagged', '?')} of "
+                         f"{audit.get('n_cases', '?')} heatmaps put much of their weight on "
+                         f"{', '.join(audit.get('flagged_regions') or [])}: check those cases before "
+                         "trusting the model.")
+        else:
+            shares = [f"{region.replace('_', ' ')} {part['share']:.0%} (chance {part['chance']:.0%})"
+                      for region in ("border", "marker", "outside_body")
+                      if isinstance(part := audit.get(region), Mapping) and part.get("share") is not None
+                      and part.get("chance") is not None]
+            if shares:
+                notes.append("Shortcut audit: no sign that the heatmaps rest on image borders, burned-in "
+                             f"markers or outside the body (heat share {'; '.join(shares)}).")
+    if isinstance(in_body, Mapping) and in_body.get("pointing_game") is not None:
+        notes.append(f"Within the body (heat outside it removed): pointing game "
+                     f"{in_body['pointing_game']:.2f}, IoU {in_body.get('iou') or 0:.2f}; on average "
+                     f"{in_body.get('heat_outside_body', 0):.0%} of each heatmap lay outside the body. "
+                     "The heatmaps shown are not restricted.")
     return notes
 
 
@@ -205,31 +288,57 @@ def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained:
         mask = np.asarray(masks[index])[..., 0] if row.get("has_mask") == "1" else None
         image = np.asarray(images[index])[..., 0]
         attributes: dict[str, str] = {}
-        spacing: Sequence[float] | None = None
+        shown: dict[str, Any] = {"image": image, "heatmap": heat, "mask": mask}
         if task.kind == "2d":
             full = _full_resolution(task, source_dir, row, heat, mask)
             if full is not None:
-                image, heat, mask, attributes = full
+                shown.update(full)
+                attributes = shown.pop("attributes")
             else:
                 attributes["Shown at"] = "model input resolution (source image not available)"
         else:
-            spacing = task.ingest.target_spacing
-            full3d = source_resolution_3d(task.ingest, source_dir, row, heat, mask)
+            shown["spacing"] = task.ingest.target_spacing
+            full3d = source_view_3d(task.ingest, source_dir, row, heat, mask)
             if full3d is not None:
-                image, heat, mask, spacing = full3d
+                shown.update(full3d._asdict())
             else:
                 attributes["Shown at"] = "model input grid (source volume not available)"
         attributes.update(labels_csv_attributes(row))
         yield CaseRecord(
             sample_id=sid, split=case["split"], true_label=case["label"], predicted_label=predicted,
             probability=probability, probabilities=dict(zip(task.labels, map(float, probs), strict=True)),
-            threshold=decide.threshold, category=category, attributes=attributes, image=image,
-            heatmap=heat, mask=mask, method=METHOD_NAMES.get(method, method), spacing=spacing)
+            threshold=decide.threshold, category=category, attributes=attributes,
+            method=METHOD_NAMES.get(method, method), **shown)
+
+
+class SourceVolume(NamedTuple):
+    """A 3D case on the display grid (the source's voxels, or fewer; see :func:`source_view_3d`).
+
+    Attributes:
+        image: uint8 ``(D, H, W)``, the task's HU window. heatmap: float in [0, 1], zero outside
+        the model's field of view. mask: uint8 lesion mask or None. spacing: mm per axis.
+        intensity: The same voxels in whole HU with the task's window (window/level, CT presets).
+        field_of_view: ``(start, stop)`` voxels per axis of the model's input on this grid.
+    """
+
+    image: np.ndarray
+    heatmap: np.ndarray
+    mask: np.ndarray | None
+    spacing: tuple[float, ...]
+    intensity: Any
+    field_of_view: tuple[tuple[int, int], ...] | None
 
 
 def source_resolution_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
                           heat: np.ndarray, mask: np.ndarray | None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[float, ...]] | None:
+    """``(image uint8, heatmap, mask or None, spacing)`` of :func:`source_view_3d`, or None."""
+    view = source_view_3d(ing, source_dir, row, heat, mask)
+    return None if view is None else (view.image, view.heatmap, view.mask, view.spacing)
+
+
+def source_view_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
+                   heat: np.ndarray, mask: np.ndarray | None) -> SourceVolume | None:
     """The source volume (canonical orientation, HU window of the task) at its own voxel size, or
     downsampled to :data:`MAX_DISPLAY_VOXELS`, with the map and mask mapped back onto it.
 
@@ -240,7 +349,8 @@ def source_resolution_3d(ing: Any, source_dir: Path | None, row: Mapping[str, st
         heat: Map on the model grid; ``mask``: lesion mask on it, or None.
 
     Returns:
-        ``(image uint8, heatmap, mask or None, spacing)`` on the display grid, or None when the
+        The case on the display grid, with its HU values and the model's field of view (the
+        heatmap covers that box, and only it: the model saw nothing else), or None when the
         source cannot be read (the caller shows the model grid and says so).
     """
     import json
@@ -249,6 +359,7 @@ def source_resolution_3d(ing: Any, source_dir: Path | None, row: Mapping[str, st
     from pipeline.io.nifti import read_nifti
     from pipeline.io.series import read_dicom_series
     from pipeline.preprocess.volume import resample_to_spacing, uncrop_or_pad, window_hu
+    from pipeline.report.imaging import hu_intensity
 
     if ing.redact_paths or source_dir is None or not row.get("source_path"):
         return None
@@ -282,8 +393,22 @@ def source_resolution_3d(ing: Any, source_dir: Path | None, row: Mapping[str, st
 
     heat_d = np.clip(to_display(np.asarray(heat, np.float32), 1), 0.0, 1.0)
     mask_d = (to_display(mask.astype(np.float32), 0) > 0.5).astype(np.uint8) if mask is not None else None
+    seen = to_display(np.ones(tuple(crop["output_shape"]), np.float32), 0) > 0.5
     image = np.rint(window_hu(volume, *ing.hu_window) * 255).astype(np.uint8)
-    return image, heat_d, mask_d, tuple(float(v) for v in display)
+    is_ct = str(meta.get("modality") or "CT").upper() == "CT"  # NIfTI carries no modality
+    return SourceVolume(image, heat_d, mask_d, tuple(float(v) for v in display),
+                        hu_intensity(volume, tuple(ing.hu_window), presets=is_ct), _box(seen))
+
+
+def _box(inside: np.ndarray) -> tuple[tuple[int, int], ...] | None:
+    """``(start, stop)`` per axis of the True voxels' bounding box, or None when there are none."""
+    spans = []
+    for axis in range(inside.ndim):
+        hit = np.flatnonzero(inside.any(axis=tuple(a for a in range(inside.ndim) if a != axis)))
+        if hit.size == 0:
+            return None
+        spans.append((int(hit[0]), int(hit[-1]) + 1))
+    return tuple(spans)
 
 
 def _resample_to_shape(array: np.ndarray, spacing: Sequence[float], target_spacing: Sequence[float],
@@ -314,16 +439,29 @@ def _manifest(data_dir: Path) -> list[dict[str, str]]:
 
 
 def _full_resolution(task: TaskParams, source_dir: Path | None, row: Mapping[str, str],
-                     heat: np.ndarray, mask: np.ndarray | None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict[str, str]] | None:
-    """The source image windowed as at ingest, with the map and mask mapped back onto it."""
-    from pipeline.io.errors import InputRejected
+                     heat: np.ndarray, mask: np.ndarray | None) -> dict[str, Any] | None:
+    """The source image windowed as at ingest, with the map and mask mapped back onto it.
 
-    path = _source_path(source_dir if not task.ingest.redact_paths else None, row)
+    Returns:
+        CaseRecord fields: ``image`` (uint8, the model's window), ``heatmap``, ``mask``,
+        ``attributes``, ``intensity`` (the whole value range at up to 12 bits, for
+        window/level) and ``orientation`` (from the DICOM header; None for image files), or
+        None when the source cannot be read.
+    """
+    from pipeline.io.errors import InputRejected
+    from pipeline.io.radiograph import read_radiograph
+    from pipeline.report.imaging import radiograph_intensity
+
+    ing = task.ingest
+    path = _source_path(source_dir if not ing.redact_paths else None, row)
     if path is None:
         return None
     try:
-        source = read_source_2d(task.ingest, path)
+        source = read_source_2d(ing, path)
+        # The whole stored range, linearly (percentiles 0 and 100), for window/level on the page.
+        full = read_radiograph(path, window="percentile", percentiles=(0.0, 100.0), frame=ing.frame,
+                               max_pixel_bytes=ing.max_pixel_bytes,
+                               max_colour_share=ing.max_colour_share).image
     except (InputRejected, OSError) as exc:
         log.warning("report: source of %s unreadable now (%s); showing the model grid",
                     row["sample_id"], getattr(exc, "reason", type(exc).__name__))
@@ -332,7 +470,39 @@ def _full_resolution(task: TaskParams, source_dir: Path | None, row: Mapping[str
     heat_full = unpad_resize(heat, row, shape, nearest=False)
     mask_full = unpad_resize(mask, row, shape, nearest=True) if mask is not None else None
     attributes = source_attributes(source, free_text=task.report.show_free_text)
-    return (np.rint(np.clip(source.image, 0, 1) * 255).astype(np.uint8), heat_full, mask_full, attributes)
+    bits = int(source.meta.get("bits_stored") or 16)
+    return {"image": np.rint(np.clip(source.image, 0, 1) * 255).astype(np.uint8), "heatmap": heat_full,
+            "mask": mask_full, "attributes": attributes,
+            "intensity": radiograph_intensity(full, source.image, bits=bits),
+            "orientation": _patient_orientation(source.dataset)}
+
+
+def _patient_orientation(ds: Any) -> tuple[str, str] | None:
+    """``(row direction, column direction)`` letters from Patient Orientation (0020,0020), else
+    from Image Orientation (Patient) (0020,0037: letters of each cosine's components above 0.25,
+    strongest first); None without either (image files, headers without orientation)."""
+    if ds is None:
+        return None
+    value = ds.get("PatientOrientation")
+    if value is not None and not isinstance(value, str) and len(value) == 2:
+        letters = tuple(str(v).strip().upper() for v in value)
+        if all(v and set(v) <= set("LRAPHF") for v in letters):
+            return letters[0], letters[1]
+    iop = ds.get("ImageOrientationPatient")
+    try:
+        cosines = [float(v) for v in iop] if iop is not None else []
+    except (TypeError, ValueError):
+        return None
+    if len(cosines) != 6 or not all(np.isfinite(cosines)):
+        return None
+    names = (("R", "L"), ("A", "P"), ("F", "H"))  # LPS+: x to L, y to P, z to H
+
+    def letters(vec: list[float]) -> str:
+        order = sorted(range(3), key=lambda i: -abs(vec[i]))
+        return "".join(names[i][vec[i] > 0] for i in order if abs(vec[i]) > 0.25)
+
+    rows, cols = letters(cosines[:3]), letters(cosines[3:])
+    return (rows, cols) if rows and cols else None
 
 
 def read_source_2d(ing: Any, path: Path) -> Any:

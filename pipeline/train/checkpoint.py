@@ -60,10 +60,11 @@ def read_best(checkpoint_dir: Path) -> BestRecord | None:
 
 
 def save_best(model: Any, checkpoint_dir: Path, score: EpochScore, *, rule: str) -> BestRecord:
-    """Save ``model`` (EMA weights if it averages) as the best, then record it; drop older ones."""
+    """Save ``model`` (EMA weights if it averages) as the best, then record it; drop older ones.
+    A training wrapper (``train.mask_guidance``) saves its ``classifier`` alone."""
     path = checkpoint_dir / f"best-e{score.epoch:03d}.keras"
     with ema_weights_loaded(model), atomic_path(path, suffix=".keras") as tmp:
-        model.save(tmp)
+        getattr(model, "classifier", model).save(tmp)
     write_json(checkpoint_dir / BEST_SCORE_FILE, {
         "epoch": score.epoch, "val_auroc": score.auroc, "val_loss": score.loss, "rule": rule,
         "model": path.name})

@@ -104,6 +104,9 @@ def set_trainable(model: Any, task: TaskParams, unfreeze: int | str) -> None:
     (BatchNormalization included: there are no pretrained statistics to protect)."""
     from pipeline.models import backbone_layers, unfreeze_top
 
+    wrapper, model = model, getattr(model, "classifier", model)  # mask guidance: its head trains
+    for layer in wrapper.layers:
+        layer.trainable = True
     if task.train.weights is None:
         for layer in model.layers:
             layer.trainable = True

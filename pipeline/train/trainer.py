@@ -165,8 +165,11 @@ def _fit(run: _Run, train_split: _Split, val_split: _Split, *, state_dir: Path, 
     import tensorflow as tf
 
     task, tp = run.task, run.task.train
+    from pipeline.train import guidance
+
+    guided = guidance.active(task, run.data_dir, train_split.indices)
     train_ds, val_ds = _datasets(task, run.data_dir, {"train": train_split, "val": val_split},
-                                 global_batch=run.global_batch, seed=seed)
+                                 global_batch=run.global_batch, seed=seed, masks=guided)
     steps = math.ceil(len(train_split.indices) / run.global_batch)
     ratio = objective.class_ratio(train_split.targets, problem=task.problem)
     balance = objective.resolve_class_balance(tp.class_balance, ratio=ratio, problem=task.problem)
@@ -176,6 +179,9 @@ def _fit(run: _Run, train_split: _Split, val_split: _Split, *, state_dir: Path, 
 
     with run.strategy.scope():
         model = _build(task, run.item_shape)
+        if guided:
+            model = guidance.make_guided_model(model, layer=tp.mask_guidance_layer, weight=tp.mask_guidance)
+            log.info("mask guidance on layer %s, weight %g", model.guidance_layer, tp.mask_guidance)
     if isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy):
         from pipeline.train.compat import patch_multi_worker
 
@@ -187,7 +193,7 @@ def _fit(run: _Run, train_split: _Split, val_split: _Split, *, state_dir: Path, 
     best = read_best(checkpoint_dir)
     if run.live is not None:
         _log_choice(run.live, best, prefix=live_prefix)
-    model = load_model(best.model_path) if best is not None else model
+    model = load_model(best.model_path) if best is not None else getattr(model, "classifier", model)
     return Fitted(model, epochs_run, _checkpoint_card(best, tp.checkpoint), balance), val_ds
 
 
@@ -236,7 +242,9 @@ def _splits(task: TaskParams, manifest: list[dict[str, str]]) -> dict[str, _Spli
 
 
 def _datasets(task: TaskParams, data_dir: Path, splits: dict[str, _Split], *, global_batch: int,
-              seed: int) -> tuple[Any, Any]:
+              seed: int, masks: bool = False) -> tuple[Any, Any]:
+    """Training and validation datasets; ``masks``: training batches carry the (augmented) lesion
+    masks for ``train.mask_guidance`` (:func:`pipeline.train.guidance.guided_batches`)."""
     from pipeline.augment import Augmenter
     from pipeline.dataset.store import open_array
     from pipeline.dataset.tfdata import make_dataset
@@ -246,7 +254,13 @@ def _datasets(task: TaskParams, data_dir: Path, splits: dict[str, _Split], *, gl
     augmenter = Augmenter(spec, kind=task.kind) if spec else None
     tr, va = splits["train"], splits["val"]
     train_ds = make_dataset(images, tr.targets, tr.indices, batch_size=global_batch, training=True,
-                            seed=seed, augmenter=augmenter, deterministic=task.train.deterministic)
+                            seed=seed, augmenter=augmenter, deterministic=task.train.deterministic,
+                            masks=open_array(data_dir / "masks.npy") if masks else None,
+                            return_masks=masks)
+    if masks:
+        from pipeline.train.guidance import guided_batches
+
+        train_ds = guided_batches(train_ds, problem=task.problem)
     return train_ds, _val_dataset(data_dir, va, global_batch=global_batch, seed=seed)
 
 

@@ -14,8 +14,11 @@ import pytest
 from PIL import Image
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from pipeline.demo import ct, cxr, generate_demo
+from pipeline.config import IngestParams
+from pipeline.demo import ct, cxr, generate_demo, patients
 from pipeline.demo import dicom_writer as dw
+from pipeline.demo import phantoms as ph
+from pipeline.ingest.samples import SampleJob, process
 
 N_PATIENTS = 4  # cxr: 16 images + 3 broken rows
 N_CT_PATIENTS = 3  # ct: 3 DICOM series + 1 NIfTI volume
@@ -300,6 +303,112 @@ def _check_mask(root: Path, row: dict[str, str], hu_ijk: np.ndarray, affine: np.
     assert int(mask_img.header["sform_code"]) == 1
     inside = hu_ijk[(mask > 0) & ~np.isnan(hu_ijk)]
     assert inside.size and inside.mean() > -600  # lung is ~ -850 HU
+
+
+# ------------------------------------------------------------------------------ mask extent
+
+
+def _ct_renders(n_patients: int, seed: int = 0):
+    """Nodule volumes rendered twice with the same noise: with and without their nodules.
+
+    Yields ``(grid, mask, added, nodules)``; ``added`` = the HU the nodules add (noise cancels).
+    """
+    anatomy, _ = patients(seed, ct._KIND, n_patients, ct.DEFAULT_PATIENTS, ph.draw_thorax_anatomy)
+    for spec in ct.plan(seed, len(anatomy)):
+        if spec.label != "nodule":
+            continue
+        rng = np.random.default_rng([seed, ct._KIND, 3, spec.number])
+        a = anatomy[spec.patient]
+        grid = ct.make_grid(spec, a, rng)
+        nodules, halos = ct._draw_nodules(a, grid, rng)
+        hu, mask = ph.render_thorax(a, grid, nodules=nodules, halos=halos, noise_hu=15.0,
+                                    rng=np.random.default_rng(1))
+        hu0, empty = ph.render_thorax(a, grid, nodules=(), halos=halos, noise_hu=15.0,
+                                      rng=np.random.default_rng(1))
+        assert not empty.any()
+        yield grid, mask, hu - hu0, nodules
+
+
+def test_ct_masks_cover_the_visible_nodule() -> None:
+    """Issue 11: the mask is what a reader sees, not the half-maximum core (then ~1/3 of it)."""
+    seen = 0
+    for grid, mask, added, nodules in _ct_renders(6):
+        visible = added >= ph.VISIBLE_HU
+        assert (mask & visible).sum() >= 0.9 * visible.sum()
+        assert not (mask & (added < 0.5 * ph.VISIBLE_HU)).any()  # and not much more
+        for blob in nodules:  # the half-maximum core (inside the lungs) is inside
+            core = ph._ellipsoid_distance(blob, *grid.coords()) <= 0.75
+            assert core.any() and mask[core].all()
+        seen += 1
+    assert seen >= 3
+
+
+def _cxr_renders(n_patients: int, seed: int = 0):
+    """Opacity radiographs rendered with and without their lesions, same noise."""
+    anatomy, _ = patients(seed, cxr._KIND, n_patients, cxr.DEFAULT_PATIENTS, ph.draw_chest_anatomy)
+    for job in cxr.plan(seed, len(anatomy)):
+        if job.label != "opacity":
+            continue
+        rng = np.random.default_rng([seed, cxr._KIND, 3, job.number])
+        a = anatomy[job.patient]
+        lesions = tuple(ph.Blob(ph.sample_lung_point(a, rng), float(rng.uniform(0.1, 0.24)),
+                                float(rng.uniform(*cxr.LESION_AMPLITUDE)),
+                                aspect=float(rng.uniform(0.65, 1.0))) for _ in range(2))
+        canvas, exposure = ph.Canvas(256, 256, ph.draw_pose(rng)), ph.draw_exposure(rng)
+        img, mask = ph.render_chest(a, canvas, lesions=lesions, exposure=exposure,
+                                    rng=np.random.default_rng(1))
+        img0, _ = ph.render_chest(a, canvas, lesions=(), exposure=exposure,
+                                  rng=np.random.default_rng(1))
+        yield img, mask, img - img0
+
+
+def test_cxr_masks_cover_the_visible_opacity() -> None:
+    """Same rule as CT: lesion pixels raised by >= 1/15 of the image's display range."""
+    seen = 0
+    for img, mask, added in _cxr_renders(3):
+        lo, hi = np.percentile(img, [0.5, 99.5])
+        visible = added >= (hi - lo) / 15.0
+        assert visible.any() and (mask & visible).sum() >= 0.9 * visible.sum()
+        assert not (mask & (added < 0.5 * ph.VISIBLE_PHYSICAL)).any()
+        seen += 1
+    assert seen >= 3
+
+
+def _ingest_3d(volume: Path, mask: Path, **settings: object) -> tuple[np.ndarray, np.ndarray]:
+    """``(image, mask)`` on the model grid, as the ingest stage makes them (demo ct params)."""
+    params = IngestParams(volume_shape=(32, 64, 64), **settings).model_dump(mode="python")
+    result = process(SampleJob(position=0, path=volume, mask=mask, kind="3d", settings=params,
+                               needs_patient_id=False))
+    assert result.rejection is None, result.rejection
+    return result.image[..., 0], result.mask[..., 0]
+
+
+def test_ct_masks_survive_ingest_on_every_positive_case(ct_dir: Path) -> None:
+    rows = [r for r in _rows(ct_dir) if r["mask"]]
+    assert len(rows) >= 2
+    for r in rows:
+        _, mask = _ingest_3d(ct_dir / r["path"], ct_dir / r["mask"])
+        assert mask.sum() >= 8, r["path"]  # a 9 mm nodule is > 8 voxels of 5 mm once visible
+
+
+def test_ct_model_grid_mask_covers_each_nodule_peak(tmp_path: Path) -> None:
+    """Ingest the noise-free added HU as an image: each nodule's brightest voxel is masked."""
+    from scipy import ndimage
+
+    checked = 0
+    for n, (grid, mask, added, _) in enumerate(_ct_renders(6)):
+        ct.write_nifti(tmp_path / f"a{n}.nii.gz", added.astype(np.int16), grid)
+        ct.write_nifti(tmp_path / f"m{n}.nii.gz", mask.astype(np.uint8), grid)
+        image, mask_grid = _ingest_3d(tmp_path / f"a{n}.nii.gz", tmp_path / f"m{n}.nii.gz",
+                                      hu_window=(500.0, 1000.0))  # 0..1000 HU -> 0..255
+        regions, count = ndimage.label(image >= ph.VISIBLE_HU * 255 / 1000)
+        assert count >= 1
+        for index in range(1, count + 1):
+            peak = image == ndimage.maximum(image, regions, index)
+            assert mask_grid[peak & (regions == index)].all()
+        assert (mask_grid[image >= 0.2 * 255] > 0).mean() > 0.9
+        checked += 1
+    assert checked >= 3
 
 
 def test_default_plans_have_the_documented_proportions() -> None:

@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.evaluate import (
     ClassificationStats,
@@ -135,3 +137,66 @@ def test_no_resamples_and_bad_level():
         bootstrap(stats, patients, level=1.0)
     with pytest.raises(ValueError, match="n_boot must be >= 0"):
         bootstrap(stats, patients, n_boot=-1)
+
+
+def test_exact_interval_of_zero_and_all_events():
+    from pipeline.evaluate.bootstrap import clopper_pearson
+
+    low, high = clopper_pearson(0, 55)
+    assert low == 0.0 and high == pytest.approx(0.0649, abs=1e-4)
+    low, high = clopper_pearson(55, 55)
+    assert low == pytest.approx(0.935, abs=5e-4) and high == 1.0  # 0 FP among 55 negatives
+    assert clopper_pearson(0, 1, level=0.95) == (0.0, pytest.approx(0.975))
+    for bad in ((-1, 5), (6, 5), (0, 0), (1.5, 3)):
+        with pytest.raises(ValueError, match="0 <= events <= trials"):
+            clopper_pearson(*bad)
+    with pytest.raises(ValueError, match="level must be in"):
+        clopper_pearson(1, 3, level=0.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 400), data=st.data(), level=st.sampled_from([0.8, 0.9, 0.95, 0.99]))
+def test_exact_interval_properties(n, data, level):
+    from scipy.stats import binomtest
+
+    from pipeline.evaluate.bootstrap import clopper_pearson
+
+    k = data.draw(st.integers(0, n))
+    low, high = clopper_pearson(k, n, level=level)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+    assert high - low > 0.0  # never collapses, even at 0 or n events
+    ref = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    assert (low, high) == (pytest.approx(ref.low, abs=1e-9), pytest.approx(ref.high, abs=1e-9))
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 200), data=st.data(), seed=st.integers(0, 2**16))
+def test_collapsed_bootstrap_intervals_of_proportions_become_exact(n, data, seed):
+    """A proportion at 0 or 1 has a zero-width bootstrap interval; the replacement contains the
+    estimate, stays in [0, 1] and has width; other intervals are left alone."""
+    from pipeline.evaluate.bootstrap import CLOPPER_PEARSON, exact_if_degenerate
+
+    events = data.draw(st.sampled_from([0, n]))
+    hits = np.zeros(n)
+    hits[:events] = 1.0
+    patients = [f"P{i % 7}" for i in range(n)]
+
+    def rate(weights):
+        return {"p": (weights @ hits) / weights.sum(axis=1)}
+
+    raw = bootstrap(rate, patients, n_boot=50, seed=seed)["p"]
+    assert raw.low == raw.high == raw.value == events / n
+    e = exact_if_degenerate(raw, events, n)
+    assert e.method == CLOPPER_PEARSON and e.value == raw.value and e.n_valid == raw.n_valid
+    assert 0.0 <= e.low <= e.value <= e.high <= 1.0 and e.high - e.low > 0.0
+
+
+def test_exact_fallback_leaves_wide_nan_and_undefined_intervals_alone():
+    from pipeline.evaluate.bootstrap import BOOTSTRAP, Estimate, exact_if_degenerate
+
+    wide = Estimate(0.5, 0.3, 0.7, 100)
+    assert exact_if_degenerate(wide, 5, 10) is wide and wide.method == BOOTSTRAP
+    none = Estimate(1.0, float("nan"), float("nan"), 0)  # n_boot = 0: no interval asked for
+    assert exact_if_degenerate(none, 10, 10) is none
+    undefined = Estimate(float("nan"), float("nan"), float("nan"), 0)
+    assert exact_if_degenerate(undefined, 0, 0) is undefined

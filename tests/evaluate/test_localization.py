@@ -196,3 +196,20 @@ def test_localization_metrics_report_energy_and_its_chance_level():
     out = localization_metrics(scores, ["P1", "P2"], n_boot=200, seed=0)
     assert out["energy_in_mask"] == pytest.approx(0.3) and out["energy_chance"] == pytest.approx(0.02)
     assert out["energy_in_mask_ci_low"] <= 0.3 <= out["energy_in_mask_ci_high"]
+
+
+def test_pointing_game_without_hits_gets_an_exact_interval_and_a_chance_level():
+    """No heatmap peak in the lesion (0 of 14): the bootstrap reads 0.000 to 0.000; the exact
+    interval does not, and both chance levels are the mean mask share."""
+    n = 14
+    scores = LocalizationScores(iou=np.full(n, 0.02), hit=np.zeros(n), energy=np.full(n, 0.01),
+                                chance=np.linspace(0.001, 0.003, n))
+    out = localization_metrics(scores, [f"P{i % 13}" for i in range(n)], n_boot=200, seed=0)
+    assert out["pointing_game"] == 0.0 and out["pointing_game_ci_method"] == "clopper-pearson"
+    assert out["pointing_game_ci_low"] == 0.0
+    assert out["pointing_game_ci_high"] == pytest.approx(0.2316, abs=1e-3)  # exact 95%, 0 of 14
+    assert out["iou_ci_method"] == out["energy_in_mask_ci_method"] == "bootstrap"
+    assert out["pointing_game_chance"] == pytest.approx(0.002) == out["energy_chance"]
+    some = localization_metrics(LocalizationScores(np.array([0.1, 0.3, 0.2]), np.array([1.0, 0.0, 1.0])),
+                                ["P1", "P2", "P3"], n_boot=200, seed=0)
+    assert some["pointing_game_ci_method"] == "bootstrap" and "pointing_game_chance" not in some

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.evaluate import (
     RATE_METRICS,
+    Predictions,
     choose_threshold,
     evaluate_splits,
     localization_metrics,
@@ -15,7 +16,7 @@ from pipeline.evaluate import (
     write_metrics,
 )
 from pipeline.evaluate.localization import LocalizationScores
-from tests.evaluate.synth import make_predictions
+from tests.evaluate.synth import make_predictions, patients_for
 
 
 def _strict_loads(text: str):
@@ -39,13 +40,14 @@ def test_binary_document_layout(tmp_path):
     t = choose_threshold(val.targets("binary")[:, 1], val.probs[:, 1], "youden")
     assert doc["threshold"] == {"rule": "youden", "value": round(t, 6), "positive_label": "opacity"}
     assert doc["bootstrap"] == {"n_boot": 200, "seed": 3, "level": 0.95, "unit": "patient",
-                                "method": "percentile"}
+                                "method": "percentile", "degenerate_method": "clopper-pearson"}
     for section in ("val", "test"):
         s = doc[section]
         assert s["n"] == 60 and s["n_patients"] == 20
         for m in RATE_METRICS:
             assert s[f"{m}_ci_low"] <= s[m] <= s[f"{m}_ci_high"], (section, m)
             assert s["valid_resamples"][m] == 200
+            assert s[f"{m}_ci_method"] in ("bootstrap", "clopper-pearson"), (section, m)
         assert s["tp"] + s["fp"] + s["tn"] + s["fn"] == 60
         assert "per_class" not in s
     assert {"auroc", "precision", "recall", "f1", "accuracy", "iou", "iou_ci_low",
@@ -108,3 +110,45 @@ def test_label_mismatch_and_jsonable():
                         rule="youden")
     assert to_jsonable({"a": np.float32(0.1234567891), "b": [np.nan, np.inf, np.int64(3)],
                         "c": np.bool_(True)}) == {"a": 0.123457, "b": [None, None, 3], "c": True}
+
+
+def test_specificity_without_false_positives_gets_an_exact_interval_not_a_point():
+    """0 false positives among 55 negatives: the bootstrap reads 1.000 to 1.000; the exact
+    95% interval is 0.935 to 1 and the document says which method made it."""
+    val, _ = _splits("binary")
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(55, bool), np.ones(35, bool)]
+    p = np.where(y, rng.uniform(0.0, 1.0, 90), 0.01)  # no negative is ever called positive
+    test = Predictions(sample_ids=tuple(f"S{i:04d}" for i in range(90)), splits=("test",) * 90,
+                       patients=patients_for(90, 3), labels=tuple(np.where(y, "opacity", "normal")),
+                       probs=np.column_stack([1 - p, p]), label_names=("normal", "opacity"))
+    doc = evaluate_splits(val=val, test=test, problem="binary", rule=0.5, n_boot=300, seed=1).metrics
+    s = doc["test"]
+    assert s["fp"] == 0 and s["tn"] == 55 and s["specificity"] == 1.0
+    assert s["specificity_ci_method"] == "clopper-pearson"
+    assert s["specificity_ci_low"] == pytest.approx(0.935, abs=5e-4)
+    assert s["specificity_ci_high"] == 1.0
+    assert s["precision"] == 1.0 and s["precision_ci_method"] == "clopper-pearson"
+    assert s["precision_ci_low"] < 1.0
+    # proportions with events keep the bootstrap; non-proportions never switch
+    assert s["recall_ci_method"] == "bootstrap" and s["auroc_ci_method"] == "bootstrap"
+    assert s["recall_ci_low"] < s["recall"] < s["recall_ci_high"]
+
+
+def test_exact_intervals_per_class_and_for_multiclass_accuracy():
+    val, test = _splits("multiclass", n=45)
+    onehot = test.targets("multiclass").astype(float)
+    perfect = replace(test, probs=0.9 * onehot + 0.05)  # every case right: accuracy 45 of 45
+    s = evaluate_splits(val=val, test=perfect, problem="multiclass", rule="youden",
+                        n_boot=100).metrics["test"]
+    assert s["accuracy"] == 1.0 and s["accuracy_ci_method"] == "clopper-pearson"
+    assert s["accuracy_ci_low"] == pytest.approx(0.9213, abs=1e-3)  # exact 95%, 45 of 45
+    for name, block in s["per_class"].items():
+        assert block["recall_ci_method"] == "clopper-pearson", name
+        assert block["recall_ci_low"] < 1.0 == block["recall_ci_high"]
+
+
+def test_no_resamples_stay_without_interval():
+    val, test = _splits("binary", n=30)
+    s = evaluate_splits(val=val, test=test, problem="binary", rule="youden", n_boot=0).metrics["test"]
+    assert s["specificity_ci_low"] is None and s["specificity_ci_method"] == "bootstrap"

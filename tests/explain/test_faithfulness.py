@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline.explain import FILLS, compute_maps, deletion_curve, deletion_test
-from pipeline.explain.faithfulness import _filler, _n_deleted, rank_by_map
-from tests.explain.nets import region_model, small_cnn, square_images
+from pipeline.explain import FILLS, DeletionResult, compute_maps, deletion_curve, deletion_test
+from pipeline.explain.faithfulness import _filler, _n_deleted, noisy_linear_imputation, rank_by_map
+from tests.explain.nets import GEOMETRY, region_model, small_cnn, square_images
 
 
 @pytest.fixture(scope="module")
@@ -112,15 +112,147 @@ def test_fills():
     assert blurred.shape == image.shape and blurred.std() < image.std() / 2
 
 
+# ------------------------------------------------------------------------------ ROAD
+
+
+def _ramp(shape: tuple[int, ...], channels: int = 2) -> np.ndarray:
+    """``(1, *shape, C)`` linear ramps, a different slope per channel."""
+    grid = np.indices(shape, dtype=np.float32)
+    slopes = np.array([0.3, -0.2, 0.5][: len(shape)], np.float32)
+    ramp = np.tensordot(slopes, grid, axes=1)
+    return np.stack([ramp * (c + 1) + c for c in range(channels)], axis=-1)[None]
+
+
+@pytest.mark.parametrize(("shape", "hole"), [((20, 24), np.s_[3:14, 5:20]),
+                                             ((12, 14, 16), np.s_[2:9, 3:11, 4:14])])
+def test_road_restores_a_linear_ramp(shape, hole):
+    """Each removed pixel is its neighbours' weighted mean: exact for a ramp (interior hole)."""
+    image = _ramp(shape)
+    removed = np.zeros((1, *shape), bool)
+    removed[(0, *hole)] = True
+    removed[(0, *(n // 2 + 1 for n in shape))] = False  # a known island inside the hole
+    before = image.copy()
+    out = noisy_linear_imputation(image, removed, noise=0.0)
+    np.testing.assert_array_equal(image, before)  # input untouched
+    np.testing.assert_allclose(out, image, atol=1e-4)
+    flat = image[0, ..., 0].copy()
+    flat[hole] = flat.mean()  # what a mean fill would give: far off
+    assert np.abs(flat - image[0, ..., 0]).max() > 1.0
+
+
+def test_road_on_broadcast_batches_and_isolated_pixels():
+    image = _ramp((16, 16), channels=1)[0]
+    removed = np.zeros((3, 16, 16), bool)
+    removed[0, 4:12, 4:12] = True
+    removed[1, 1:15:3, 2:15:4] = True  # scattered pixels, as a random deletion mask
+    out = noisy_linear_imputation(np.broadcast_to(image, (3, *image.shape)), removed, noise=0.0)
+    np.testing.assert_allclose(out, np.broadcast_to(image, out.shape), atol=1e-4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**16), st.sampled_from([(9, 11), (5, 6, 7)]), st.floats(0.0, 1.0),
+       st.floats(0.0, 0.5), st.integers(1, 3))
+def test_road_values_are_finite_in_range_and_only_where_removed(seed, shape, share, noise, channels):
+    rng = np.random.default_rng(seed)
+    images = (rng.normal(size=(2, *shape, channels)) * 100).astype(np.float32)
+    removed = rng.random((2, *shape)) < share
+    out = noisy_linear_imputation(images, removed, noise=noise, rng=rng)
+    assert out.shape == images.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    axes = tuple(range(1, images.ndim - 1))
+    lo, hi = images.min(axis=axes, keepdims=True), images.max(axis=axes, keepdims=True)
+    assert (out >= lo).all() and (out <= hi).all()
+    np.testing.assert_array_equal(out[~removed], images[~removed])
+
+
+def test_road_with_every_pixel_removed_gives_the_mean_and_noise_is_seeded():
+    image = _ramp((8, 8))
+    out = noisy_linear_imputation(image, np.ones((1, 8, 8), bool), noise=0.0)
+    np.testing.assert_allclose(out, np.broadcast_to(image.mean(axis=(1, 2), keepdims=True), out.shape))
+    removed = np.zeros((1, 8, 8), bool)
+    removed[0, 2:6, 2:6] = True
+    a, b, c = (noisy_linear_imputation(image, removed, noise=0.05, rng=np.random.default_rng(s))
+               for s in (1, 1, 2))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert 0 < np.abs(a - image).max() < 0.05 * image.std() * 6
+    with pytest.raises(ValueError, match="rng is required"):
+        noisy_linear_imputation(image, removed)
+    with pytest.raises(ValueError, match="noise must be"):
+        noisy_linear_imputation(image, removed, noise=-1.0, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="removed"):
+        noisy_linear_imputation(image, removed[:, :4], noise=0.0)
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_road_deletion_passes_a_map_on_the_region_and_flags_a_random_one(rank):
+    """The region model reads one square: a map on it passes, a random map is flagged."""
+    model = region_model(rank)
+    images = square_images(rank, n=4)
+    geo = GEOMETRY[rank]
+    on_square = np.zeros(images.shape[:-1], np.float32)
+    on_square[(slice(None), *(slice(*geo["square"]),) * rank)] = 1.0
+    good = deletion_test(model, images, on_square, fraction=0.1, n_random=4, fill="road")
+    assert good.fill == "road" and good.order == "morf"
+    summary = good.summary()
+    assert summary["fill"] == "road" and summary["order"] == "morf"
+    assert summary["mean_drop_map"] > 0.9 and summary["flag"] is False
+    assert abs(summary["mean_drop_random"]) < 0.1  # scattered pixels are imputed back
+    noise = np.random.default_rng(5).random(images.shape[:-1]).astype(np.float32)
+    bad = deletion_test(model, images, noise, fraction=0.1, n_random=4, fill="road").summary()
+    assert bad["flag"] is True and bad["mean_drop_map"] < 0.1
+
+
+def test_lerf_order_rewards_a_map_whose_lowest_pixels_do_not_matter(region):
+    model, images, maps = region
+    good = deletion_test(model, images, maps, fraction=0.1, n_random=4, order="lerf")
+    summary = good.summary()
+    assert summary["order"] == "lerf" and summary["mean_drop_map"] < summary["mean_drop_random"]
+    assert summary["flag"] is False and good.beats_random.all()
+    inverted = deletion_test(model, images, 1.0 - maps, fraction=0.1, order="lerf").summary()
+    assert inverted["mean_drop_map"] > 0.9 and inverted["flag"] is True
+    curve = deletion_curve(model, images, maps, fractions=(0.0, 0.2, 0.5), n_random=2, order="lerf")
+    assert curve.order == "lerf" and curve.auc()["map"] > curve.auc()["random"]
+
+
+def test_deletion_result_keeps_its_positional_constructor():
+    """``pipeline.stages.explain._merge`` builds results from five positional fields."""
+    result = DeletionResult(0.1, "mean", np.ones(2), np.array([0.5, 0.6]), np.zeros((2, 3)))
+    assert result.order == "morf" and result.summary()["flag"] is False
+    lerf = DeletionResult(0.1, "road", np.ones(2), np.zeros(2), np.ones((2, 3)), "lerf")
+    assert lerf.summary()["flag"] is False and lerf.summary()["order"] == "lerf"
+
+
 def test_argument_errors(region):
     model, images, maps = region
     with pytest.raises(ValueError, match="fraction must be in"):
         deletion_test(model, images, maps, fraction=0.0)
     with pytest.raises(ValueError, match="fill must be one of"):
         deletion_test(model, images, maps, fill="noise")
+    with pytest.raises(ValueError, match=r"order must be one of \['morf', 'lerf'\]"):
+        deletion_test(model, images, maps, order="random")
     with pytest.raises(ValueError, match="n_random must be"):
         deletion_test(model, images, maps, n_random=0)
     with pytest.raises(ValueError, match="maps"):
         deletion_test(model, images, maps[:, :8])
     with pytest.raises(ValueError, match="fractions must be ascending"):
         deletion_curve(model, images, maps, fractions=(0.5, 0.1))
+
+
+def test_summary_on_predicted_images_ignores_maps_of_an_absent_class():
+    """Negatives (p ~ 0) where masking 'creates' the finding must not flag a map that is
+    faithful on the images the model calls positive; with too few of those, all are scored."""
+    from pipeline.explain import DeletionResult
+
+    p = np.array([0.9, 0.95, 0.8, 0.02, 0.01, 0.03, 0.02])
+    drop_map = np.array([0.5, 0.6, 0.4, -0.3, -0.4, -0.3, -0.5])  # negatives: masking raises p
+    drop_random = np.tile(np.array([[0.05], [0.05], [0.05], [0.0], [0.0], [0.0], [0.0]]), (1, 3))
+    result = DeletionResult(0.1, "mean", p, drop_map, drop_random)
+    everything = result.summary()
+    assert everything["flag"] and everything["scored_on"] == "all" and everything["n_images"] == 7
+    predicted = result.summary(scored_on="predicted")
+    assert not predicted["flag"] and predicted["scored_on"] == "predicted"
+    assert predicted["n_images"] == 3 and predicted["n_all_images"] == 7
+    assert predicted["win_rate"] == 1.0
+    few = result.summary(scored_on="predicted", min_images=4)
+    assert few["scored_on"].startswith("all (fewer than 4") and few["n_images"] == 7
+    with pytest.raises(ValueError, match="scored_on"):
+        result.summary(scored_on="positives")

@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.preprocess.volume import crop_or_pad, resample_to_spacing, uncrop_or_pad, window_hu
+from pipeline.preprocess.volume import (
+    crop_or_pad,
+    mask_coverage,
+    resample_mask,
+    resample_to_spacing,
+    uncrop_or_pad,
+    window_hu,
+)
 
 
 def _ramp(shape, spacing):
@@ -87,6 +94,78 @@ def test_uncrop_inverts_crop_or_pad():
 def test_crop_or_pad_rejects_bad_shape():
     with pytest.raises(ValueError, match="Received"):
         crop_or_pad(np.zeros((2, 2, 2)), (2, 2), pad_value=0.0)
+
+
+def _sphere(n: int, centre: np.ndarray, diameter: float) -> np.ndarray:
+    """Boolean ball on an ``n``-cube of 1 mm voxels."""
+    z, y, x = np.indices((n, n, n), dtype=np.float64)
+    return (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 <= (diameter / 2) ** 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), steps=st.tuples(*[st.integers(1, 4)] * 3), blocks=st.tuples(*[st.integers(1, 4)] * 3))
+def test_mask_coverage_conserves_volume_and_stays_in_unit_range(data, steps, blocks):
+    shape = tuple(s * b for s, b in zip(steps, blocks, strict=True))
+    mask = data.draw(st.lists(st.booleans(), min_size=int(np.prod(shape)),
+                              max_size=int(np.prod(shape))))
+    mask = np.array(mask, dtype=bool).reshape(shape)
+    spacing = (0.5, 1.0, 2.0)
+    target = tuple(sp * s for sp, s in zip(spacing, steps, strict=True))
+    cov = mask_coverage(mask, spacing, target)
+    assert cov.shape == blocks and cov.dtype == np.float32
+    assert cov.min() >= 0.0 and cov.max() <= 1.0
+    assert cov.sum() * np.prod(target) == pytest.approx(mask.sum() * np.prod(spacing), abs=1e-3)
+
+
+def test_mask_coverage_is_the_block_average_for_integer_ratios():
+    rng = np.random.default_rng(3)
+    mask = rng.random((6, 9, 4)) > 0.5
+    cov = mask_coverage(mask, (1.0, 1.0, 1.0), (2.0, 3.0, 1.0))
+    np.testing.assert_allclose(cov, mask.reshape(3, 2, 3, 3, 4, 1).mean(axis=(1, 3, 5)), atol=1e-6)
+
+
+@pytest.mark.parametrize("diameter", [3.0, 4.0, 6.0])
+def test_resample_mask_never_drops_a_lesion_smaller_than_a_voxel(diameter):
+    """At 5 mm, nearest neighbour loses most 4 mm spheres; the kept voxel is the best-covered."""
+    rng = np.random.default_rng(int(diameter))
+    lost_by_nearest = 0
+    for _ in range(25):
+        centre = 20.0 + rng.uniform(-2.5, 2.5, 3)
+        ball = _sphere(41, centre, diameter)
+        before = ball.copy()
+        out = resample_mask(ball, (1, 1, 1), (5, 5, 5))
+        np.testing.assert_array_equal(ball, before)
+        assert out.dtype == np.uint8 and set(np.unique(out)) <= {0, 1}
+        assert 1 <= out.sum() <= 2
+        nearest = resample_to_spacing(ball.astype(np.float32), (1, 1, 1), (5, 5, 5), order=0)
+        if not (nearest > 0.5).any():
+            lost_by_nearest += 1
+            cov = mask_coverage(ball, (1, 1, 1), (5, 5, 5))
+            assert out.sum() == 1 and cov[out > 0].max() == cov.max()
+    assert diameter > 5 or lost_by_nearest > 0  # the case keep_small exists for
+    empty = resample_mask(np.zeros((10, 10, 10)), (1, 1, 1), (5, 5, 5))
+    assert empty.shape == (2, 2, 2) and not empty.any()
+
+
+@pytest.mark.parametrize("diameter", [10.0, 16.0, 30.0])
+def test_resample_mask_keeps_larger_lesion_volumes(diameter):
+    rng = np.random.default_rng(7)
+    ratios = []
+    for _ in range(10):
+        ball = _sphere(61, 30.0 + rng.uniform(-2.5, 2.5, 3), diameter)
+        out = resample_mask(ball, (1.0, 1.0, 1.0), (5.0, 5.0, 5.0))
+        nearest = resample_to_spacing(ball.astype(np.float32), (1, 1, 1), (5, 5, 5), order=0)
+        np.testing.assert_array_equal(out, nearest > 0.5)  # nothing added when nothing is lost
+        ratios.append(out.sum() * 125.0 / ball.sum())
+    assert np.mean(ratios) == pytest.approx(1.0, abs=0.1)
+
+
+def test_resample_mask_without_keep_small_is_nearest_neighbour():
+    rng = np.random.default_rng(2)
+    mask = rng.random((9, 11, 13)) > 0.9
+    out = resample_mask(mask, (3.0, 1.0, 1.0), (1.3, 2.6, 1.7), keep_small=False)
+    nearest = resample_to_spacing(mask.astype(np.float32), (3.0, 1.0, 1.0), (1.3, 2.6, 1.7), order=0)
+    np.testing.assert_array_equal(out, nearest > 0.5)
 
 
 dims = st.integers(min_value=1, max_value=9)

@@ -121,3 +121,47 @@ def report_3d(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("reports") / "ct"
     build_3d(out)
     return out
+
+
+# --- Index figures, subgroup table and thumbnails (issue 11): a report built with them. ---
+#: A subgroup value with markup, to check that the table escapes it.
+SUBGROUP_XSS = "DX<script>window.__xss=4</script>"
+
+
+def performance_inputs(seed: int = 3) -> dict:
+    """Curves (as the evaluate stage writes them), operating points and a subgroups section."""
+    from pipeline.evaluate import calibration_rows, pr_rows, roc_rows
+    from pipeline.report.performance import OperatingMark
+
+    rng = np.random.default_rng(seed)
+    y = rng.random(80) < 0.4
+    p = np.clip(0.35 * y + 0.65 * rng.random(80), 0, 1)
+    targets, probs = np.stack([~y, y], axis=1), np.stack([1 - p, p], axis=1)
+    curves = {"roc": roc_rows("binary", targets, probs, LABELS),
+              "pr": pr_rows("binary", targets, probs, LABELS),
+              "calibration": calibration_rows("binary", targets, probs, LABELS, n_bins=10)}
+    block = {"n_positive": 12, "tp": 10, "fp": 3, "tn": 15, "fn": 2, "auroc": 0.88,
+             "auroc_ci_low": 0.74, "auroc_ci_high": 0.97, "sensitivity": 0.833,
+             "sensitivity_ci_low": 0.516, "sensitivity_ci_high": 0.979, "specificity": 0.833,
+             "specificity_ci_low": 0.586, "specificity_ci_high": 0.964}
+    subgroups = {
+        "split": "test", "level": 0.95, "n_boot": 200, "min_count": 10, "max_values": 8,
+        "max_distinct": 20, "classes": ["opacity"],
+        "attributes": {
+            "modality": {"values": {"CR": {"n": 30, "n_patients": 11, "classes": {"opacity": block}},
+                                    SUBGROUP_XSS: {"n": 41, "n_patients": 15,
+                                                   "classes": {"opacity": block}}},
+                         "omitted": {"values": 1, "n": 4}, "missing": 5}},
+        "skipped": {"attr_site": "57 distinct values (more than 20): free text or identifiers"},
+    }
+    marks = {"opacity": OperatingMark(0.5, sensitivity=0.8, specificity=0.85, precision=0.77)}
+    return {"curves": curves, "operating_points": marks, "subgroups": subgroups}
+
+
+@pytest.fixture(scope="session")
+def report_2d_performance(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A built 2D report with figures and the subgroup table (read-only for tests)."""
+    out = tmp_path_factory.mktemp("reports") / "cxr"
+    build_report(out, task_name="cxr <b>demo</b>", kind="2d", labels=LABELS, cases=cases_2d(),
+                 card=CARD, metrics=METRICS, notes=["Synthetic data."], **performance_inputs())
+    return out

@@ -210,3 +210,209 @@ def test_3d_slice_browser_keyboard_and_overlay(browser, report_3d: Path) -> None
     assert label("axial") == f"slice {z + 1} of {d}" and label("coronal") == f"slice {y + 1} of {h}"
     ActionChains(browser).send_keys("n").perform()
     assert browser.current_url.endswith("/cases/S1002.html")
+
+
+def test_index_shows_svg_figures_subgroup_table_and_thumbnails(browser, report_2d_performance: Path) -> None:
+    """Issue 11: the figures and the subgroup table render, the thumbnails (one embedded image
+    per case, referenced by <use>) show the overlay, and nothing breaks the CSP."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, report_2d_performance / "index.html")  # no console error, no CSP violation
+    charts = browser.execute_script(
+        "return Array.from(document.querySelectorAll('svg.chart')).map(function (s) {"
+        "  var r = s.getBoundingClientRect(); return [s.id, r.width, r.height]; });")
+    assert [c[0] for c in charts] == ["fig-roc", "fig-pr", "fig-calibration"]
+    assert all(w > 250 and h > 250 for _, w, h in charts), charts
+    drawn = browser.execute_script(
+        "return Array.from(document.querySelectorAll('svg.chart g.series path'))"
+        ".map(function (p) { return p.getTotalLength(); });")
+    assert len(drawn) == 3 and min(drawn) > 100  # ROC, PR and reliability curves are drawn
+    assert browser.execute_script("return document.querySelectorAll('svg.chart g.marker').length") == 2
+    table = browser.find_element(By.ID, "subgroup-table")
+    assert table.is_displayed()
+    cells = [r.text for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert len(cells) == 2 and "0.74 to 0.97" in cells[0]
+    assert "window.__xss=4" in cells[0]  # the hostile value is shown as text
+    thumb = browser.find_element(By.CSS_SELECTOR, "#cases tr[data-id=S0001] svg.thumb")
+    browser.execute_script("arguments[0].scrollIntoView()", thumb)
+    assert thumb.size["width"] == 48 and thumb.size["height"] == 48
+    pixels = np.asarray(Image.open(io.BytesIO(thumb.screenshot_as_png)).convert("RGB")).astype(int)
+    assert pixels.std() > 10  # an image, not the black letterbox alone
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    assert np.any((red > green + 40) & (red > blue + 40))  # the heatmap's hot end is visible
+    card = browser.find_element(By.CSS_SELECTOR, ".card svg.thumb")  # the same image, larger
+    assert card.size["width"] == 96
+
+
+# --- Case viewer controls (issue 11, case-image items): window/level, zoom and pan, R/L markers,
+# CT opening at the hottest voxel with the model's field of view outlined, print stylesheet. ---
+
+HOT_VOXEL = (9, 15, 19)  # one voxel hotter than a broad blob around (3, 5, 5) that holds more heat
+FOV = ((2, 10), (3, 17), (4, 20))
+
+
+@pytest.fixture(scope="module")
+def viewer_reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2D case with a 12-bit ramp and a known orientation, and a CT case in HU whose hottest
+    voxel is not on the slices with the most heat, with a field of view."""
+    from pipeline.report import build_report, imaging
+    from tests.report.conftest import LABELS, SPECS_2D, case_2d, case_3d, gaussian
+
+    root = tmp_path_factory.mktemp("viewer")
+    full = np.tile(np.linspace(0.0, 1.0, SHAPE_2D[1], dtype=np.float32), (SHAPE_2D[0], 1))
+    shown = np.clip((full - 0.25) / 0.5, 0.0, 1.0)
+    ramp = case_2d(SPECS_2D[0], sample_id="S2001", image=np.rint(shown * 255).astype(np.uint8),
+                   intensity=imaging.radiograph_intensity(full, shown, bits=12), orientation=("L", "F"))
+    build_report(root / "cxr", task_name="cxr", kind="2d", labels=LABELS, cases=[ramp])
+    heat = np.minimum(0.6 * gaussian(SHAPE_3D, (3, 5, 5), 3.0) + gaussian(SHAPE_3D, HOT_VOXEL, 0.7), 1.0)
+    hu = np.where(np.indices(SHAPE_3D)[2] < 12, -1000.0, 60.0).astype(np.float32)
+    ct = case_3d("S3001", heatmap=heat, mask=None, field_of_view=FOV,
+                 image=np.rint(np.clip((hu + 1350) / 1500, 0, 1) * 255).astype(np.uint8),
+                 intensity=imaging.hu_intensity(hu, (-600.0, 1500.0)))
+    build_report(root / "ct", task_name="ct", kind="3d", labels=LABELS, cases=[ct])
+    return root
+
+
+def canvas_pixel(driver, selector: str, x: int, y: int) -> list[int]:
+    return driver.execute_script(
+        "var c = document.querySelector(arguments[0]);"
+        "return Array.from(c.getContext('2d').getImageData(arguments[1], arguments[2], 1, 1).data);",
+        selector, x, y)
+
+
+def set_range(driver, element_id: str, value: float) -> None:
+    driver.execute_script(
+        "var s = document.getElementById(arguments[0]); s.value = arguments[1];"
+        "s.dispatchEvent(new Event('input', {bubbles: true}));", element_id, str(value))
+
+
+def rect(driver, element_id: str) -> dict[str, float]:
+    return driver.execute_script(
+        "var r = document.getElementById(arguments[0]).getBoundingClientRect();"
+        "return {left: r.left, top: r.top, width: r.width, height: r.height};", element_id)
+
+
+def test_2d_window_level_changes_pixel_values_and_resets(browser, viewer_reports: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, viewer_reports / "cxr" / "cases" / "S2001.html")
+    col = 40  # full = 40/127 = 0.315: grey 33 in the model's window (25%..75%), 80 over the full range
+    model = round(np.clip((col / 127 - 0.25) / 0.5, 0, 1) * 255)
+    assert abs(canvas_pixel(browser, "#image-2d", col, 10)[0] - model) <= 1  # opens at the model's window
+    assert browser.find_element(By.ID, "wl-level-value").text == "50.0 %"
+    set_range(browser, "wl-level", 50)
+    set_range(browser, "wl-width", 100)
+    grey = canvas_pixel(browser, "#image-2d", col, 10)
+    assert abs(grey[0] - round(col / 127 * 255)) <= 1 and grey[0] == grey[1] == grey[2]
+    overlay = browser.execute_script(
+        "var c = document.querySelector('[data-role=overlay] .c-base');"
+        "return c.getContext('2d').getImageData(arguments[0], 10, 1, 1).data[0];", col)
+    assert overlay == grey[0]  # one base image, drawn in both panels
+    ActionChains(browser).send_keys("r").perform()
+    assert abs(canvas_pixel(browser, "#image-2d", col, 10)[0] - model) <= 1
+    # Shift + drag across widens the window: the same pixel moves towards mid-grey
+    stage = browser.find_element(By.CSS_SELECTOR, "[data-role=plain]")
+    browser.execute_script("arguments[0].scrollIntoView()", stage)
+    (ActionChains(browser).move_to_element(stage).key_down(Keys.SHIFT).click_and_hold()
+     .move_by_offset(120, 0).release().key_up(Keys.SHIFT).perform())
+    assert float(browser.find_element(By.ID, "wl-width").get_attribute("value")) > 50 + 20
+    assert canvas_pixel(browser, "#image-2d", col, 10)[0] > model + 10
+
+
+def test_2d_zoom_scales_pans_and_shows_actual_pixels(browser, viewer_reports: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, viewer_reports / "cxr" / "cases" / "S2001.html")
+    browser.execute_script("document.getElementById('pair').scrollIntoView()")
+    fit = rect(browser, "image-2d")
+    dpr = browser.execute_script("return window.devicePixelRatio")
+    browser.find_element(By.ID, "zoom-in").click()
+    zoomed = rect(browser, "image-2d")
+    assert zoomed["width"] == pytest.approx(1.25 * fit["width"], rel=1e-3)
+    assert rect(browser, "heat-2d")["width"] == pytest.approx(zoomed["width"], rel=1e-3)  # layers follow
+    stage = browser.find_element(By.CSS_SELECTOR, "[data-role=plain]")
+    ActionChains(browser).move_to_element(stage).click_and_hold().move_by_offset(-30, -20).release().perform()
+    panned = rect(browser, "image-2d")
+    assert panned["left"] == pytest.approx(zoomed["left"] - 30, abs=1)
+    assert panned["top"] == pytest.approx(zoomed["top"] - 20, abs=1)
+    shift = browser.execute_script(  # each layer's offset within its own panel: in step
+        "return ['image-2d', 'heat-2d'].map(function (id) { var e = document.getElementById(id);"
+        " return e.getBoundingClientRect().left - e.closest('.stage').getBoundingClientRect().left; });")
+    assert shift[0] == pytest.approx(shift[1], abs=0.5)
+    browser.execute_script(
+        "var s = document.querySelector('[data-role=plain]'), r = s.getBoundingClientRect();"
+        "s.dispatchEvent(new WheelEvent('wheel', {deltaY: -100, clientX: r.left + 10, clientY: r.top + 10,"
+        " bubbles: true, cancelable: true}));")
+    assert rect(browser, "image-2d")["width"] == pytest.approx(1.25 * panned["width"], rel=1e-3)
+    browser.find_element(By.ID, "zoom").click()  # 1:1 = one image pixel per screen pixel
+    assert rect(browser, "image-2d")["width"] * dpr == pytest.approx(SHAPE_2D[1], abs=0.5)
+    assert browser.find_element(By.ID, "zoom").get_attribute("aria-pressed") == "true"
+    assert "1:1" in browser.find_element(By.ID, "zoom-value").text
+    browser.find_element(By.ID, "zoom-fit").click()
+    assert rect(browser, "image-2d") == pytest.approx(fit)
+
+
+def test_2d_orientation_markers_only_when_the_header_gives_them(browser, viewer_reports: Path,
+                                                                 report_2d: Path) -> None:
+    open_page(browser, viewer_reports / "cxr" / "cases" / "S2001.html")
+    marks = browser.execute_script(
+        "return ['top', 'bottom', 'left', 'right'].map(function (e) {"
+        " var m = document.querySelector('[data-role=plain] .om-' + e); return m && m.textContent; });")
+    assert marks == ["H", "F", "R", "L"]  # patient's right on the viewer's left
+    open_page(browser, report_2d / "cases" / "S0001.html")
+    assert browser.execute_script("return document.querySelectorAll('.stage .om').length") == 0
+    note = browser.execute_script("return document.getElementById('orientation-note').textContent")
+    assert "Orientation unknown" in note
+
+
+def test_ct_opens_at_the_hottest_voxel_with_the_field_of_view_outlined(browser, viewer_reports: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, viewer_reports / "ct" / "cases" / "S3001.html")
+    label = lambda v: browser.find_element(By.ID, f"label-{v}").text  # noqa: E731
+    d, h, w = SHAPE_3D
+    z, y, x = HOT_VOXEL
+    assert (label("axial"), label("coronal"), label("sagittal")) == (
+        f"slice {z + 1} of {d}", f"slice {y + 1} of {h}", f"slice {x + 1} of {w}")
+    boxes = browser.execute_script(
+        "return ['axial', 'coronal', 'sagittal'].map(function (v) {"
+        " var b = document.querySelector('#view-' + v + ' [data-role=overlay] .fov');"
+        " return [b.style.left, b.style.top, b.style.width, b.style.height, b.hidden]; });")
+    pct = lambda a, n: pytest.approx(100 * a / n, abs=1e-3)  # noqa: E731 (CSS keeps 6 digits)
+    (z0, z1), (y0, y1), (x0, x1) = FOV
+    expected = [(x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h),  # rows of coronal/sagittal: S to I
+                (x0 / w, (d - z1) / d, (x1 - x0) / w, (z1 - z0) / d),
+                (y0 / h, (d - z1) / d, (y1 - y0) / h, (z1 - z0) / d)]
+    for got, want in zip(boxes, expected, strict=True):
+        assert [float(v.rstrip("%")) for v in got[:4]] == [pct(v, 1) for v in want] and got[4] is False
+    ActionChains(browser).send_keys(Keys.END).perform()  # axial slice 12: outside the field of view
+    assert "outside the model's field of view" in label("axial")
+    assert browser.execute_script("return document.querySelector('#view-axial .fov').hidden") is True
+    browser.find_element(By.ID, "to-peak").click()
+    assert label("axial") == f"slice {z + 1} of {d}"
+    # window/level in HU: the bone preset turns the soft tissue (60 HU) from light grey to dark
+    soft = canvas_pixel(browser, "#view-axial [data-role=plain] canvas", 20, 10)[0]
+    assert soft == round((60 + 1350) / 1500 * 255)
+    browser.find_element(By.XPATH, "//button[@class='wl-preset' and text()='Bone']").click()
+    bone = canvas_pixel(browser, "#view-axial [data-role=plain] canvas", 20, 10)[0]
+    assert bone == round((60 + 500) / 1800 * 255)
+    assert browser.find_element(By.ID, "wl-level-value").text == "400 HU"
+
+
+def test_print_media_hides_the_controls(browser, viewer_reports: Path) -> None:
+    open_page(browser, viewer_reports / "cxr" / "cases" / "S2001.html")
+    shown = "return ['controls', 'wl-controls', 'zoom-controls', 'image-2d'].map(function (id) {" \
+            " return getComputedStyle(document.getElementById(id)).display; })" \
+            ".concat([getComputedStyle(document.querySelector('.keys')).display])"
+    assert "none" not in browser.execute_script(shown)
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    try:
+        assert browser.execute_script(shown) == ["none", "none", "none", "block", "none"]
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})

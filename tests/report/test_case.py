@@ -1,14 +1,28 @@
-"""CaseRecord checks and the index row it becomes."""
+"""CaseRecord checks, the index row it becomes, and what its page embeds."""
 
 from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.report.case import CaseRecord, decision_margin, summarize, validate
-from tests.report.conftest import LABELS, SPECS_2D, case_2d, case_3d
+from pipeline.report import build_report, imaging
+from pipeline.report.case import (
+    CaseRecord,
+    Intensity,
+    decision_margin,
+    orientation_marks,
+    summarize,
+    validate,
+)
+from tests.report.conftest import LABELS, SHAPE_2D, SPECS_2D, case_2d, case_3d
 
 
 def test_valid_cases_pass() -> None:
@@ -93,3 +107,98 @@ def test_record_is_keyword_only_and_frozen() -> None:
     case = case_2d(SPECS_2D[0])
     with pytest.raises(AttributeError):
         case.probability = 0.2  # type: ignore[misc]
+
+
+def _intensity(shape: tuple[int, ...], **overrides) -> Intensity:
+    fields = dict(values=np.zeros(shape, np.uint16), offset=0.0, scale=100 / 4095, unit="%",
+                  window=(50.0, 100.0))
+    fields.update(overrides)
+    return Intensity(**fields)
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    ({"intensity": _intensity((4, 4))}, r"intensity.values must be uint8 or uint16 with the image's shape"),
+    ({"intensity": _intensity(SHAPE_2D, values=np.zeros(SHAPE_2D, np.int16))}, "uint8 or uint16"),
+    ({"intensity": _intensity(SHAPE_2D, window=(50.0, 0.0))}, r"intensity.window must be \(center, width\)"),
+    ({"intensity": _intensity(SHAPE_2D, presets={"Bone": (1.0, -2.0)})}, r"presets\['Bone'\]"),
+    ({"intensity": _intensity(SHAPE_2D, scale=0.0)}, "scale > 0"),
+    ({"orientation": ("L", "X")}, "orientation must be 2 DICOM direction strings"),
+    ({"orientation": ("L",)}, "orientation must be 2"),
+    ({"field_of_view": ((0, 5), (0, 5))}, "field_of_view must be 3"),
+])
+def test_bad_display_fields_are_refused(overrides: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        validate(case_2d(SPECS_2D[0], **overrides), kind="2d", labels=LABELS)
+
+
+def test_display_fields_fit_their_kind() -> None:
+    validate(case_2d(SPECS_2D[0], intensity=_intensity(SHAPE_2D), orientation=("L", "FP")),
+             kind="2d", labels=LABELS)
+    validate(case_3d("S1", field_of_view=((1, 12), (0, 20), (2, 22))), kind="3d", labels=LABELS)
+    with pytest.raises(ValueError, match="2D images only"):
+        validate(case_3d("S1", orientation=("L", "F")), kind="3d", labels=LABELS)
+    with pytest.raises(ValueError, match="inside the volume"):
+        validate(case_3d("S1", field_of_view=((0, 13), (0, 20), (0, 24))), kind="3d", labels=LABELS)
+
+
+def test_orientation_marks_put_the_opposite_letter_on_the_near_edge() -> None:
+    # PA chest shown conventionally: rows run to the patient's left, columns to the feet.
+    assert orientation_marks(("L", "F")) == ("H", "F", "R", "L")
+    assert orientation_marks(("lp", "F")) == ("H", "F", "RA", "LP")
+
+
+def _embedded(html: str) -> tuple[dict, list[str]]:
+    """The page's image/volume data block and every PNG it embeds (base64, data URIs included)."""
+    block = json.loads(re.search(r'id="(?:image|volume)-data">(.+?)</script>', html, re.S).group(1))
+    uris = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    packed = [block[k] for k in ("base", "heat", "outline", "mask") if block.get(k)]
+    return block, uris + packed
+
+
+def _grey(b64: str) -> np.ndarray:
+    """A PNG's first channel (an RGBA thumbnail or colour bar has other channels)."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))))
+    return pixels[..., 0] if pixels.ndim == 3 else pixels
+
+
+@pytest.mark.parametrize("which", ["2d", "3d"])
+def test_base_image_is_embedded_once_per_page(which: str, report_2d: Path, report_3d: Path) -> None:
+    root = report_2d if which == "2d" else report_3d
+    for path in sorted((root / "cases").glob("*.html")):
+        html = path.read_text(encoding="utf-8")
+        block, pngs = _embedded(html)
+        assert html.count(block["base"]) == 1, path.name
+        base = _grey(block["base"])
+        same = [p for p in pngs if np.array_equal(_grey(p), base)]
+        assert len(same) == 1, f"{path.name}: the base image is embedded {len(same)} times"
+        assert html.count("<img ") == (1 if block["heat"] else 0)  # the colour bar; images are canvases
+
+
+def _demo_like_2d(seed: int = 0) -> CaseRecord:
+    """A 256 x 256 radiograph-like case at 12 bits (smooth anatomy plus quantum noise)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.indices((256, 256)) / 256.0
+    full = np.clip(0.5 + 0.3 * np.sin(6 * x) * np.cos(4 * y) + rng.normal(0, 0.004, (256, 256)), 0, 1)
+    shown = np.clip((full - 0.15) / 0.7, 0, 1)
+    heat = np.exp(-((y - 0.4) ** 2 + (x - 0.6) ** 2) / 0.02).astype(np.float32)
+    return case_2d(SPECS_2D[0], image=np.rint(shown * 255).astype(np.uint8), heatmap=heat, mask=None,
+                   intensity=imaging.radiograph_intensity(full, shown, bits=12))
+
+
+#: README "Page size": bytes per image pixel (or voxel) above a fixed part of the page.
+BUDGET_2D, BUDGET_3D, BUDGET_FIXED = 2.5, 2.0, 80_000
+
+
+def test_demo_like_pages_stay_within_the_page_size_budget(tmp_path: Path) -> None:
+    build_report(tmp_path / "cxr", task_name="cxr", kind="2d", labels=LABELS, cases=[_demo_like_2d()])
+    page = (tmp_path / "cxr" / "cases" / "S0001.html").stat().st_size
+    assert page <= BUDGET_FIXED + BUDGET_2D * 256 * 256, page
+    rng = np.random.default_rng(0)
+    hu = np.where(np.indices((24, 64, 64))[2] > 10, 40.0, -1000.0) + rng.normal(0, 12, (24, 64, 64))
+    volume = case_3d("S3001", image=np.zeros((24, 64, 64), np.uint8), heatmap=None, mask=None,
+                     intensity=imaging.hu_intensity(hu, (-600, 1500)))
+    build_report(tmp_path / "ct", task_name="ct", kind="3d", labels=LABELS, cases=[volume])
+    page = (tmp_path / "ct" / "cases" / "S3001.html").stat().st_size
+    assert page <= BUDGET_FIXED + BUDGET_3D * hu.size, page

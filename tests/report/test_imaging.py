@@ -111,3 +111,70 @@ def test_peak_index_prefers_heat_then_mask_then_centre() -> None:
     assert imaging.peak_index(heat, mask, heat.shape) == (1, 2, 3)
     assert imaging.peak_index(np.zeros_like(heat), mask, heat.shape) == (3, 4, 5)
     assert imaging.peak_index(None, None, heat.shape) == (2, 2, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape", [(5, 7), (3, 4, 5)])
+def test_pack_png_round_trips_images_and_volumes(dtype: type, shape: tuple[int, ...]) -> None:
+    from PIL import Image
+
+    values = np.random.default_rng(2).integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    packed = imaging.pack_png(values)
+    assert packed == imaging.pack_png(values.copy())  # deterministic bytes
+    np.testing.assert_array_equal(imaging.unpack_png(packed, shape), values)
+    strip = Image.open(io.BytesIO(base64.b64decode(packed)))
+    assert strip.mode == "L"  # 8-bit greyscale, the only kind the page's decoder reads
+    rows = int(np.prod(shape[:-1]))
+    assert strip.size == (shape[-1], rows * (2 if dtype == np.uint16 else 1))  # 16 bits: 2 planes
+
+
+def test_pack_png_refuses_other_types() -> None:
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        imaging.pack_png(np.zeros((3, 3), np.float32))
+
+
+def _ramp() -> np.ndarray:
+    return np.tile(np.linspace(0.0, 1.0, 200, dtype=np.float32), (30, 1))
+
+
+def test_radiograph_intensity_recovers_a_linear_model_window() -> None:
+    full = _ramp()
+    shown = np.clip((full - 0.2) / 0.5, 0.0, 1.0)  # the model's window: 20%..70% of the range
+    got = imaging.radiograph_intensity(full, shown, bits=16)
+    assert got.unit == "%" and got.values.dtype == np.uint16 and int(got.values.max()) == 4095
+    assert got.window == pytest.approx((45.0, 50.0), abs=1e-3) and got.exact
+    # the page's mapping: value = offset + scale * level, windowed linearly
+    value = got.offset + got.scale * got.values.astype(np.float64)
+    center, width = got.window
+    page = np.rint(np.clip((value - (center - width / 2)) / width, 0, 1) * 255)
+    assert np.abs(page - np.rint(shown * 255)).max() <= 1
+
+
+def test_radiograph_intensity_flags_a_non_linear_window_and_keeps_8_bit_sources() -> None:
+    full = _ramp()
+    sigmoid = 1.0 / (1.0 + np.exp(-8.0 * (full - 0.5)))
+    assert not imaging.radiograph_intensity(full, sigmoid, bits=12).exact
+    eight = imaging.radiograph_intensity(full, full, bits=8)
+    assert eight.values.dtype == np.uint8 and int(eight.values.max()) == 255
+    assert eight.window == pytest.approx((50.0, 100.0), abs=1e-3)
+
+
+def test_hu_intensity_keeps_whole_hu_and_ct_presets() -> None:
+    hu = np.array([[[-1024.4, -600.0], [40.2, 1800.0]]], np.float32)
+    got = imaging.hu_intensity(hu, (-600, 1500))
+    np.testing.assert_array_equal(got.offset + got.scale * got.values, np.rint(hu))
+    assert got.unit == "HU" and got.window == (-600.0, 1500.0) and got.exact
+    assert set(got.presets) == {"Lung", "Mediastinum", "Bone"}
+    assert imaging.hu_intensity(hu, (-600, 1500), presets=False).presets == {}
+
+
+def test_peak_index_is_the_hottest_voxel_not_the_heaviest_slice() -> None:
+    grids = np.indices((12, 20, 24), dtype=np.float32)
+    broad = 0.6 * np.exp(-sum((g - c) ** 2 for g, c in zip(grids, (3, 5, 5), strict=True)) / 18.0)
+    heat = broad.copy()
+    heat[9, 15, 19] = 0.95  # one hot voxel, far from where most of the heat is
+    assert int(np.argmax(broad.sum(axis=(1, 2)))) == 3
+    assert imaging.peak_index(heat, None, heat.shape) == (9, 15, 19)
+    plateau = np.zeros((5, 5, 5), np.float32)
+    plateau[1:4, 0:3, 2] = 1.0  # ties: the one nearest their centroid
+    assert imaging.peak_index(plateau, None, plateau.shape) == (2, 1, 2)

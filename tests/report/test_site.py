@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import json
 import re
@@ -79,18 +78,15 @@ def test_case_page_shows_decision_threshold_truth_and_caveat(report_2d: Path) ->
 
 
 def test_2d_case_embeds_full_resolution_image_and_heatmap(report_2d: Path) -> None:
-    from PIL import Image
+    from pipeline.report.imaging import unpack_png
 
     page = scan(report_2d / "cases" / "S0001.html")
-    image = page.by_id("image-2d").attrs["src"]
-    heat = page.by_id("heat-2d").attrs["src"]
-    assert image.startswith("data:image/png;base64,") and heat.startswith("data:image/png;base64,")
-    decoded = np.asarray(Image.open(_png(image)))
-    np.testing.assert_array_equal(decoded, case_2d(SPECS_2D[0], seed=0).image)
-    rgba = np.asarray(Image.open(_png(heat)))
-    assert rgba.shape == (96, 128, 4)
-    assert rgba[30, 40, 3] == 255 and rgba[85, 115, 3] == 0  # alpha follows the heatmap
-    assert page.by_id("outline-2d").attrs["src"].startswith("data:image/png")
+    data = json.loads(page.by_id("image-data").text)  # drawn by the page's script (case.js)
+    np.testing.assert_array_equal(unpack_png(data["base"], (96, 128)), case_2d(SPECS_2D[0], seed=0).image)
+    heat = unpack_png(data["heat"], (96, 128))
+    assert heat[30, 40] == 255 and heat[85, 115] == 0  # opacity follows the heatmap
+    assert unpack_png(data["outline"], (96, 128)).any()
+    assert page.by_id("image-2d").tag == page.by_id("heat-2d").tag == "canvas"
     assert page.by_id("opacity").attrs["type"] == "range"
 
 
@@ -105,8 +101,10 @@ def test_3d_case_embeds_the_volume_heatmap_and_mask(report_3d: Path) -> None:
     (block,) = [s for s in page.find("script") if s.attrs.get("type") == "application/json"]
     data = json.loads(block.text)
     assert data["shape"] == list(SHAPE_3D) and data["spacing"] == [5.0, 2.0, 2.0]
-    unpack = lambda s: np.frombuffer(gzip.decompress(base64.b64decode(s)), np.uint8).reshape(SHAPE_3D)  # noqa: E731
-    np.testing.assert_array_equal(unpack(data["image"]), volume_3d(len("S1001")))
+    from pipeline.report.imaging import unpack_png
+
+    unpack = lambda s: unpack_png(s, SHAPE_3D)  # noqa: E731
+    np.testing.assert_array_equal(unpack(data["base"]), volume_3d(len("S1001")))
     heat = unpack(data["heat"])
     assert np.unravel_index(np.argmax(heat), SHAPE_3D) == HOT_ZYX
     assert data["start"] == list(HOT_ZYX)  # viewer opens at the heatmap peak
@@ -287,3 +285,196 @@ def test_3d_report_refuses_2d_images_and_duplicates(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="duplicate sample_id 'S1'"):
         build_report(tmp_path / "r", task_name="t", kind="3d", labels=LABELS,
                      cases=[case_3d("S1"), case_3d("S1")])
+
+
+READER_METRICS = {
+    "auroc": 0.99, "auroc_ci_low": 0.98, "auroc_ci_high": 1.0, "auroc_ci_method": "bootstrap",
+    "specificity": 1.0, "specificity_ci_low": 0.935, "specificity_ci_high": 1.0,
+    "specificity_ci_method": "clopper-pearson", "recall": 0.9, "recall_ci_low": 0.8,
+    "recall_ci_high": 0.97, "recall_ci_method": "bootstrap", "n": 91, "fn": 4, "fp": 0, "tn": 55,
+    "tp": 32, "iou": 0.17, "iou_ci_low": 0.13, "iou_ci_high": 0.22, "pointing_game": 0.0,
+    "pointing_game_ci_low": 0.0, "pointing_game_ci_high": 0.23, "pointing_game_ci_method": "clopper-pearson",
+    "pointing_game_chance": 0.03, "energy_in_mask": 0.09, "energy_in_mask_ci_low": 0.08,
+    "energy_in_mask_ci_high": 0.11, "energy_chance": 0.03, "localization_valid_resamples": 1000,
+    "n_localized": 14, "deletion_win_rate": 0.98, "deletion_flag": False, "threshold": 0.5,
+}
+
+
+@pytest.fixture(scope="module")
+def reader_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2D report with exact intervals, heatmap measures and a 64 x 64 model input."""
+    out = tmp_path_factory.mktemp("reader") / "cxr"
+    build_report(out, task_name="cxr", kind="2d", labels=LABELS,
+                 cases=(case_2d(s, seed=i) for i, s in enumerate(SPECS_2D)),
+                 card={"input_shape": [64, 64, 1]}, metrics=READER_METRICS)
+    return out
+
+
+def test_index_keeps_heatmap_measures_apart_with_chance_levels_and_warnings(reader_report: Path) -> None:
+    raw = (reader_report / "index.html").read_text()
+    metrics_part = raw[raw.index('id="metrics"'):raw.index('id="localization"')]
+    heatmap_part = raw[raw.index('id="localization"'):raw.index('id="review"')]
+    assert "Specificity" in metrics_part and "Pointing-game" not in metrics_part
+    assert "Heatmap-lesion overlap (IoU)" not in metrics_part
+    for expected in ("Pointing-game hit rate", "Heatmap share inside lesions", "Chance level",
+                     "not defined", "0.030", "0.500", "Deletion check"):
+        assert expected in heatmap_part, expected
+    text = " ".join(scan(reader_report / "index.html").text)
+    assert ("The heatmaps point at the lesion no more often than chance (pointing game 0.00, 95% CI "
+            "0.000 to 0.230, vs 0.03 by chance): do not use them to locate findings.") in text
+    assert "Most of each heatmap lies outside the annotated lesions" in text
+
+
+def test_exact_intervals_carry_a_footnote_where_shown(reader_report: Path) -> None:
+    raw = (reader_report / "index.html").read_text()
+    metrics_part = raw[raw.index('id="metrics"'):raw.index('id="localization"')]
+    assert re.search(r"0\.935 to 1\.000 <abbr class=\"ci-exact\"", metrics_part)
+    assert "0.800 to 0.970 <abbr" not in metrics_part  # bootstrap intervals are not marked
+    assert "Exact (Clopper-Pearson) interval: the bootstrap had no events" in metrics_part
+    assert "Exact (Clopper-Pearson) interval" in raw[raw.index('id="localization"'):]
+    case = (reader_report / "cases" / "S0001.html").read_text()
+    assert "0.935 to 1.000 <abbr" in case and "Exact (Clopper-Pearson) interval" in case
+
+
+def test_counts_table_uses_readable_names(reader_report: Path) -> None:
+    raw = (reader_report / "index.html").read_text()
+    counts = raw[raw.index("Counts and settings behind these figures"):raw.index('id="localization"')]
+    for name in ("False negatives", "False positives", "True negatives", "True positives",
+                 "Test cases", "Bootstrap resamples behind the heatmap intervals",
+                 "Cases with an annotated lesion"):
+        assert f">{name}" in counts, name
+    assert not re.search(r">(fn|fp|tn|tp|n|localization valid resamples|n localized)<", counts)
+
+
+def test_case_page_says_which_label_the_heatmap_explains(reader_report: Path) -> None:
+    missed = " ".join(scan(reader_report / "cases" / "S0003.html").text)  # false negative
+    assert "Heatmap: evidence for opacity." in missed
+    assert "The model's call was normal: the map shows what pushed the score towards opacity" in missed
+    hit = " ".join(scan(reader_report / "cases" / "S0001.html").text)  # true positive
+    assert "Heatmap: evidence for opacity." in hit and "The model's call was" not in hit
+
+
+def test_explained_label_follows_the_explain_default() -> None:
+    from pipeline.report.site import explained_label
+
+    binary = case_2d(SPECS_2D[2])  # predicted normal, threshold 0.5
+    assert explained_label(binary, "opacity") == "opacity"
+    multi = CaseRecord(sample_id="S9", split="test", true_label="c", predicted_label="b",
+                       probability=0.45, probabilities={"a": 0.15, "b": 0.45, "c": 0.40},
+                       image=np.zeros((8, 8), np.uint8), heatmap=np.zeros((8, 8), np.float32))
+    assert explained_label(multi, None) == "b"
+    assert explained_label(case_2d(SPECS_2D[0], heatmap=None), "opacity") is None
+
+
+def test_confidence_badge_says_near_or_far_from_the_threshold(reader_report: Path) -> None:
+    for path in pages(reader_report):
+        assert not re.search(r">\s*(Clear|Unclear)\s*<", path.read_text()), path.name
+    far = " ".join(scan(reader_report / "cases" / "S0001.html").text)
+    assert "Far from the threshold" in far
+    near = " ".join(scan(reader_report / "cases" / "S0005.html").text)
+    assert "Low confidence: near the threshold" in near
+
+
+def test_caption_says_what_the_model_saw(reader_report: Path, report_2d: Path) -> None:
+    for path in pages(reader_report) + pages(report_2d):
+        assert "windowed as the model saw it" not in path.read_text()
+    text = " ".join(scan(reader_report / "cases" / "S0001.html").text)
+    assert ("Original resolution (128 × 96 pixels), same window as the model's input (the model saw it "
+            "resized to fit 64 × 64 pixels)") in text
+    same = " ".join(scan(report_2d / "cases" / "S0001.html").text)  # card input 96 x 128 = image
+    assert "Model input (128 × 96 pixels, as the model saw it)" in same
+
+
+# --- Index figures, subgroup table and thumbnails (issue 11) ---
+
+
+def test_index_has_roc_pr_and_reliability_figures_with_the_operating_point(
+        report_2d_performance: Path) -> None:
+    from tests.report.conftest import SUBGROUP_XSS
+
+    page = scan(report_2d_performance / "index.html")
+    charts = [e for e in page.find("svg") if "chart" in (e.attrs.get("class") or "").split()]
+    assert [c.attrs["id"] for c in charts] == ["fig-roc", "fig-pr", "fig-calibration"]
+    assert all(c.attrs["role"] == "img" and c.attrs["aria-labelledby"] for c in charts)
+    ids = {e.attrs.get("id") for e in page.elements}
+    for c in charts:
+        assert set(c.attrs["aria-labelledby"].split()) <= ids
+    text = " ".join(page.text)
+    for expected in ("ROC curve (test set)", "Precision-recall curve (test set)",
+                     "Reliability diagram (test set)", "Perfect calibration", "Chance (area 0.5)",
+                     "t = 0.50", "threshold 0.500, sensitivity 0.800, specificity 0.850",
+                     "True positive rate (sensitivity)", "Mean predicted probability"):
+        assert expected in text, expected
+    assert len([e for e in page.find("g") if e.attrs.get("class") == "marker"]) == 2  # ROC and PR
+    # the confusion table (the stylesheet's .confusion style) at the operating threshold
+    (table,) = [e for e in page.find("table") if e.attrs.get("class") == "confusion"]
+    assert {"30", "5", "4", "21"} <= set(page.text)
+    raw = (report_2d_performance / "index.html").read_text(encoding="utf-8")
+    assert SUBGROUP_XSS not in raw and "window.__xss=4" in " ".join(page.text)
+
+
+def test_index_shows_the_subgroup_table_with_intervals_and_caveats(report_2d_performance: Path) -> None:
+    page = scan(report_2d_performance / "index.html")
+    assert page.by_id("subgroup-table").tag == "table"
+    text = " ".join(page.text)
+    for expected in ("Performance by subgroup", "Modality", "CR", "0.88", "0.74 to 0.97",
+                     "0.52 to 0.98", "Clopper-Pearson", "patient-level bootstrap",
+                     "site (labels.csv)", "not a statistical test"):
+        assert expected in text, expected
+
+
+def test_index_without_curves_or_subgroups_says_so(report_2d: Path) -> None:
+    text = " ".join(scan(report_2d / "index.html").text)
+    assert "No curve data was provided." in text and "No subgroup metrics were provided." in text
+
+
+@pytest.mark.parametrize("which", ["2d", "3d"])
+def test_each_thumbnail_is_embedded_once_and_shown_in_the_case_table(
+        which: str, report_2d_performance: Path, report_3d: Path) -> None:
+    root = report_2d_performance if which == "2d" else report_3d
+    page = scan(root / "index.html")
+    defs = {e.attrs["id"]: e for e in page.find("g") if (e.attrs.get("id") or "").startswith("thumb-")}
+    rows = [e.attrs["data-id"] for e in page.find("tr") if "data-id" in e.attrs]
+    assert sorted(defs) == sorted(f"thumb-{sid}" for sid in rows)
+    images = [e.attrs["href"] for e in page.find("image")]
+    assert len(images) == len(rows)  # one data URI per case, no copies for the review cards
+    assert all(uri.startswith("data:image/png;base64,") for uri in images)
+    uses = [e.attrs["href"] for e in page.find("use")]
+    for sid in rows:  # the table row's thumbnail, plus its review card if it has one
+        assert 1 <= uses.count(f"#thumb-{sid}") <= 2
+    assert not [e for e in page.find("img") if (e.attrs.get("src") or "").startswith("data:image/png")]
+    assert not list(root.rglob(".thumbnails.part"))
+
+
+
+def test_index_with_figures_keeps_the_csp_offline_and_escaping_rules(report_2d_performance: Path) -> None:
+    path = report_2d_performance / "index.html"
+    raw = path.read_text(encoding="utf-8")
+    page = scan(path)
+    assert len([s for s in page.find("script") if s.attrs.get("type") is None]) == 1
+    assert not any(k.startswith("on") or k == "style" for e in page.elements for k in e.attrs)
+    assert not re.search(r"(?i)\b(https?|ftp|wss?|file)://|url\(|xmlns", raw)
+    for link in page.links():
+        assert link.startswith(("data:", "#", "cases/")), link
+    (meta,) = [m for m in page.find("meta") if m.attrs.get("http-equiv") == "Content-Security-Policy"]
+    assert "img-src data:;" in meta.attrs["content"] and "unsafe" not in meta.attrs["content"]
+    assert "<script>window" not in raw
+
+
+def test_binary_operating_point_defaults_to_the_flat_metrics_and_confusion_is_passed(
+        tmp_path: Path) -> None:
+    from tests.report.conftest import METRICS, performance_inputs
+
+    curves = performance_inputs()["curves"]
+    metrics = {k: v for k, v in METRICS.items() if k != "confusion_matrix"}
+    build_report(tmp_path / "r", task_name="t", kind="2d", labels=LABELS,
+                 cases=[case_2d(SPECS_2D[0])], metrics=metrics, curves=curves,
+                 confusion=[[7, 1], [2, 9]])
+    page = scan(tmp_path / "r" / "index.html")
+    text = " ".join(page.text)
+    assert "threshold 0.500, sensitivity 0.800, specificity 0.850" in text  # METRICS' values
+    (table,) = [e for e in page.find("table") if e.attrs.get("class") == "confusion"]
+    cells = [e.attrs.get("class") for e in page.find("td") if "diag" in (e.attrs.get("class") or "")
+             or "off" in (e.attrs.get("class") or "")]
+    assert cells == ["num diag", "num off", "num off", "num diag"]
+    assert {"7", "1", "2", "9"} <= set(page.text)

@@ -45,7 +45,7 @@ def test_explain_respects_splits_and_max_cases(trained_2d, tmp_path):
     result = run_explain(task, data_dir=trained_2d["data"], model_dir=trained_2d["model"],
                          out_dir=tmp_path, seed=0)
     assert len(result.rows) == 3 and {r["split"] for r in result.rows} <= {"val", "test"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cases.csv", "faithfulness.json",
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.json", "cases.csv", "faithfulness.json",
                                                          "maps_gradcam.npy"]
 
 
@@ -75,6 +75,9 @@ def test_evaluate_metrics_predictions_plots(trained_2d, explained_2d, tmp_path):
     assert doc["threshold"]["rule"] == "youden" and 0.0 <= doc["threshold"]["value"] <= 1.0
     assert set(doc["explain"]) >= {"gradcam", "gradcam++", "layer"}
     assert test["localization_method"] == "gradcam" and test["n_localized"] >= 1
+    in_body = doc["localization_in_body"]  # beside, not instead of, the reported measures
+    assert set(in_body) >= {"pointing_game", "iou", "heat_outside_body"}
+    assert 0.0 <= in_body["heat_outside_body"] <= 1.0
     # predictions: val + test only, pseudonyms only, probabilities per label
     preds = read_predictions(result.predictions)
     manifest = read_table(trained_2d["data"] / "manifest.csv")
@@ -161,3 +164,44 @@ def test_evaluate_with_tta_averages_views_and_records_the_mode(trained_2d, tmp_p
     p = [np.asarray(model.predict_on_batch(v), np.float64)[:, 0] for v in (x, apply_view(x, View(flip=True)))]
     np.testing.assert_allclose(preds.probs[:, 1], (p[0] + p[1]) / 2, atol=2e-6)  # file has 6 decimals
     np.testing.assert_allclose(read_predictions(plain.predictions).probs[:, 1], p[0], atol=2e-6)
+
+
+@pytest.mark.parametrize("kind", ["2d", "3d"])
+def test_auto_method_and_layer_are_chosen_on_val_and_recorded(kind, trained_2d, trained_3d, tmp_path):
+    """explain.methods/layer: auto score the candidates on validation cases of the positive class
+    and write the choice with its evidence to faithfulness.json, from where evaluate copies it
+    into metrics (predict reads the method and layer back)."""
+    trained, make = (trained_2d, task_2d) if kind == "2d" else (trained_3d, task_3d)
+    task = make(explain={"methods": "auto", "layer": "auto"})
+    result = run_explain(task, data_dir=trained["data"], model_dir=trained["model"],
+                         out_dir=tmp_path / "explain", seed=0)
+    selection = result.faithfulness["selection"]
+    assert selection["split"] == "val"
+    chosen = [c for c in selection["candidates"] if c["chosen"]]
+    assert len(chosen) == 1
+    assert result.methods == (selection["method"],) == (chosen[0]["method"],)
+    assert result.faithfulness["layer"] == selection["layer"] == chosen[0]["layer"]
+    assert {c["method"] for c in selection["candidates"]} == set(task.explain.method_list)
+    assert all("deletion_flag" in c and "deletion_win_rate" in c for c in selection["candidates"])
+    assert read_explained(tmp_path / "explain").methods == result.methods
+    ev = run_evaluate(task, data_dir=trained["data"], model_dir=trained["model"],
+                      explain_dir=tmp_path / "explain", out_dir=tmp_path / "eval",
+                      metrics_path=tmp_path / "m.json", seed=0)
+    assert ev.metrics["explain"]["selection"]["method"] == selection["method"]
+    audit = json.loads((tmp_path / "explain" / "audit.json").read_text())
+    assert len(audit["cases"]) == len(result.rows)
+    in_metrics = ev.metrics["explain"]["audit"]["summary"]  # rounded there
+    for key in ("warning", "n_flagged", "n_cases", "flagged_regions"):
+        assert in_metrics[key] == audit["summary"][key]
+    assert in_metrics["border"]["share"] == pytest.approx(audit["summary"]["border"]["share"], abs=1e-5)
+    for case in audit["cases"]:
+        assert 0.0 <= case["outside_body"] <= 1.0 and 0.0 <= case["border"] <= 1.0
+
+
+def test_explicit_methods_with_auto_layer_put_the_chosen_method_first(trained_2d, tmp_path):
+    task = task_2d(explain={"methods": ["gradcam", "hirescam"], "layer": "auto"})
+    result = run_explain(task, data_dir=trained_2d["data"], model_dir=trained_2d["model"],
+                         out_dir=tmp_path, seed=0)
+    assert set(result.methods) == {"gradcam", "hirescam"}
+    assert result.methods[0] == result.faithfulness["selection"]["method"]
+    assert {c["method"] for c in result.faithfulness["selection"]["candidates"]} == {"gradcam", "hirescam"}

@@ -43,9 +43,10 @@ def test_report_has_every_test_case_at_full_resolution(trained_2d, report_2d):
     for sid in test_ids:
         assert f"cases/{sid}.html" in html
     assert "chosen on the validation split" in html and "Research use only" in html
-    assert "Share of the heatmap inside annotated lesions" in html and "Heatmap share inside lesions" in html
+    heatmaps = html.split('id="localization"')[1]  # heatmap measures: own section, with chance levels
+    assert "Heatmap share inside lesions" in heatmaps and "Chance level" in heatmaps
     measures, counts = html.split("Counts and settings behind these figures")  # counts: own table, no CI
-    assert "Heatmap share inside lesions" in measures and ">n localized<" in counts
+    assert "Heatmap share inside lesions" not in measures and ">Cases with an annotated lesion" in counts
     # the builder's images are 64x48 (not the 32x32 model grid): full resolution is shown
     page = (root / "report" / "cases" / f"{sorted(test_ids)[0]}.html").read_text()
     assert "model input resolution" not in page
@@ -185,15 +186,18 @@ def test_predict_nothing_readable_fails_clearly(trained_2d, tmp_path):
 
 
 def _volume_data(page):
-    import base64
-    import gzip
+    """The page's volume: the windowed image (base levels in HU through the page's window), heatmap
+    and mask."""
     import json
+
+    from pipeline.report.imaging import unpack_png
 
     block = re.search(r'<script type="application/json" id="volume-data">(.+?)</script>', page, re.S).group(1)
     data = json.loads(block)
-    unpack = lambda s: (None if s is None else  # noqa: E731
-                        np.frombuffer(gzip.decompress(base64.b64decode(s)), np.uint8).reshape(data["shape"]))
-    return data, unpack(data["image"]), unpack(data["heat"]), unpack(data.get("mask"))
+    unpack = lambda s: None if s is None else unpack_png(s, tuple(data["shape"]))  # noqa: E731
+    (center, width), hu = data["window"], data["offset"] + data["scale"] * unpack(data["base"]).astype(float)
+    image = np.rint(np.clip((hu - (center - width / 2)) / width, 0, 1) * 255).astype(np.uint8)
+    return data, image, unpack(data["heat"]), unpack(data.get("mask"))
 
 
 def test_3d_report_and_predict(trained_3d, tmp_path):
@@ -400,3 +404,17 @@ def test_report_notes_say_when_probabilities_are_averaged_over_views():
     assert not any("test-time augmentation" in n for n in plain)
     tta = _notes(task_2d(), {**metrics, "tta": {"mode": "flip_shift", "views": 10}}, {}, "gradcam")
     assert any("mean over 10 views" in n and "'flip_shift'" in n and "original image" in n for n in tta)
+
+
+def test_report_notes_mark_exact_intervals_and_headline_carries_the_deletion_check():
+    from pipeline.stages.report import _Decision, _headline, _notes
+
+    metrics = {"threshold": {"rule": "youden", "value": 0.4},
+               "test": {"n": 10, "n_patients": 5, "specificity_ci_method": "clopper-pearson"}}
+    notes = _notes(task_2d(), metrics, {}, "gradcam")
+    assert any("marked † are exact (Clopper-Pearson)" in n for n in notes)
+    plain = _notes(task_2d(), {**metrics, "test": {"n": 10, "specificity_ci_method": "bootstrap"}}, {},
+                   "gradcam")
+    assert not any("Clopper-Pearson" in n for n in plain)
+    flat = _headline(metrics, _Decision(task_2d(), metrics), {"win_rate": 0.4, "flag": True, "fraction": 0.1})
+    assert flat["deletion_win_rate"] == 0.4 and flat["deletion_flag"] is True and flat["threshold"] == 0.4

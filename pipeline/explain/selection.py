@@ -1,0 +1,152 @@
+"""Choose the explanation method and target layer of a task on evidence (``explain.methods: auto``,
+``explain.layer: auto``), on the **validation** split, never on test.
+
+Candidates: every method of ``methods`` at every layer of ``layers`` (``layercam-fusion`` once:
+it fuses several layers itself, centred on the middle candidate). Each candidate's maps of the
+validation cases of the explained class are scored by
+
+1. **faithfulness**: the deletion test (:func:`pipeline.explain.faithfulness.deletion_test`):
+   does masking the map's top pixels lower the probability more than random masks of the same
+   area? A candidate passes when it is not flagged (mean drop above random and wins on more than
+   half of the images);
+2. **localization**, where lesion masks exist (at least :data:`MIN_MASKED` cases): the pointing
+   game (the map's peak inside the lesion), then the IoU as a tie-break.
+
+Rule: among the candidates that pass (1) — all of them if none passes, which the choice then
+says — the best by (2); without masks the one whose deletion drop exceeds random the most.
+Faithfulness first, because a map that lands on the lesion but does not explain the model would
+tell a clinician something the model did not do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import EXPLAIN_AUTO_METHODS as AUTO_METHODS  # Score-CAM left out: too slow
+
+__all__ = ["AUTO_METHODS", "Choice", "candidate_layers", "select"]
+
+log = logging.getLogger(__name__)
+#: Masked validation cases needed before localization takes part in the choice.
+MIN_MASKED = 5
+#: Candidate layers for ``layer: auto``: the last layer of each of this many coarsest feature
+#: resolutions that have at least 2 cells per axis.
+AUTO_LAYERS = 3
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen method and layer and the evidence for every candidate."""
+
+    method: str
+    layer: str
+    rule: str
+    candidates: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    n_cases: int = 0
+    n_masked: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "layer": self.layer, "rule": self.rule, "split": "val",
+                "n_cases": self.n_cases, "n_masked": self.n_masked, "candidates": list(self.candidates)}
+
+
+def candidate_layers(model: Any, *, n: int = AUTO_LAYERS) -> tuple[str, ...]:
+    """The last layer of each of the ``n`` coarsest feature resolutions with >= 2 cells per axis,
+    fine to coarse (e.g. ResNet-18 at 128 px: the 16x16, 8x8 and 4x4 block outputs)."""
+    from pipeline.explain.target_layer import spatial_layers
+    from pipeline.explain.view import explanation_model
+    from pipeline.models.ensemble import ensemble_members
+
+    members = ensemble_members(model)
+    view = explanation_model(members[0] if members else model)  # an ensemble: a member's layers
+    last_of: dict[tuple[int, ...], str] = {}
+    for name in spatial_layers(view):
+        last_of[tuple(int(d) for d in view.get_layer(name).output.shape[1:-1])] = name
+    groups = [g for g in sorted(last_of, key=lambda g: -int(np.prod(g))) if min(g) >= 2]
+    if not groups:  # tiny inputs: the finest available
+        groups = sorted(last_of, key=lambda g: -int(np.prod(g)))[:1]
+    return tuple(last_of[g] for g in groups[-n:])
+
+
+def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods: Sequence[str],
+           layers: Sequence[str], fraction: float, n_random: int, seed: int, batch_size: int,
+           fill: str = "mean", backbone: str | None = None) -> Choice:
+    """Score every (method, layer) candidate on ``images`` and choose one (module docstring).
+
+    Args:
+        model: The trained classifier (or a k-fold ensemble).
+        images: float32 validation inputs of the explained class, ``(N, *spatial, C)``.
+        masks: Their lesion masks ``(N, *spatial[, 1])`` or None.
+        methods: Candidate methods (:data:`pipeline.explain.gradcam.METHODS`).
+        layers: Candidate layer names or rules (``auto:N``).
+        fraction, n_random, seed, batch_size, fill: The deletion test's settings.
+        backbone: Model-card backbone, for ``auto`` layer rules.
+
+    Raises:
+        ValueError: No image, or no candidate.
+    """
+    from pipeline.evaluate.localization import localization_scores
+    from pipeline.explain.faithfulness import deletion_test
+    from pipeline.explain.gradcam import Explainer
+
+    if not len(images):
+        raise ValueError("no validation case of the explained class to choose the explanation on")
+    pairs = [(m, layer) for m in methods if m != "layercam-fusion" for layer in layers]
+    if "layercam-fusion" in methods:
+        pairs.append(("layercam-fusion", layers[len(layers) // 2]))
+    if not pairs:
+        raise ValueError(f"no candidate explanation: methods={list(methods)}, layers={list(layers)}")
+    has_masks = masks is not None and int(np.count_nonzero(
+        np.asarray(masks).reshape(len(images), -1).any(axis=1))) >= MIN_MASKED
+    n_masked = 0 if masks is None else int(np.asarray(masks).reshape(len(images), -1).any(axis=1).sum())
+    explainers: dict[str, Any] = {}
+    rows = []
+    for method, layer in pairs:
+        if layer not in explainers:
+            explainers[layer] = Explainer(model, layer=layer, backbone=backbone)
+        explainer = explainers[layer]
+        maps = explainer.maps(images, method=method, batch_size=batch_size)
+        deletion = deletion_test(model, images, maps, fraction=fraction, n_random=n_random, seed=seed,
+                                 batch_size=batch_size, fill=fill).summary(scored_on="predicted")
+        row: dict[str, Any] = {"method": method, "layer": explainer.layer,
+                               "deletion_difference": round(float(deletion["difference"]), 6),
+                               "deletion_win_rate": round(float(deletion["win_rate"]), 4),
+                               "deletion_flag": bool(deletion["flag"]), "fill": deletion["fill"]}
+        if masks is not None:
+            scores = localization_scores(maps, masks)
+            row.update(pointing_game=_mean(scores.hit), iou=_mean(scores.iou),
+                       energy=_mean(scores.energy), chance=_mean(scores.chance))
+        rows.append(row)
+        located = (f", pointing {row['pointing_game']}, IoU {row['iou']}" if masks is not None else "")
+        log.info("explain candidate %s @ %s: deletion %+.3f (win %.2f%s)%s", method, row["layer"],
+                 row["deletion_difference"], row["deletion_win_rate"],
+                 ", FLAG" if row["deletion_flag"] else "", located)
+    passing = [r for r in rows if not r["deletion_flag"]]
+    pool = passing or rows
+    if has_masks:
+        best = max(pool, key=lambda r: (_key(r["pointing_game"]), _key(r["iou"]),
+                                        r["deletion_difference"]))
+        rule = "highest pointing game (then IoU) on validation"
+    else:
+        best = max(pool, key=lambda r: r["deletion_difference"])
+        rule = "largest deletion drop over random on validation (no lesion masks)"
+    rule = (f"{rule}, among the candidates that pass the deletion check" if passing
+            else f"{rule}; no candidate passed the deletion check")
+    for r in rows:
+        r["chosen"] = r is best
+    return Choice(best["method"], best["layer"], rule, tuple(rows), len(images), n_masked)
+
+
+def _mean(values: np.ndarray) -> float | None:
+    values = np.asarray(values, np.float64)
+    finite = values[np.isfinite(values)]
+    return round(float(finite.mean()), 4) if finite.size else None
+
+
+def _key(value: float | None) -> float:
+    return -1.0 if value is None else value
