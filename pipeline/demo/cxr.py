@@ -337,6 +337,9 @@ def _header_extras(job: ImageJob, cols: int, rng: np.random.Generator) -> dict[s
         "SeriesDescription": _choice(rng, _DESCRIPTIONS, (1,) * len(_DESCRIPTIONS)),
         "BodyPartExamined": "CHEST",
         "ViewPosition": "AP" if rng.random() < 0.3 else "PA",
+        # along a row towards the patient's left, down a column towards the feet: the usual display of a
+        # frontal chest film (patient's right on the viewer's left), PA or AP
+        "PatientOrientation": ["L", "F"],
         "ImagerPixelSpacing": [spacing, spacing],
         "SeriesNumber": int(rng.integers(1, 5)),
         "InstanceNumber": int(rng.integers(1, 3)),

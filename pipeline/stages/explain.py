@@ -164,9 +164,13 @@ def _choose(task: TaskParams, model: Any, card: dict[str, Any], data_dir: Path, 
     val = select_cases(data_dir, ("val",))
     explained_label = task.labels[-1] if task.problem == "binary" else None
     keep = [i for i, r in enumerate(val.rows) if explained_label is None or r["label"] == explained_label]
+    if not keep:  # no validation case of the class: the deletion test still scores all of them
+        log.warning("explain %s: no validation case labelled %r; choosing the explanation on all %d "
+                    "validation cases", task.name, explained_label, len(val.rows))
+        keep = list(range(len(val.rows)))
     if not keep:
-        raise ValueError(f"explain.methods/layer 'auto' choose on the validation cases of the explained "
-                         f"class, and task {task.name!r} has none; set tasks.{task.name}.explain.methods "
+        raise ValueError(f"explain.methods/layer 'auto' choose on the validation split, and task "
+                         f"{task.name!r} has no validation case; set tasks.{task.name}.explain.methods "
                          "and .layer explicitly")
     indices = val.indices[keep]
     x = load_inputs(images, indices)

@@ -205,3 +205,29 @@ def test_explicit_methods_with_auto_layer_put_the_chosen_method_first(trained_2d
     assert set(result.methods) == {"gradcam", "hirescam"}
     assert result.methods[0] == result.faithfulness["selection"]["method"]
     assert {c["method"] for c in result.faithfulness["selection"]["candidates"]} == {"gradcam", "hirescam"}
+
+
+def test_auto_without_a_positive_validation_case_chooses_on_all_of_them(trained_2d, tmp_path, monkeypatch,
+                                                                          caplog):
+    """A small split may hold no validation case of the explained class (the dvc test's tiny ct
+    set did): the choice is then made on every validation case instead of stopping the stage."""
+    import dataclasses
+    import logging
+
+    from pipeline.stages import explain as stage
+
+    real = stage.select_cases
+
+    def negatives_only(data_dir, splits, limit=None):
+        cases = real(data_dir, splits, limit=limit)
+        if tuple(splits) != ("val",):
+            return cases
+        return dataclasses.replace(cases, rows=tuple({**r, "label": "normal"} for r in cases.rows))
+
+    monkeypatch.setattr(stage, "select_cases", negatives_only)
+    caplog.set_level(logging.WARNING, logger="pipeline.stages.explain")
+    result = run_explain(task_2d(explain={"methods": ["gradcam", "hirescam"], "layer": "auto"}),
+                         data_dir=trained_2d["data"], model_dir=trained_2d["model"], out_dir=tmp_path, seed=0)
+    n_val = sum(r["split"] == "val" for r in read_table(trained_2d["data"] / "manifest.csv"))
+    assert result.faithfulness["selection"]["n_cases"] == n_val
+    assert any("no validation case labelled 'opacity'" in r.getMessage() for r in caplog.records)
