@@ -139,7 +139,8 @@ def _subgroups(task: TaskParams, cases: Any, test: Any, operating_point: Any, *,
 
 def _localization(task: TaskParams, data_dir: Path, explain_dir: Path, *, seed: int
                   ) -> dict[str, Any] | None:
-    """IoU / pointing game of the first explain method on the test cases that have a lesion mask."""
+    """IoU / pointing game of the first explain method on the test cases that have a lesion mask
+    (binary tasks: those of the positive class, the class the maps explain)."""
     from pipeline.dataset.store import open_array
     from pipeline.evaluate import localization_metrics, localization_scores
     from pipeline.stages.explain import read_explained
@@ -147,7 +148,11 @@ def _localization(task: TaskParams, data_dir: Path, explain_dir: Path, *, seed: 
     explained = read_explained(explain_dir)
     if explained is None:
         return None
-    keep = [i for i, r in enumerate(explained.rows) if r["split"] == "test" and r.get("has_mask") == "1"]
+    # Binary: the maps explain the positive class, so they are scored on the positive cases (a
+    # "malignant" map of a benign nodule is not expected to sit on it); other tasks: every case.
+    explained_label = task.labels[-1] if task.problem == "binary" else None
+    keep = [i for i, r in enumerate(explained.rows) if r["split"] == "test" and r.get("has_mask") == "1"
+            and (explained_label is None or r["label"] == explained_label)]
     if not keep:
         log.info("evaluate %s: no test case with a lesion mask was explained; no IoU", task.name)
         return None

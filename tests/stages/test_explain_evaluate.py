@@ -231,3 +231,29 @@ def test_auto_without_a_positive_validation_case_chooses_on_all_of_them(trained_
     n_val = sum(r["split"] == "val" for r in read_table(trained_2d["data"] / "manifest.csv"))
     assert result.faithfulness["selection"]["n_cases"] == n_val
     assert any("no validation case labelled 'opacity'" in r.getMessage() for r in caplog.records)
+
+
+def test_binary_localization_scores_the_positive_cases_only(trained_2d, tmp_path):
+    """Masks on negatives too (as LIDC's benign nodules have): the positive-class maps are scored
+    on the positive test cases, the class they explain."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(trained_2d["data"], data)
+    masks = np.load(data / "masks.npy")
+    masks[:, 2:6, 2:6] = 1  # every image now has a lesion mask
+    np.save(data / "masks.npy", masks)
+    rows = read_table(data / "manifest.csv")
+    for r in rows:
+        r["has_mask"] = "1"
+    from pipeline.ingest.tables import write_table
+
+    write_table(data / "manifest.csv", rows, tuple(rows[0]))
+    task = task_2d(explain={"methods": ["gradcam"]})
+    run_explain(task, data_dir=data, model_dir=trained_2d["model"], out_dir=tmp_path / "explain", seed=0)
+    ev = run_evaluate(task, data_dir=data, model_dir=trained_2d["model"], explain_dir=tmp_path / "explain",
+                      out_dir=tmp_path / "eval", metrics_path=tmp_path / "m.json", seed=0)
+    positives = sum(r["split"] == "test" and r["label"] == "opacity" for r in rows)
+    negatives = sum(r["split"] == "test" and r["label"] == "normal" for r in rows)
+    assert positives and negatives
+    assert ev.metrics["test"]["n_localized"] == positives
