@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.rules import check_tta_mode, parse_min_cells, validate_threshold_rule
+
 DEMO_PREFIX = "demo:"
 DEMO_KINDS = ("cxr", "ct")
 MEDMNIST_PREFIX = "medmnist:"
@@ -280,8 +282,6 @@ class EvaluateParams(_Frozen):
     @field_validator("tta", mode="before")
     @classmethod
     def _tta_mode(cls, value: Any) -> Any:
-        from pipeline.evaluate.tta import check_tta_mode
-
         try:
             return check_tta_mode(value)
         except ValueError as exc:  # the key path is prefixed by the caller
@@ -290,8 +290,6 @@ class EvaluateParams(_Frozen):
     @field_validator("threshold", mode="before")
     @classmethod
     def _threshold_rule(cls, value: Any) -> Any:
-        from pipeline.evaluate.threshold import validate_threshold_rule
-
         try:
             return validate_threshold_rule(value)
         except ValueError as exc:  # the key path is prefixed by the caller
@@ -336,8 +334,6 @@ class ExplainParams(_Frozen):
     @field_validator("layer")
     @classmethod
     def _layer(cls, value: str) -> str:
-        from pipeline.explain.target_layer import parse_min_cells  # light: no TensorFlow import
-
         parse_min_cells(value)  # 'auto:N' must carry a positive integer N
         return value
 

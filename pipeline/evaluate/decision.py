@@ -61,6 +61,46 @@ class OperatingPoint:
         return [MULTILABEL_SEP.join(n for n, on in zip(label_names, row, strict=True) if on)
                 for row in pred]
 
+    def decide(self, probs: np.ndarray, label_names: Sequence[str]) -> tuple[str, float]:
+        """One case: ``(predicted label, probability shown)``. The probability shown is
+        ``P(labels[1])`` for binary tasks and the largest output otherwise."""
+        probs = np.asarray(probs, dtype=np.float64)
+        predicted = self.predicted_labels(probs[None, :], label_names)[0]
+        shown = probs[1] if self.problem == "binary" else probs.max()
+        return predicted, float(shown)
+
+    @property
+    def binary_threshold(self) -> float | None:
+        """The threshold on ``P(labels[1])`` of a binary task, else None."""
+        return self.thresholds[0] if self.problem == "binary" else None
+
+    @classmethod
+    def from_json(cls, problem: Problem, label_names: Sequence[str],
+                  section: Any) -> OperatingPoint:
+        """The operating point recorded by :meth:`to_json` (the ``threshold`` section of
+        ``metrics/<task>.json``). Labels without a recorded threshold, or a missing section,
+        get 0.5 with a warning: the caller should say so to its reader."""
+        check_problem(problem)
+        section = section if isinstance(section, dict) else {}
+        if problem == "multiclass":
+            return cls(problem, "argmax")
+        rule = str(section.get("rule", "0.5"))
+        value = section.get("value")
+        if problem == "binary":
+            values = [value] if value is not None and not isinstance(value, dict) else [None]
+        else:
+            recorded = value if isinstance(value, dict) else {}
+            values = [recorded.get(n) for n in label_names]
+        missing = tuple(i for i, v in enumerate(values) if v is None)
+        if missing:
+            names = [label_names[1] if problem == "binary" else label_names[i] for i in missing]
+            log.warning("no recorded threshold for %s; using 0.5", ", ".join(names))
+        thresholds = tuple(0.5 if v is None else float(v) for v in values)
+        for t in thresholds:
+            if not 0.0 <= t <= 1.0:
+                raise ValueError(f"threshold must be in [0, 1]. Received: {t}")
+        return cls(problem, rule, thresholds, missing)
+
     def to_json(self, label_names: Sequence[str]) -> dict[str, Any]:
         """The ``threshold`` section of the metrics file."""
         out: dict[str, Any] = {"rule": self.rule}

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 
-TTAMode = Literal["none", "flip", "shift", "flip_shift"]
-TTA_MODES: tuple[str, ...] = get_args(TTAMode)
+from pipeline.rules import TTA_MODES, TTAMode, check_tta_mode  # noqa: F401  (public names)
+
 #: Translation per view, as a fraction of the side (4% of 128 px = 5 px).
 SHIFT_FRACTION = 0.04
 _H, _W = -3, -2  # axes from the end of a channels-last batch
@@ -49,17 +49,6 @@ class View:
     flip: bool = False
     dh: int = 0
     dw: int = 0
-
-
-def check_tta_mode(mode: object) -> str:
-    """Return ``mode`` if it is one of :data:`TTA_MODES`.
-
-    Raises:
-        ValueError: Unknown mode (the message lists the valid ones).
-    """
-    if not isinstance(mode, str) or mode not in TTA_MODES:
-        raise ValueError(f"tta must be one of {list(TTA_MODES)}. Received: {mode!r}")
-    return mode
 
 
 def shift_pixels(side: int) -> int:

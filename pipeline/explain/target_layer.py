@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-AUTO = "auto"
+from pipeline.rules import AUTO, parse_min_cells  # noqa: F401  (public names)
+
 _SHOWN = 20  # candidate names quoted in an error message
 
 
@@ -94,21 +95,6 @@ def resolve_target_layer(model: Any, layer: str = AUTO, *, backbone: str | None 
     reason = "has no spatial output" if layer in known else "is not a layer of the model"
     raise ValueError(f"layer {layer!r} {reason}; it must be 'auto', 'auto:N' (N >= 1) or one of "
                      f"{shown}{more}. Received: layer={layer!r}")
-
-
-def parse_min_cells(layer: str) -> int | None:
-    """``N`` of an ``"auto:N"`` layer setting, None for anything else.
-
-    Raises:
-        ValueError: ``"auto:"`` followed by something other than a positive integer.
-    """
-    if not layer.startswith(AUTO + ":"):
-        return None
-    text = layer[len(AUTO) + 1:]
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"layer 'auto:N' needs a positive integer N (cells per spatial axis of the "
-                         f"feature map); otherwise use 'auto' or a layer name. Received: layer={layer!r}")
-    return int(text)
 
 
 def _finest_enough(model: Any, candidates: list[str], min_cells: int) -> str:

@@ -11,9 +11,10 @@ Public API:
 
 from __future__ import annotations
 
-from pipeline.report.case import PHI_KEYWORDS, CaseRecord
+from pipeline.report.case import NONE_PRESENT, PHI_KEYWORDS, CaseRecord
 from pipeline.report.dicom_export import export_secondary_capture
 from pipeline.report.imaging import render_overlay
 from pipeline.report.site import build_report
 
-__all__ = ["PHI_KEYWORDS", "CaseRecord", "build_report", "export_secondary_capture", "render_overlay"]
+__all__ = ["NONE_PRESENT", "PHI_KEYWORDS", "CaseRecord", "build_report", "export_secondary_capture",
+           "render_overlay"]

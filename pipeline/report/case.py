@@ -94,7 +94,9 @@ class CaseRecord:
             letters, digits, ``_``, ``.`` and ``-`` (first character a letter or digit).
         split: Dataset split (``"test"``, ``"val"``, ``"new"``...).
         true_label: Ground-truth label, or ``None`` when unknown (new studies).
-        predicted_label: The model's decision at the operating threshold.
+        predicted_label: The model's decision at the operating threshold. Multi-label tasks
+            (``multilabel=True`` in :func:`validate`): the present labels joined by ``|``, or
+            :data:`NONE_PRESENT` when no label is present; ``true_label`` likewise.
         probability: The score the decision compares to ``threshold``: the positive-class
             probability for binary tasks, the predicted class's probability otherwise, in [0, 1].
         probabilities: Every class's probability, label -> p (may be empty).
@@ -170,7 +172,21 @@ class CaseRow:
     thumbnail: str = ""
 
 
-def validate(case: CaseRecord, *, kind: str, labels: Sequence[str]) -> None:
+#: A multi-label case in which no label is present (shown as such on the pages).
+NONE_PRESENT = "none of the labels"
+
+
+def label_set_ok(value: str, labels: Sequence[str], *, multilabel: bool) -> bool:
+    """``value`` is one of ``labels`` or, for a multi-label task, ``|``-joined labels or
+    :data:`NONE_PRESENT`."""
+    if value in labels:
+        return True
+    if not multilabel:
+        return False
+    return value == NONE_PRESENT or all(part in labels for part in value.split("|"))
+
+
+def validate(case: CaseRecord, *, kind: str, labels: Sequence[str], multilabel: bool = False) -> None:
     """Check a case against the report's kind and labels.
 
     Raises:
@@ -183,7 +199,7 @@ def validate(case: CaseRecord, *, kind: str, labels: Sequence[str]) -> None:
     if not isinstance(sid, str) or not _SAFE_ID.fullmatch(sid):
         raise ValueError("sample_id must be a pseudonymous id of letters, digits, '_', '.', '-' "
                          f"(1-128 characters, starting with a letter or digit). Received: {sid!r}")
-    _check_labels(case, labels)
+    _check_labels(case, labels, multilabel=multilabel)
     _check_scores(case, labels)
     _check_arrays(case, kind)
     for key, value in case.attributes.items():
@@ -195,13 +211,14 @@ def validate(case: CaseRecord, *, kind: str, labels: Sequence[str]) -> None:
                              f"Received: {key!r}: {type(value).__name__}")
 
 
-def _check_labels(case: CaseRecord, labels: Sequence[str]) -> None:
+def _check_labels(case: CaseRecord, labels: Sequence[str], *, multilabel: bool) -> None:
     sid = case.sample_id
-    if case.predicted_label not in labels:
-        raise ValueError(f"case {sid}: predicted_label must be one of {list(labels)}. "
+    allowed = list(labels) + (["labels joined by '|'", NONE_PRESENT] if multilabel else [])
+    if not label_set_ok(case.predicted_label, labels, multilabel=multilabel):
+        raise ValueError(f"case {sid}: predicted_label must be one of {allowed}. "
                          f"Received: {case.predicted_label!r}")
-    if case.true_label is not None and case.true_label not in labels:
-        raise ValueError(f"case {sid}: true_label must be one of {list(labels)} or None. "
+    if case.true_label is not None and not label_set_ok(case.true_label, labels, multilabel=multilabel):
+        raise ValueError(f"case {sid}: true_label must be one of {allowed} or None. "
                          f"Received: {case.true_label!r}")
     unknown = sorted(set(case.probabilities) - set(labels))
     if unknown:

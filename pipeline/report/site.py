@@ -139,7 +139,9 @@ def build_report(
         (tmp / CASES_DIR).mkdir()
         part = tmp / _THUMB_PART
         with part.open("w", encoding="utf-8") as defs:
-            for case, prev_id, next_id in _with_neighbours(cases, kind=kind, labels=labels):
+            multilabel = (card or {}).get("problem") == "multilabel"
+            for case, prev_id, next_id in _with_neighbours(cases, kind=kind, labels=labels,
+                                                           multilabel=multilabel):
                 row = _write_case(tmp, case, prev_id, next_id, shared)
                 if row.thumbnail:
                     defs.write(_thumbnail_def(row.sample_id, row.thumbnail))
@@ -236,14 +238,14 @@ def _positive_label(labels: list[str], positive_label: str | None) -> str | None
     return positive_label
 
 
-def _with_neighbours(cases: Iterable[CaseRecord], *, kind: str, labels: Sequence[str]
-                     ) -> Iterator[tuple[CaseRecord, str | None, str | None]]:
+def _with_neighbours(cases: Iterable[CaseRecord], *, kind: str, labels: Sequence[str],
+                     multilabel: bool = False) -> Iterator[tuple[CaseRecord, str | None, str | None]]:
     """Validated cases with the previous and next sample ids (one record of look-ahead)."""
     seen: set[str] = set()
     pending: CaseRecord | None = None
     prev_id: str | None = None
     for case in cases:
-        validate(case, kind=kind, labels=labels)
+        validate(case, kind=kind, labels=labels, multilabel=multilabel)
         if case.sample_id in seen:
             raise ValueError(f"duplicate sample_id {case.sample_id!r}: each case needs its own page")
         seen.add(case.sample_id)

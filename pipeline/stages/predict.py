@@ -88,17 +88,8 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
     notes = ["Research use only. Not for diagnosis or treatment decisions.",
              "These studies have no ground truth here: the pages show the model's output only."]
     metrics = _pipeline_metrics(metrics_path, card)
-    if problem == "binary" and threshold is None:
-        if metrics is not None and "threshold" in metrics:
-            threshold = float(metrics["threshold"]["value"])
-            notes.append(f"Threshold {threshold:.3f} was chosen on the validation split by the "
-                         "evaluate stage.")
-        else:
-            threshold = 0.5
-            notes.append("No validated threshold was found (metrics file missing): 0.5 is used; "
-                         "calls near it are unreliable.")
-    if threshold is not None and not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1). Received: {threshold}")
+    point = _operating_point(problem, labels, metrics, threshold, notes)
+    threshold = point.binary_threshold
     recorded = (metrics or {}).get("explain", {})
     if layer is None:
         layer = str(recorded.get("layer") or "auto")
@@ -128,7 +119,7 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
             out = tta_predict(model.predict_on_batch, x, mode=tta)[0]
             probs = np.array([1.0 - out[0], out[0]]) if problem == "binary" else out
             heat = explainer.maps(x, method=method)[0]
-            predicted, probability = _decide(problem, labels, probs, threshold)
+            predicted, probability = point.decide(probs, labels)
             per_label = dict(zip(labels, map(float, probs), strict=True))
             results.append(Prediction(sid, predicted, probability, per_label))
             log.info("predict %s: %s (p=%.3f%s)", sid, predicted, probability,
@@ -201,20 +192,39 @@ def _prepare(kind: str, ingest: Any, position: int, path: Path) -> Any:
     return result
 
 
-def _decide(problem: str, labels: tuple[str, ...], probs: np.ndarray, threshold: float | None
-            ) -> tuple[str, float]:
-    if problem == "binary":
-        return (labels[1] if probs[1] >= threshold else labels[0]), float(probs[1])
-    if problem == "multilabel":
-        on = [n for n, p in zip(labels, probs, strict=True) if p >= 0.5]
-        return "|".join(on), float(probs.max())
-    return labels[int(np.argmax(probs))], float(probs.max())
+def _operating_point(problem: str, labels: tuple[str, ...], metrics: dict[str, Any] | None,
+                     threshold: float | None, notes: list[str]) -> Any:
+    """The evaluate stage's operating point (per-label thresholds for multi-label tasks), or a
+    binary ``threshold`` given by the caller; says in ``notes`` where 0.5 stands in."""
+    from pipeline.evaluate import OperatingPoint
+
+    if threshold is not None:
+        if problem != "binary":
+            raise ValueError(f"threshold applies to binary models only; this model is {problem}")
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1). Received: {threshold}")
+        return OperatingPoint("binary", repr(float(threshold)), (float(threshold),))
+    section = (metrics or {}).get("threshold")
+    point = OperatingPoint.from_json(problem, labels, section)
+    if problem == "multiclass":
+        return point
+    if point.fallback:
+        missing = [labels[1] if problem == "binary" else labels[i] for i in point.fallback]
+        notes.append(f"No validated threshold was found for {', '.join(missing)} (metrics file "
+                     "missing or incomplete): 0.5 is used; calls near it are unreliable.")
+    else:
+        shown = (f"{point.thresholds[0]:.3f}" if problem == "binary" else
+                 ", ".join(f"{n} {t:.3f}" for n, t in zip(labels, point.thresholds, strict=True)))
+        notes.append(f"Threshold{'s' if problem == 'multilabel' else ''} {shown} "
+                     f"{'was' if problem == 'binary' else 'were'} chosen on the validation split "
+                     "by the evaluate stage.")
+    return point
 
 
 def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, sid: str, predicted: str,
                  probability: float, probs: np.ndarray, labels: tuple[str, ...], threshold: float | None,
                  heat: np.ndarray, method: str, show_free_text: bool) -> Any:
-    from pipeline.report import CaseRecord
+    from pipeline.report import NONE_PRESENT, CaseRecord
     from pipeline.stages.report import METHOD_NAMES, read_source_2d, source_attributes, unpad_resize
 
     image = prepared.image[..., 0]
@@ -237,7 +247,7 @@ def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, s
         full = source_resolution_3d(ingest, path.parent, row, heat, None)
         if full is not None:
             image, heat, _, spacing = full
-    return CaseRecord(sample_id=sid, split="new", true_label=None, predicted_label=predicted,
+    return CaseRecord(sample_id=sid, split="new", true_label=None, predicted_label=predicted or NONE_PRESENT,
                       probability=probability,
                       probabilities=dict(zip(labels, map(float, probs), strict=True)),
                       threshold=threshold, attributes=attributes, image=image, heatmap=heat,

@@ -125,39 +125,25 @@ def _confusion(task: TaskParams, test: Mapping[str, Any]) -> list[list[int]] | N
 
 
 class _Decision:
-    """The operating point recorded by the evaluate stage, applied to one case's probabilities."""
+    """The operating point recorded by the evaluate stage, applied to one case's probabilities
+    (:meth:`pipeline.evaluate.OperatingPoint.decide`), plus the case's category against its truth."""
 
     def __init__(self, task: TaskParams, metrics: Mapping[str, Any]) -> None:
         from pipeline.evaluate import OperatingPoint
 
-        section = metrics.get("threshold", {})
-        labels = task.labels
-        if task.problem == "binary":
-            thresholds: tuple[float, ...] = (float(section.get("value", 0.5)),)
-        elif task.problem == "multilabel":
-            values = section.get("value", {})
-            thresholds = tuple(float(values.get(n, 0.5)) for n in labels)
-        else:
-            thresholds = ()
         self.problem = task.problem
-        self.labels = labels
-        self.threshold = thresholds[0] if task.problem == "binary" else None
-        self.point = OperatingPoint(task.problem, str(section.get("rule", "argmax")), thresholds)
+        self.labels = task.labels
+        self.point = OperatingPoint.from_json(task.problem, task.labels, metrics.get("threshold"))
+        self.threshold = self.point.binary_threshold
 
     def __call__(self, probs: np.ndarray, true_label: str | None) -> tuple[str, float, str | None]:
         """``(predicted label, probability shown, category)``."""
-        predicted = self.point.predicted_labels(probs[None, :], self.labels)[0]
-        if self.problem == "binary":
-            probability = float(probs[1])
-            positive = predicted == self.labels[1]
-            if true_label is None:
-                return predicted, probability, None
-            truth = true_label == self.labels[1]
-            category = f"{'true' if positive == truth else 'false'} {'positive' if positive else 'negative'}"
-            return predicted, probability, category
-        if self.problem == "multiclass":
-            return predicted, float(probs.max()), None
-        return predicted, float(probs.max()), None
+        predicted, probability = self.point.decide(probs, self.labels)
+        if self.problem != "binary" or true_label is None:
+            return predicted, probability, None
+        positive, truth = predicted == self.labels[1], true_label == self.labels[1]
+        category = f"{'true' if positive == truth else 'false'} {'positive' if positive else 'negative'}"
+        return predicted, probability, category
 
 
 def _headline(metrics: Mapping[str, Any], decide: _Decision,
@@ -269,7 +255,7 @@ def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained:
            decide: _Decision, method: str) -> Iterator[Any]:
     """One :class:`~pipeline.report.CaseRecord` at a time (images are read lazily)."""
     from pipeline.dataset.store import open_array
-    from pipeline.report import CaseRecord
+    from pipeline.report import NONE_PRESENT, CaseRecord
 
     images = open_array(data_dir / "images.npy")
     masks = open_array(data_dir / "masks.npy")
@@ -305,7 +291,8 @@ def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained:
                 attributes["Shown at"] = "model input grid (source volume not available)"
         attributes.update(labels_csv_attributes(row))
         yield CaseRecord(
-            sample_id=sid, split=case["split"], true_label=case["label"], predicted_label=predicted,
+            sample_id=sid, split=case["split"], true_label=case["label"] or NONE_PRESENT,
+            predicted_label=predicted or NONE_PRESENT,
             probability=probability, probabilities=dict(zip(task.labels, map(float, probs), strict=True)),
             threshold=decide.threshold, category=category, attributes=attributes,
             method=METHOD_NAMES.get(method, method), **shown)
