@@ -109,8 +109,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=4, help="dataset multiple for the memory check")
     args = parser.parse_args()
 
+    from pipeline.dataset.tables import read_table  # noqa: F401  (warm imports before timing)
     from pipeline.demo import generate_demo
-    from pipeline.ingest.tables import read_table  # noqa: F401  (warm imports before timing)
 
     workers = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:

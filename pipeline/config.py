@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.errors import UserInputError
 from pipeline.rules import check_tta_mode, parse_min_cells, validate_threshold_rule
 
 DEMO_PREFIX = "demo:"
@@ -38,7 +39,7 @@ _MEDMNIST_NAME = re.compile(r"[a-z0-9]+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
 
 
-class ParamsError(ValueError):
+class ParamsError(UserInputError, ValueError):
     """A param is missing, unknown or has a bad value. The message names the key."""
 
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from pipeline.config import load_params
-from pipeline.ingest.tables import read_table
+from pipeline.dataset.tables import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.ingest.tables import read_table
+from pipeline.dataset.tables import read_table
 from tests.builders import PHI_STRINGS, make_2d_folder, make_mixed_2d_folder
 
 ROOT = Path(__file__).resolve().parents[1]

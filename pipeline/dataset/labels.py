@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from pipeline.errors import UserInputError
+
 REQUIRED_COLUMNS = ("path", "label")
 OPTIONAL_COLUMNS = ("patient_id", "split", "mask")
 SPLITS = ("train", "val", "test")
@@ -36,7 +38,7 @@ PHI_COLUMN_PATTERNS = (
 MAX_ATTRIBUTE_CHARS = 64
 
 
-class DatasetError(ValueError):
+class DatasetError(UserInputError, ValueError):
     """The dataset folder as a whole is unusable (no labels.csv, required column missing)."""
 
 

@@ -29,6 +29,8 @@ from pipeline.evaluate.metrics import calibration_bins
 from pipeline.evaluate.predictions import Problem, check_problem
 from pipeline.utils.atomic import write_text
 
+#: The folder under ``eval/<task>/`` that holds the plot data (DVC plots in dvc.yaml).
+PLOTS = "plots"
 PLOT_FILES = {"roc": "roc.json", "pr": "pr.json", "confusion": "confusion.json",
               "calibration": "calibration.json"}
 Row = dict[str, Any]

@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.ingest.tables import write_table
+from pipeline.dataset.tables import write_table
 
 Problem = Literal["binary", "multiclass", "multilabel"]
 PROBLEMS = ("binary", "multiclass", "multilabel")

@@ -1,10 +1,11 @@
-"""The ingest stage: a dataset folder -> memory-mapped arrays + manifest + quarantine table.
+"""Ingest, the library behind ``pipeline.stages.ingest``: a dataset folder -> memory-mapped
+arrays + manifest + quarantine table.
 
 - :mod:`pipeline.ingest.samples`: turn one labels.csv row into model-ready arrays (pure).
-- :mod:`pipeline.ingest.tables`: manifest/quarantine rows and their CSV files.
-- :mod:`pipeline.ingest.stage`: orchestration (process pool, store, splits, pseudonyms).
+- :mod:`pipeline.dataset.tables`: manifest/quarantine rows and their CSV files.
+- :mod:`pipeline.ingest.run`: orchestration (process pool, store, splits, pseudonyms).
 """
 
-from pipeline.ingest.stage import IngestSummary, QuarantineLimitExceeded, run_ingest
+from pipeline.ingest.run import IngestSummary, QuarantineLimitExceeded, run_ingest
 
 __all__ = ["IngestSummary", "QuarantineLimitExceeded", "run_ingest"]

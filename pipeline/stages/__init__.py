@@ -1,5 +1,8 @@
-"""Stage orchestration after training: explain -> evaluate -> report, and ``predict``.
+"""Stage entry points: one thin module per stage, each with ``main(args)``.
 
-Each module wires params, files and the libraries (:mod:`pipeline.explain`,
-:mod:`pipeline.evaluate`, :mod:`pipeline.report`) together; the CLI calls one function per stage.
+``demo``, ``ingest``, ``train``, ``explain``, ``evaluate``, ``report`` (the DVC stages), plus
+``predict`` and ``export-dicom`` (in ``report``). A stage module loads params, calls its library
+(:mod:`pipeline.ingest`, :mod:`pipeline.train`, :mod:`pipeline.explain`,
+:mod:`pipeline.evaluate`, :mod:`pipeline.report`) and writes its outputs. Libraries never import
+this package, and stages do not import each other: what they share lives in the libraries.
 """

@@ -23,12 +23,15 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import TaskParams
-from pipeline.stages.common import load_trained, predict_probs, read_json, select_cases
+from pipeline.dataset.cases import select_cases
+from pipeline.evaluate.curves import PLOTS
+from pipeline.evaluate.inference import predict_probs
+from pipeline.train.card import load_trained
+from pipeline.utils.jsonio import read_json
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.csv"
-PLOTS = "plots"
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ def _localization(task: TaskParams, data_dir: Path, explain_dir: Path, *, seed: 
     (binary tasks: those of the positive class, the class the maps explain)."""
     from pipeline.dataset.store import open_array
     from pipeline.evaluate import localization_metrics, localization_scores
-    from pipeline.stages.explain import read_explained
+    from pipeline.explain.outputs import read_explained
 
     explained = read_explained(explain_dir)
     if explained is None:
@@ -196,3 +199,17 @@ def _in_body(task: TaskParams, data_dir: Path, explained: Any, keep: list[int], 
             "heat_outside_body": round(float(np.mean(outside)), 6),
             "note": "maps restricted to the body computed from the image (heat outside removed, "
                     "renormalised); the unrestricted measures are the reported ones"}
+
+
+def main(args: Any) -> int:
+    """``python -m pipeline evaluate --task T --data ... --out eval/T --metrics metrics/T.json``."""
+    from pipeline.config import load_params
+
+    params = load_params(args.params)
+    task = params.task(args.task)
+    result = run_evaluate(task, data_dir=args.data, model_dir=args.model, explain_dir=args.explain,
+                          out_dir=args.out, metrics_path=args.metrics, seed=params.base.seed)
+    test = result.metrics["test"]
+    log.info("evaluate %s: test AUROC %s [%s, %s], F1 %s", task.name, test.get("auroc"),
+             test.get("auroc_ci_low"), test.get("auroc_ci_high"), test.get("f1"))
+    return 0

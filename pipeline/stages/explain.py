@@ -23,37 +23,27 @@ the member-level layer name, and the deletion test scores the ensemble's output.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.config import TaskParams
-from pipeline.stages.common import load_inputs, load_trained, select_cases
+from pipeline.dataset.cases import load_inputs, select_cases
+from pipeline.explain.outputs import (
+    AUDIT,
+    CASE_COLUMNS,
+    CASES,
+    FAITHFULNESS,
+    Explained,
+    maps_file,
+    read_explained,
+)
+from pipeline.train.card import load_trained
 
 log = logging.getLogger(__name__)
 
-CASES = "cases.csv"
-FAITHFULNESS = "faithfulness.json"
-AUDIT = "audit.json"
-CASE_COLUMNS = ("sample_id", "split", "patient", "label", "index", "has_mask")
 CHUNK = 64  # cases per explain call (bounds memory for 3D volumes)
-
-
-def maps_file(method: str) -> str:
-    """File name of a method's maps (``gradcam++`` -> ``maps_gradcampp.npy``)."""
-    return f"maps_{method.replace('+', 'p')}.npy"
-
-
-@dataclass(frozen=True)
-class Explained:
-    """What the explain stage wrote: case rows, methods (in params order) and their maps."""
-
-    rows: tuple[dict[str, str], ...]
-    methods: tuple[str, ...]
-    maps: dict[str, np.ndarray]  # method -> memory-mapped (N, *spatial)
-    faithfulness: dict[str, Any]
 
 
 def run_explain(task: TaskParams, *, data_dir: Path, model_dir: Path, out_dir: Path, seed: int
@@ -72,8 +62,8 @@ def run_explain(task: TaskParams, *, data_dir: Path, model_dir: Path, out_dir: P
             trained for another label set.
     """
     from pipeline.dataset.store import ArrayWriter, open_array
+    from pipeline.dataset.tables import write_table
     from pipeline.explain import Explainer, deletion_test
-    from pipeline.ingest.tables import write_table
     from pipeline.utils.atomic import write_json
 
     ep = task.explain
@@ -114,7 +104,8 @@ def run_explain(task: TaskParams, *, data_dir: Path, model_dir: Path, out_dir: P
     write_table(out_dir / CASES, [{k: r.get(k, "") for k in CASE_COLUMNS} for r in cases.rows], CASE_COLUMNS)
     write_json(out_dir / FAITHFULNESS, faithfulness)
     result = read_explained(out_dir, methods=methods)
-    assert result is not None
+    if result is None:  # the files were just written: only a concurrent writer could remove them
+        raise RuntimeError(f"explain outputs in {out_dir} disappeared while being written")
     return result
 
 
@@ -198,24 +189,11 @@ def _merge(parts: list[Any]) -> Any:
                           np.concatenate([p.drop_random for p in parts]))
 
 
-def read_explained(out_dir: Path, methods: tuple[str, ...] | None = None) -> Explained | None:
-    """Read the explain stage's outputs (maps memory-mapped); None if there are none.
+def main(args: Any) -> int:
+    """``python -m pipeline explain --task T --data data/interim/T --model models/T --out explain/T``."""
+    from pipeline.config import load_params
 
-    Args:
-        out_dir: ``explain/<task>``.
-        methods: Methods in order (default: those recorded in ``faithfulness.json``).
-    """
-    import json
-
-    from pipeline.dataset.store import open_array
-    from pipeline.ingest.tables import read_table
-
-    out_dir = Path(out_dir)
-    if not (out_dir / CASES).is_file() or not (out_dir / FAITHFULNESS).is_file():
-        return None
-    faithfulness = json.loads((out_dir / FAITHFULNESS).read_text(encoding="utf-8"))
-    if methods is None:
-        methods = tuple(faithfulness.get("methods") or
-                        (k for k in faithfulness if k not in ("layer", "methods", "selection", "audit")))
-    maps = {m: open_array(out_dir / maps_file(m)) for m in methods}
-    return Explained(tuple(read_table(out_dir / CASES)), tuple(methods), maps, faithfulness)
+    params = load_params(args.params)
+    run_explain(params.task(args.task), data_dir=args.data, model_dir=args.model, out_dir=args.out,
+                seed=params.base.seed)
+    return 0

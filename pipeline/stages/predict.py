@@ -74,9 +74,9 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
     Raises:
         ValueError: No readable input, a bad threshold or a bad ``tta`` mode.
     """
+    from pipeline.dataset.tables import write_table
     from pipeline.evaluate.tta import check_tta_mode, n_views, tta_predict
     from pipeline.explain import Explainer
-    from pipeline.ingest.tables import write_table
     from pipeline.report import build_report
     from pipeline.train.card import load_model, read_card
 
@@ -142,7 +142,7 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
 
 def _pipeline_metrics(metrics_path: Path | None, card: dict[str, Any]) -> dict[str, Any] | None:
     """``metrics/<task>.json`` if it belongs to this model (same backbone), else None."""
-    from pipeline.stages.common import read_json
+    from pipeline.utils.jsonio import read_json
 
     if metrics_path is None or not metrics_path.is_file():
         return None
@@ -224,8 +224,9 @@ def _operating_point(problem: str, labels: tuple[str, ...], metrics: dict[str, A
 def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, sid: str, predicted: str,
                  probability: float, probs: np.ndarray, labels: tuple[str, ...], threshold: float | None,
                  heat: np.ndarray, method: str, show_free_text: bool) -> Any:
+    from pipeline.explain.outputs import METHOD_NAMES
     from pipeline.report import NONE_PRESENT, CaseRecord
-    from pipeline.stages.report import METHOD_NAMES, read_source_2d, source_attributes, unpad_resize
+    from pipeline.report.source import read_source_2d, source_attributes, unpad_resize
 
     image = prepared.image[..., 0]
     attributes: dict[str, str] = {}
@@ -239,7 +240,7 @@ def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, s
     else:
         import json
 
-        from pipeline.stages.report import source_resolution_3d
+        from pipeline.report.source import source_resolution_3d
 
         spacing = ingest.target_spacing
         row = {"sample_id": sid, "source_path": path.name,
@@ -252,3 +253,17 @@ def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, s
                       probabilities=dict(zip(labels, map(float, probs), strict=True)),
                       threshold=threshold, attributes=attributes, image=image, heatmap=heat,
                       method=METHOD_NAMES.get(method, method), spacing=spacing)
+
+
+def main(args: Any) -> int:
+    """``python -m pipeline predict --model models/T --input ... --out ...``."""
+    try:
+        results = run_predict(args.model, args.input, args.out, threshold=args.threshold,
+                              metrics_path=args.metrics, method=args.method, layer=args.layer,
+                              show_free_text=args.show_free_text, tta=args.tta)
+    except ValueError as exc:
+        log.error("predict: %s", exc)
+        return 1
+    for r in results:
+        print(f"{r.sample_id}\t{r.predicted_label}\t{r.probability:.4f}")
+    return 0

@@ -1,43 +1,34 @@
 """The ``report`` stage: the clinician-facing HTML site of the explained cases; and
 ``export-dicom``: the same overlays as DICOM Secondary Captures for PACS (opt-in, outside DVC).
 
-2D cases are shown at the source image's full resolution: the DICOM is read again with the
-task's windowing and the Grad-CAM map (computed on the model's padded input grid) is mapped back
-through the recorded resize geometry. When the source cannot be read (redacted paths, moved
-files) the model's input grid is shown instead and the page says so. 3D cases are shown at the
-source volume's resolution in canonical orientation (read again as at ingest, before resampling),
-with the map and mask mapped back through the recorded crop/pad and resampling; a source larger
-than :data:`MAX_DISPLAY_VOXELS` is shown downsampled to that budget (a page embeds the volume),
-never coarser than the model's grid.
+Cases are shown at the source's own resolution where the source can be read again
+(:mod:`pipeline.report.source` maps the model-grid heatmaps back through the ingest geometry);
+otherwise on the model's input grid, and the page says so.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from pipeline.config import TaskParams
-from pipeline.stages.common import read_json
+from pipeline.explain.outputs import METHOD_NAMES
+from pipeline.report.source import (
+    full_resolution_2d,
+    labels_csv_attributes,
+    read_source_2d,
+    source_path,
+    source_view_3d,
+    unpad_resize,
+)
+from pipeline.utils.jsonio import read_json
 
 log = logging.getLogger(__name__)
-
-#: Coded (CS) header attributes shown on case pages (escaped there): they identify no one.
-CODED_ATTRIBUTES = ("Modality", "BodyPartExamined", "ViewPosition")
-#: Free-text attributes, shown only with ``report.show_free_text`` (identifiers hide in free
-#: text). The identifying keywords of pipeline.report.PHI_KEYWORDS are never shown.
-FREE_TEXT_ATTRIBUTES = ("SeriesDescription",)
-#: Voxel budget of a 3D case page (image + heatmap are embedded): 4M voxels, e.g. 64 x 256 x 256,
-#: ~10 MB of page. Larger sources are shown downsampled to it.
-MAX_DISPLAY_VOXELS = 4_000_000
-METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
-                "hirescam": "HiResCAM", "layercam": "LayerCAM",
-                "layercam-fusion": "LayerCAM (fused over several layers)"}
-
 
 def run_report(task: TaskParams, *, data_dir: Path, source_dir: Path | None, model_dir: Path,
                explain_dir: Path, eval_dir: Path, metrics_path: Path, out_dir: Path) -> Path:
@@ -60,8 +51,8 @@ def run_report(task: TaskParams, *, data_dir: Path, source_dir: Path | None, mod
         ValueError: Missing explain outputs or predictions for the explained cases.
     """
     from pipeline.evaluate import read_predictions
+    from pipeline.explain.outputs import read_explained
     from pipeline.report import build_report
-    from pipeline.stages.explain import read_explained
     from pipeline.train.card import read_card
 
     explained = read_explained(explain_dir)
@@ -87,8 +78,8 @@ def performance_inputs(task: TaskParams, metrics: Mapping[str, Any], eval_dir: P
     (``eval/<task>/plots``; missing files are left out), each thresholded class's operating
     point, the confusion matrix at it (binary and multiclass) and the ``subgroups`` section."""
     from pipeline.evaluate import PLOT_FILES
+    from pipeline.evaluate.curves import PLOTS
     from pipeline.report.performance import OperatingMark
-    from pipeline.stages.evaluate import PLOTS
 
     curves = {}
     for name in ("roc", "pr", "calibration"):
@@ -276,7 +267,8 @@ def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained:
         attributes: dict[str, str] = {}
         shown: dict[str, Any] = {"image": image, "heatmap": heat, "mask": mask}
         if task.kind == "2d":
-            full = _full_resolution(task, source_dir, row, heat, mask)
+            full = full_resolution_2d(task.ingest, source_dir, row, heat, mask,
+                                      free_text=task.report.show_free_text)
             if full is not None:
                 shown.update(full)
                 attributes = shown.pop("attributes")
@@ -298,267 +290,10 @@ def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained:
             method=METHOD_NAMES.get(method, method), **shown)
 
 
-class SourceVolume(NamedTuple):
-    """A 3D case on the display grid (the source's voxels, or fewer; see :func:`source_view_3d`).
-
-    Attributes:
-        image: uint8 ``(D, H, W)``, the task's HU window. heatmap: float in [0, 1], zero outside
-        the model's field of view. mask: uint8 lesion mask or None. spacing: mm per axis.
-        intensity: The same voxels in whole HU with the task's window (window/level, CT presets).
-        field_of_view: ``(start, stop)`` voxels per axis of the model's input on this grid.
-    """
-
-    image: np.ndarray
-    heatmap: np.ndarray
-    mask: np.ndarray | None
-    spacing: tuple[float, ...]
-    intensity: Any
-    field_of_view: tuple[tuple[int, int], ...] | None
-
-
-def source_resolution_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
-                          heat: np.ndarray, mask: np.ndarray | None
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[float, ...]] | None:
-    """``(image uint8, heatmap, mask or None, spacing)`` of :func:`source_view_3d`, or None."""
-    view = source_view_3d(ing, source_dir, row, heat, mask)
-    return None if view is None else (view.image, view.heatmap, view.mask, view.spacing)
-
-
-def source_view_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
-                   heat: np.ndarray, mask: np.ndarray | None) -> SourceVolume | None:
-    """The source volume (canonical orientation, HU window of the task) at its own voxel size, or
-    downsampled to :data:`MAX_DISPLAY_VOXELS`, with the map and mask mapped back onto it.
-
-    Args:
-        ing: The task's (or model card's) IngestParams.
-        source_dir: Folder the manifest's ``source_path`` is relative to.
-        row: Manifest row (``sample_id``, ``source_path``, ``crop_offsets``).
-        heat: Map on the model grid; ``mask``: lesion mask on it, or None.
-
-    Returns:
-        The case on the display grid, with its HU values and the model's field of view (the
-        heatmap covers that box, and only it: the model saw nothing else), or None when the
-        source cannot be read (the caller shows the model grid and says so).
-    """
-    import json
-
-    from pipeline.io.errors import InputRejected
-    from pipeline.io.nifti import read_nifti
-    from pipeline.io.series import read_dicom_series
-    from pipeline.preprocess.volume import resample_to_spacing, uncrop_or_pad, window_hu
-    from pipeline.report.imaging import hu_intensity
-
-    if ing.redact_paths or source_dir is None or not row.get("source_path"):
-        return None
-    path = (source_dir / row["source_path"]).resolve()
-    if not path.exists() or source_dir.resolve() not in path.parents:
-        return None
-    try:
-        if path.is_dir():
-            volume, meta = read_dicom_series(path, max_voxels=ing.max_voxels,
-                                             on_missing_slices=ing.on_missing_slices,
-                                             min_slices=ing.min_slices, max_pixel_bytes=ing.max_pixel_bytes)
-        else:
-            volume, meta = read_nifti(path, max_voxels=ing.max_voxels)
-        crop = json.loads(row["crop_offsets"])
-    except (InputRejected, OSError, KeyError, ValueError) as exc:
-        log.warning("report: source volume of %s unreadable now (%s); showing the model grid",
-                    row["sample_id"], getattr(exc, "reason", type(exc).__name__))
-        return None
-    spacing = np.asarray(meta["spacing"], dtype=np.float64)
-    target = np.asarray(ing.target_spacing, dtype=np.float64)
-    display = np.minimum(spacing * max(1.0, (volume.size / MAX_DISPLAY_VOXELS) ** (1 / 3)), target)
-    display = np.maximum(display, spacing)  # never finer than the source, never coarser than the model
-    if np.any(display > spacing * (1 + 1e-6)):
-        volume = resample_to_spacing(volume, spacing, display, order=1)
-    shape = volume.shape
-
-    def to_display(grid: np.ndarray, order: int) -> np.ndarray:
-        """Model grid -> resampled grid (undo crop/pad) -> display grid, centres aligned."""
-        resampled = uncrop_or_pad(grid, crop, pad_value=0.0)
-        return _resample_to_shape(resampled, target, display, shape, order=order)
-
-    heat_d = np.clip(to_display(np.asarray(heat, np.float32), 1), 0.0, 1.0)
-    mask_d = (to_display(mask.astype(np.float32), 0) > 0.5).astype(np.uint8) if mask is not None else None
-    seen = to_display(np.ones(tuple(crop["output_shape"]), np.float32), 0) > 0.5
-    image = np.rint(window_hu(volume, *ing.hu_window) * 255).astype(np.uint8)
-    is_ct = str(meta.get("modality") or "CT").upper() == "CT"  # NIfTI carries no modality
-    return SourceVolume(image, heat_d, mask_d, tuple(float(v) for v in display),
-                        hu_intensity(volume, tuple(ing.hu_window), presets=is_ct), _box(seen))
-
-
-def _box(inside: np.ndarray) -> tuple[tuple[int, int], ...] | None:
-    """``(start, stop)`` per axis of the True voxels' bounding box, or None when there are none."""
-    spans = []
-    for axis in range(inside.ndim):
-        hit = np.flatnonzero(inside.any(axis=tuple(a for a in range(inside.ndim) if a != axis)))
-        if hit.size == 0:
-            return None
-        spans.append((int(hit[0]), int(hit[-1]) + 1))
-    return tuple(spans)
-
-
-def _resample_to_shape(array: np.ndarray, spacing: Sequence[float], target_spacing: Sequence[float],
-                       shape: Sequence[int], *, order: int) -> np.ndarray:
-    """Resample to ``target_spacing`` onto exactly ``shape``, field-of-view centres aligned (the
-    inverse of :func:`pipeline.preprocess.volume.resample_to_spacing`, whose output shape rounds)."""
-    from scipy import ndimage
-
-    scale = np.asarray(target_spacing, np.float64) / np.asarray(spacing, np.float64)
-    n_in = np.asarray(array.shape, np.float64)
-    n_out = np.asarray(shape, np.float64)
-    offset = (n_in - 1) / 2 - (n_out - 1) / 2 * scale
-    return ndimage.affine_transform(array.astype(np.float32, copy=False), scale, offset=offset,
-                                    output_shape=tuple(int(n) for n in shape), output=np.float32,
-                                    order=order, mode="constant", cval=0.0)
-
-
-def shown_attributes(ds: Any, *, free_text: bool = False) -> dict[str, str]:
-    """The header attributes a case page shows: coded ones, plus free text only when asked."""
-    keywords = CODED_ATTRIBUTES + (FREE_TEXT_ATTRIBUTES if free_text else ())
-    return {kw: str(ds.get(kw)) for kw in keywords if ds.get(kw)}
-
-
 def _manifest(data_dir: Path) -> list[dict[str, str]]:
-    from pipeline.ingest.tables import read_table
+    from pipeline.dataset.tables import read_table
 
     return read_table(data_dir / "manifest.csv")
-
-
-def _full_resolution(task: TaskParams, source_dir: Path | None, row: Mapping[str, str],
-                     heat: np.ndarray, mask: np.ndarray | None) -> dict[str, Any] | None:
-    """The source image windowed as at ingest, with the map and mask mapped back onto it.
-
-    Returns:
-        CaseRecord fields: ``image`` (uint8, the model's window), ``heatmap``, ``mask``,
-        ``attributes``, ``intensity`` (the whole value range at up to 12 bits, for
-        window/level) and ``orientation`` (from the DICOM header; None for image files), or
-        None when the source cannot be read.
-    """
-    from pipeline.io.errors import InputRejected
-    from pipeline.io.radiograph import read_radiograph
-    from pipeline.report.imaging import radiograph_intensity
-
-    ing = task.ingest
-    path = _source_path(source_dir if not ing.redact_paths else None, row)
-    if path is None:
-        return None
-    try:
-        source = read_source_2d(ing, path)
-        # The whole stored range, linearly (percentiles 0 and 100), for window/level on the page.
-        full = read_radiograph(path, window="percentile", percentiles=(0.0, 100.0), frame=ing.frame,
-                               max_pixel_bytes=ing.max_pixel_bytes,
-                               max_colour_share=ing.max_colour_share).image
-    except (InputRejected, OSError) as exc:
-        log.warning("report: source of %s unreadable now (%s); showing the model grid",
-                    row["sample_id"], getattr(exc, "reason", type(exc).__name__))
-        return None
-    shape = source.image.shape
-    heat_full = unpad_resize(heat, row, shape, nearest=False)
-    mask_full = unpad_resize(mask, row, shape, nearest=True) if mask is not None else None
-    attributes = source_attributes(source, free_text=task.report.show_free_text)
-    bits = int(source.meta.get("bits_stored") or 16)
-    return {"image": np.rint(np.clip(source.image, 0, 1) * 255).astype(np.uint8), "heatmap": heat_full,
-            "mask": mask_full, "attributes": attributes,
-            "intensity": radiograph_intensity(full, source.image, bits=bits),
-            "orientation": _patient_orientation(source.dataset)}
-
-
-def _patient_orientation(ds: Any) -> tuple[str, str] | None:
-    """``(row direction, column direction)`` letters from Patient Orientation (0020,0020), else
-    from Image Orientation (Patient) (0020,0037: letters of each cosine's components above 0.25,
-    strongest first); None without either (image files, headers without orientation)."""
-    if ds is None:
-        return None
-    value = ds.get("PatientOrientation")
-    if value is not None and not isinstance(value, str) and len(value) == 2:
-        letters = tuple(str(v).strip().upper() for v in value)
-        if all(v and set(v) <= set("LRAPHF") for v in letters):
-            return letters[0], letters[1]
-    iop = ds.get("ImageOrientationPatient")
-    try:
-        cosines = [float(v) for v in iop] if iop is not None else []
-    except (TypeError, ValueError):
-        return None
-    if len(cosines) != 6 or not all(np.isfinite(cosines)):
-        return None
-    names = (("R", "L"), ("A", "P"), ("F", "H"))  # LPS+: x to L, y to P, z to H
-
-    def letters(vec: list[float]) -> str:
-        order = sorted(range(3), key=lambda i: -abs(vec[i]))
-        return "".join(names[i][vec[i] > 0] for i in order if abs(vec[i]) > 0.25)
-
-    rows, cols = letters(cosines[:3]), letters(cosines[3:])
-    return (rows, cols) if rows and cols else None
-
-
-def read_source_2d(ing: Any, path: Path) -> Any:
-    """Read a 2D source (DICOM or image file) with the ingest settings ``ing`` (IngestParams)."""
-    from pipeline.io.radiograph import read_radiograph
-
-    return read_radiograph(path, window=ing.window if isinstance(ing.window, str) else tuple(ing.window),
-                           percentiles=ing.percentiles, frame=ing.frame,
-                           max_pixel_bytes=ing.max_pixel_bytes, max_colour_share=ing.max_colour_share)
-
-
-_COLOUR_RULES = {
-    "gray": "gray",
-    "gray_alpha_over_black": "gray with transparency (composited over black)",
-    "rgb_luminance": "RGB, shown as luminance (ITU-R BT.601)",
-    "rgba_luminance_over_black": "RGBA, composited over black, shown as luminance (ITU-R BT.601)",
-}
-
-
-def source_attributes(source: Any, *, free_text: bool = False) -> dict[str, str]:
-    """What a case page says about the source: coded DICOM attributes, or for a PNG/JPEG/TIFF
-    file (no header: modality, body part and view are unknown unless labels.csv gives them) its
-    format, how it was stored and how its intensities were used."""
-    if source.dataset is not None:
-        return shown_attributes(source.dataset, free_text=free_text)
-    meta = source.meta
-    voi = {"as_stored": "as stored in the file (already windowed for display)",
-           "percentile": "clipped at percentiles", "explicit": "explicit window"}
-    return {"File format": f"{str(meta['format']).upper()} (no DICOM header)",
-            "Stored as": f"{_COLOUR_RULES.get(meta.get('colour'), meta.get('colour'))}, "
-                         f"{meta.get('bits_stored')} bits",
-            "Intensity": voi.get(meta.get("voi"), str(meta.get("voi")))}
-
-
-def labels_csv_attributes(row: Mapping[str, str]) -> dict[str, str]:
-    """Subgroup attributes the dataset's labels.csv gave (manifest ``attr_*`` columns)."""
-    return {f"{key[5:].replace('_', ' ')} (labels.csv)": value for key, value in row.items()
-            if key.startswith("attr_") and value}
-
-
-def _source_path(source_dir: Path | None, row: Mapping[str, str]) -> Path | None:
-    if source_dir is None:
-        return None
-    rel = row.get("source_path", "")
-    if not rel:
-        return None
-    path = (source_dir / rel).resolve()
-    if not path.is_file() or source_dir.resolve() not in path.parents:
-        return None
-    return path
-
-
-def unpad_resize(grid: np.ndarray, row: Mapping[str, str], shape: tuple[int, int], *, nearest: bool
-                 ) -> np.ndarray:
-    """Map an array on the model's padded input grid back onto the source image's pixel grid.
-
-    Ingest resized the source by ``scale`` and padded it by ``pad_top``/``pad_left`` (recorded in
-    the manifest); this crops the padding and resizes to ``shape``.
-    """
-    import cv2
-
-    scale = float(row["scale"])
-    top, left = int(row["pad_top"]), int(row["pad_left"])
-    h = max(1, min(grid.shape[0] - top, round(shape[0] * scale)))
-    w = max(1, min(grid.shape[1] - left, round(shape[1] * scale)))
-    crop = np.ascontiguousarray(grid[top:top + h, left:left + w], dtype=np.float32)
-    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    out = cv2.resize(crop, (shape[1], shape[0]), interpolation=interp)
-    return (out > 0.5).astype(np.uint8) if nearest else np.clip(out, 0.0, 1.0)
 
 
 def export_dicom(task: TaskParams, *, data_dir: Path, source_dir: Path | None, explain_dir: Path,
@@ -583,7 +318,7 @@ def export_dicom(task: TaskParams, *, data_dir: Path, source_dir: Path | None, e
     Returns:
         How many overlays were written.
     """
-    from pipeline.stages.explain import read_explained
+    from pipeline.explain.outputs import read_explained
 
     explained = read_explained(explain_dir)
     if explained is None:
@@ -601,7 +336,7 @@ def export_dicom(task: TaskParams, *, data_dir: Path, source_dir: Path | None, e
     written = 0
     for k, case in enumerate(explained.rows):
         row = manifest[case["sample_id"]]
-        path = _source_path(source_dir if not task.ingest.redact_paths else None, row)
+        path = source_path(source_dir if not task.ingest.redact_paths else None, row)
         if path is None:
             continue
         try:
@@ -631,3 +366,34 @@ def export_dicom(task: TaskParams, *, data_dir: Path, source_dir: Path | None, e
 
 def _has_orientation(ds: Any) -> bool:
     return bool(ds.get("PatientOrientation") or ds.get("ImageOrientationPatient"))
+
+
+def main(args: Any) -> int:
+    """``python -m pipeline report --task T ...``: the HTML report."""
+    from pipeline.config import load_params
+    from pipeline.sources import resolve_source
+
+    task = load_params(args.params).task(args.task)
+    index = run_report(task, data_dir=args.data, source_dir=resolve_source(task, raw_dir=args.raw),
+                       model_dir=args.model, explain_dir=args.explain, eval_dir=args.eval,
+                       metrics_path=args.metrics, out_dir=args.out)
+    log.info("report %s: %s", task.name, index)
+    return 0
+
+
+def main_export_dicom(args: Any) -> int:
+    """``python -m pipeline export-dicom --task T ...``: overlays as DICOM Secondary Captures."""
+    from pipeline.config import load_params
+    from pipeline.sources import resolve_source
+
+    task = load_params(args.params).task(args.task)
+    orientation = tuple(args.patient_orientation.split("\\")) if args.patient_orientation else None
+    if orientation is not None and len(orientation) != 2:
+        log.error("--patient-orientation must be two letters groups separated by a backslash, e.g. "
+                  "'L\\F'. Received: %r", args.patient_orientation)
+        return 2
+    n = export_dicom(task, data_dir=args.data, source_dir=resolve_source(task, raw_dir=args.raw),
+                     explain_dir=args.explain, out_dir=args.out, patient_orientation=orientation)
+    log.info("export-dicom %s: %d file(s) in %s (they carry patient identifiers: keep them inside "
+             "the hospital network)", task.name, n, args.out)
+    return 0

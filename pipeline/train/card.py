@@ -59,3 +59,17 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     if path.suffix != ".keras":
         raise ValueError(f"only Keras v3 '.keras' models are loaded. Received: {path.name!r}")
     return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def load_trained(model_dir: Path, task: Any) -> tuple[Any, dict[str, Any]]:
+    """The task's trained model (safe mode) and its card, checked against the task's params.
+
+    Raises:
+        ValueError: The model was trained for another task kind or label set.
+    """
+    card = read_card(model_dir)
+    if card.get("kind") != task.kind or tuple(card.get("labels", ())) != tuple(task.labels):
+        raise ValueError(f"model in {model_dir} was trained for kind={card.get('kind')!r}, labels="
+                         f"{card.get('labels')}; task {task.name!r} has kind={task.kind!r}, labels="
+                         f"{list(task.labels)}. Retrain (dvc repro) after changing labels or kind.")
+    return load_model(model_dir), card

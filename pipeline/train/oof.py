@@ -60,7 +60,7 @@ def write_oof(path: Path, *, sample_ids: Sequence[str], patients: Sequence[str],
     in ``eval/<task>/predictions.csv``), written with full float precision so the card's
     scores are reproducible from the file. Only pseudonyms (from the manifest) are written.
     """
-    from pipeline.ingest.tables import write_table
+    from pipeline.dataset.tables import write_table
 
     probs = np.asarray(probs, np.float64)
     if probs.shape[1] == 1 and len(label_names) == 2:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import TaskParams
-from pipeline.ingest.tables import read_table
+from pipeline.dataset.tables import read_table
 from pipeline.train import objective
 from pipeline.train.callbacks import BestRecord, read_best
 from pipeline.train.card import MODEL_FILE, data_fingerprint, load_model, write_card

@@ -374,8 +374,8 @@ def test_bare_name_errors_list_names_and_sizes(fake_medmnist):
 # --- through the real ingest -------------------------------------------------------------------
 
 def _ingest(t: TaskParams, tmp_path: Path, npz: Path):
+    from pipeline.dataset.tables import read_table
     from pipeline.ingest import run_ingest
-    from pipeline.ingest.tables import read_table
 
     raw = tmp_path / "raw"
     source = prepare_source(t, out_dir=raw)

@@ -16,9 +16,9 @@ import pytest
 
 from pipeline.config import TaskParams
 from pipeline.dataset.store import open_array
+from pipeline.dataset.tables import read_table
 from pipeline.ingest import QuarantineLimitExceeded, run_ingest
-from pipeline.ingest import stage as stage_module
-from pipeline.ingest.tables import read_table
+from pipeline.ingest import run as stage_module
 from tests.builders import PHI_STRINGS, make_2d_folder, make_3d_folder, make_mixed_2d_folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,7 +109,7 @@ def test_patients_come_from_dicom_patient_id_pseudonymised(ingested_2d):
 def run_fresh(folder: Path, out: Path, *, workers: int = 2) -> str:
     """Ingest as the CLI does, in a fresh interpreter (no TensorFlow, no test-runner threads,
     so workers fork); returns the start method the stage chose."""
-    code = ("import sys\nfrom pathlib import Path\nfrom pipeline.ingest import run_ingest, stage\n"
+    code = ("import sys\nfrom pathlib import Path\nfrom pipeline.ingest import run as stage, run_ingest\n"
             "from tests.ingest.test_stage import task_2d\n"
             "print(stage.start_context().get_start_method())\n"
             f"run_ingest(task_2d(), source=Path({str(folder)!r}), out_dir=Path({str(out)!r}), "

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.dataset.cases import load_inputs
+from pipeline.evaluate.inference import predict_probs
 from pipeline.evaluate.tta import tta_predict
-from pipeline.stages.common import load_inputs, predict_probs
 
 
 @pytest.fixture(scope="module")

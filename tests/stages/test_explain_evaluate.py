@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from pipeline.dataset.store import open_array
+from pipeline.dataset.tables import read_table
 from pipeline.evaluate import read_predictions
-from pipeline.ingest.tables import read_table
+from pipeline.explain.outputs import maps_file, read_explained
 from pipeline.stages.evaluate import run_evaluate
-from pipeline.stages.explain import maps_file, read_explained, run_explain
+from pipeline.stages.explain import run_explain
 from tests.stages.conftest import task_2d, task_3d
 
 
@@ -96,7 +97,7 @@ def test_threshold_is_chosen_on_val_not_test(trained_2d, tmp_path):
     the test metrics do change; a numeric threshold is used as given."""
     import shutil
 
-    from pipeline.ingest.tables import write_table
+    from pipeline.dataset.tables import write_table
 
     task = task_2d(evaluate={"threshold": "f1"})
     a = run_evaluate(task, data_dir=trained_2d["data"], model_dir=trained_2d["model"], explain_dir=None,
@@ -144,8 +145,8 @@ def test_3d_explain_and_evaluate(trained_3d, tmp_path):
 def test_evaluate_with_tta_averages_views_and_records_the_mode(trained_2d, tmp_path):
     """val (threshold) and test both get the mean over the original and its mirror; the metrics
     file says which mode, for predict; the default records none."""
+    from pipeline.dataset.cases import load_inputs
     from pipeline.evaluate.tta import View, apply_view
-    from pipeline.stages.common import load_inputs
     from pipeline.train.card import load_model
 
     kwargs = {"data_dir": trained_2d["data"], "model_dir": trained_2d["model"], "explain_dir": None}
@@ -246,7 +247,7 @@ def test_binary_localization_scores_the_positive_cases_only(trained_2d, tmp_path
     rows = read_table(data / "manifest.csv")
     for r in rows:
         r["has_mask"] = "1"
-    from pipeline.ingest.tables import write_table
+    from pipeline.dataset.tables import write_table
 
     write_table(data / "manifest.csv", rows, tuple(rows[0]))
     task = task_2d(explain={"methods": ["gradcam"]})

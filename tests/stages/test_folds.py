@@ -10,11 +10,12 @@ import logging
 import numpy as np
 import pytest
 
+from pipeline.dataset.cases import load_inputs
 from pipeline.dataset.store import open_array
+from pipeline.dataset.tables import read_table
+from pipeline.evaluate.inference import predict_probs
 from pipeline.explain import Explainer, average_maps
-from pipeline.ingest.tables import read_table
 from pipeline.models import ensemble_members
-from pipeline.stages.common import load_inputs, predict_probs
 from pipeline.stages.evaluate import run_evaluate
 from pipeline.stages.explain import run_explain
 from pipeline.stages.predict import run_predict

@@ -9,11 +9,12 @@ import numpy as np
 import pydicom
 import pytest
 
-from pipeline.ingest.tables import read_table
+from pipeline.dataset.tables import read_table
+from pipeline.report.source import unpad_resize
 from pipeline.stages.evaluate import run_evaluate
 from pipeline.stages.explain import run_explain
 from pipeline.stages.predict import run_predict
-from pipeline.stages.report import export_dicom, run_report, unpad_resize
+from pipeline.stages.report import export_dicom, run_report
 from tests.builders import PHI_STRINGS, make_mixed_2d_folder
 from tests.stages.conftest import task_2d, task_3d
 

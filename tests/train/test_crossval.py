@@ -171,7 +171,7 @@ def test_a_member_without_its_record_is_not_committed(tmp_path):
 def test_oof_scores_and_file(tmp_path):
     from sklearn.metrics import roc_auc_score
 
-    from pipeline.ingest.tables import read_table
+    from pipeline.dataset.tables import read_table
 
     y = np.array([[0.0], [1.0], [1.0], [0.0]])
     p = np.array([[0.2], [0.7], [0.3], [0.4]])

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.config import ParamsError, TaskParams
 from pipeline.dataset.store import open_array
-from pipeline.ingest.tables import read_table
+from pipeline.dataset.tables import read_table
 from pipeline.models import ensemble_members
 from pipeline.train.card import load_model, read_card
 from pipeline.train.oof import OOF_FILE

@@ -16,8 +16,9 @@ from pipeline.config import TaskParams
 from pipeline.dataset.labels import LabelRow, Rejection, read_labels
 from pipeline.dataset.splits import assign_splits
 from pipeline.dataset.store import ArrayWriter
+from pipeline.dataset.tables import MANIFEST_LEADING, QUARANTINE_COLUMNS, write_table
+from pipeline.errors import UserInputError
 from pipeline.ingest.samples import SampleJob, SampleResult, process
-from pipeline.ingest.tables import MANIFEST_LEADING, QUARANTINE_COLUMNS, write_table
 from pipeline.utils.atomic import write_json
 from pipeline.utils.hashing import pseudonym
 
@@ -30,7 +31,7 @@ MASKS = "masks.npy"
 INFO = "dataset.json"
 
 
-class QuarantineLimitExceeded(RuntimeError):
+class QuarantineLimitExceeded(UserInputError, RuntimeError):
     """More labels.csv rows were rejected than ``max_quarantine_fraction`` allows."""
 
 

@@ -1,0 +1,64 @@
+"""What the explain stage writes to ``explain/<task>/`` and how other stages read it back.
+
+- ``cases.csv`` (:data:`CASES`): the explained cases, in the order of the map arrays;
+- ``maps_<method>.npy`` (:func:`maps_file`): the maps on the model's input grid;
+- ``faithfulness.json`` (:data:`FAITHFULNESS`) and ``audit.json`` (:data:`AUDIT`).
+
+:func:`read_explained` is what evaluate, report and predict use: they never import the explain
+stage itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Display names of the explanation methods (reports, predict).
+METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
+                "hirescam": "HiResCAM", "layercam": "LayerCAM",
+                "layercam-fusion": "LayerCAM (fused over several layers)"}
+
+CASES = "cases.csv"
+FAITHFULNESS = "faithfulness.json"
+AUDIT = "audit.json"
+CASE_COLUMNS = ("sample_id", "split", "patient", "label", "index", "has_mask")
+
+
+def maps_file(method: str) -> str:
+    """File name of a method's maps (``gradcam++`` -> ``maps_gradcampp.npy``)."""
+    return f"maps_{method.replace('+', 'p')}.npy"
+
+
+@dataclass(frozen=True)
+class Explained:
+    """What the explain stage wrote: case rows, methods (in params order) and their maps."""
+
+    rows: tuple[dict[str, str], ...]
+    methods: tuple[str, ...]
+    maps: dict[str, np.ndarray]  # method -> memory-mapped (N, *spatial)
+    faithfulness: dict[str, Any]
+
+
+def read_explained(out_dir: Path, methods: tuple[str, ...] | None = None) -> Explained | None:
+    """Read the explain stage's outputs (maps memory-mapped); None if there are none.
+
+    Args:
+        out_dir: ``explain/<task>``.
+        methods: Methods in order (default: those recorded in ``faithfulness.json``).
+    """
+    from pipeline.dataset.store import open_array
+    from pipeline.dataset.tables import read_table
+
+    out_dir = Path(out_dir)
+    if not (out_dir / CASES).is_file() or not (out_dir / FAITHFULNESS).is_file():
+        return None
+    faithfulness = json.loads((out_dir / FAITHFULNESS).read_text(encoding="utf-8"))
+    if methods is None:
+        methods = tuple(faithfulness.get("methods") or
+                        (k for k in faithfulness if k not in ("layer", "methods", "selection", "audit")))
+    maps = {m: open_array(out_dir / maps_file(m)) for m in methods}
+    return Explained(tuple(read_table(out_dir / CASES)), tuple(methods), maps, faithfulness)
