@@ -336,7 +336,7 @@ def _dataset_info(task: TaskParams, item_shape: tuple[int, ...], summary: Ingest
                                  "max_colour_share": ing.max_colour_share}
     else:
         info["preprocessing"] = {"hu_window": list(ing.hu_window),
-                                 "target_spacing_mm": list(ing.target_spacing),
+                                 "target_spacing": list(ing.target_spacing),
                                  "volume_shape": list(ing.volume_shape),
                                  "on_missing_slices": ing.on_missing_slices}
     return info

@@ -28,6 +28,9 @@ class SampleJob:
     kind: str  # "2d" | "3d"
     settings: dict[str, Any]
     needs_patient_id: bool
+    #: predict: return the decoded source too (``SampleResult.source``), so that its report page
+    #: shows it without decoding the input a second time
+    keep_source: bool = False
 
 
 @dataclass
@@ -41,6 +44,9 @@ class SampleResult:
     header_patient_id: str | None = None  # PHI: pseudonymised by the caller, never written
     rejection: tuple[str, str] | None = None  # (reason, code)
     excluded: list[dict[str, str]] = field(default_factory=list)  # files left out of a series
+    #: With ``SampleJob.keep_source``: the decoded source (2D: the Radiograph; 3D: ``(volume,
+    #: meta)`` before resampling). Holds the DICOM dataset (PHI): never written out.
+    source: Any = None
 
 
 def process(job: SampleJob) -> SampleResult:
@@ -79,6 +85,7 @@ def _to_uint8(image01: np.ndarray) -> np.ndarray:
 def _process_2d(job: SampleJob) -> SampleResult:
     from pipeline.io.dicom_image import read_image_mask
     from pipeline.io.radiograph import read_radiograph
+    from pipeline.preprocess.geometry import PadResize
     from pipeline.preprocess.image import resize_with_pad
 
     s = job.settings
@@ -87,8 +94,8 @@ def _process_2d(job: SampleJob) -> SampleResult:
                              max_colour_share=s["max_colour_share"])
     image, meta = source.image, source.meta
     size = tuple(s["image_size"])
-    resized, geometry = resize_with_pad(image, size)
-    meta.update(geometry)
+    resized, _ = resize_with_pad(image, size)
+    meta["geometry"] = PadResize.fit(image.shape[:2], size).to_json()
     mask_out = None
     if job.mask is not None:
         mask = read_image_mask(job.mask, shape=image.shape)
@@ -98,37 +105,25 @@ def _process_2d(job: SampleJob) -> SampleResult:
     if job.needs_patient_id and source.dataset is not None:
         patient = str(source.dataset.get("PatientID", "") or "").strip() or None
     return SampleResult(job.position, image=_to_uint8(resized)[..., None], mask=mask_out,
-                        meta=meta, header_patient_id=patient)
+                        meta=meta, header_patient_id=patient, source=source if job.keep_source else None)
 
 
 def _process_3d(job: SampleJob) -> SampleResult:
-    from pipeline.io.nifti import read_nifti
-    from pipeline.io.series import read_dicom_series, series_patient_id
+    from pipeline.io.series import series_patient_id
+    from pipeline.io.volume import read_volume
     from pipeline.io.volume_mask import read_volume_mask
+    from pipeline.preprocess.geometry import ResampleCrop
     from pipeline.preprocess.volume import crop_or_pad, resample_mask, resample_to_spacing, window_hu
 
     s = job.settings
-    patient = None
-    name = job.path.name.lower()
-    if job.path.is_dir():
-        volume, meta = read_dicom_series(
-            job.path, max_voxels=s["max_voxels"], on_missing_slices=s["on_missing_slices"],
-            min_slices=s["min_slices"], max_pixel_bytes=s["max_pixel_bytes"])
-        meta["format"] = "dicom_series"
-        if job.needs_patient_id:
-            patient = series_patient_id(job.path)
-    elif name.endswith((".nii", ".nii.gz")):
-        volume, meta = read_nifti(job.path, max_voxels=s["max_voxels"])
-        meta["format"] = "nifti"
-    else:
-        raise InputRejected("3D tasks take a DICOM series directory or a .nii/.nii.gz file",
-                            code="bad_path")
+    volume, meta = read_volume(job.path, s)
+    patient = series_patient_id(job.path) if job.needs_patient_id and job.path.is_dir() else None
     excluded = list(meta.pop("excluded", []))
     target = tuple(s["target_spacing"])
     shape = tuple(s["volume_shape"])
     resampled = resample_to_spacing(volume, meta["spacing"], target, order=1)
     cropped, offsets = crop_or_pad(resampled, shape, pad_value=CT_PAD_HU)
-    meta["crop_offsets"] = offsets
+    meta["geometry"] = ResampleCrop.from_steps(volume.shape, meta["spacing"], target, offsets).to_json()
     image = _to_uint8(window_hu(cropped, *s["hu_window"]))[..., None]
     mask_out = None
     if job.mask is not None:
@@ -137,4 +132,5 @@ def _process_3d(job: SampleJob) -> SampleResult:
         mask_c, _ = crop_or_pad(mask_r, shape, pad_value=0.0)
         mask_out = (mask_c > 0.5).astype(np.uint8)[..., None]
     return SampleResult(job.position, image=image, mask=mask_out, meta=meta,
-                        header_patient_id=patient, excluded=excluded)
+                        header_patient_id=patient, excluded=excluded,
+                        source=(volume, dict(meta)) if job.keep_source else None)

@@ -24,6 +24,8 @@ def resample_to_spacing(
     target_spacing: Sequence[float],
     *,
     order: int = 1,
+    output_shape: Sequence[int] | None = None,
+    outside: str = "edge",
 ) -> np.ndarray:
     """Resample a volume to a new voxel spacing (centres aligned, field-of-view centre kept).
 
@@ -32,13 +34,19 @@ def resample_to_spacing(
         spacing: Input voxel size in mm, one per axis, same order as ``volume``.
         target_spacing: Output voxel size in mm, same order.
         order: Spline order: 0 (nearest, for label masks), 1 (linear, default) up to 5.
+        output_shape: The output grid's shape; default ``max(1, round(shape * spacing /
+            target_spacing))`` per axis. Give it to map back exactly onto a grid whose shape was
+            rounded (e.g. a model-grid heatmap onto the source volume), centres still aligned.
+        outside: Value of samples outside the input: ``edge`` (the nearest input voxel, for
+            images) or ``zero`` (for maps that are zero where there is no input).
 
     Returns:
-        float32 array of shape ``max(1, round(shape * spacing / target_spacing))`` per axis
-        and spacing exactly ``target_spacing`` (see the module docstring for the grid).
+        float32 array of ``output_shape`` with spacing exactly ``target_spacing`` (see the
+        module docstring for the grid).
 
     Raises:
-        ValueError: Mismatched lengths, non-positive spacings, or an order outside 0..5.
+        ValueError: Mismatched lengths, non-positive spacings or shape, an order outside 0..5
+            or an unknown ``outside``.
     """
     from scipy import ndimage
 
@@ -47,10 +55,12 @@ def resample_to_spacing(
     spacing_out = _spacing(target_spacing, volume.ndim, "target_spacing")
     if order not in range(6):
         raise ValueError(f"order must be an integer in 0..5. Received: {order!r}")
-    shape_out, scale, offset = _resample_grid(volume.shape, spacing_in, spacing_out)
+    if outside not in ("edge", "zero"):
+        raise ValueError(f"outside must be 'edge' or 'zero'. Received: {outside!r}")
+    shape_out, scale, offset = _resample_grid(volume.shape, spacing_in, spacing_out, output_shape)
     return ndimage.affine_transform(volume.astype(np.float32, copy=False), scale, offset=offset,
                                     output_shape=shape_out, output=np.float32, order=order,
-                                    mode="nearest")
+                                    mode="nearest" if outside == "edge" else "constant", cval=0.0)
 
 
 def mask_coverage(
@@ -216,11 +226,15 @@ def _copy_overlap(src: np.ndarray, dst: np.ndarray, offset: Sequence[int]) -> No
     dst[tuple(dst_sl)] = src[tuple(src_sl)]
 
 
-def _resample_grid(shape: Sequence[int], spacing_in: np.ndarray, spacing_out: np.ndarray
+def _resample_grid(shape: Sequence[int], spacing_in: np.ndarray, spacing_out: np.ndarray,
+                   output_shape: Sequence[int] | None = None
                    ) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
     """Output shape, input step per output voxel and input offset (see the module docstring)."""
     shape_in = np.asarray(shape, dtype=np.float64)
-    shape_out = np.maximum(1, np.rint(shape_in * spacing_in / spacing_out)).astype(int)
+    if output_shape is None:
+        shape_out = np.maximum(1, np.rint(shape_in * spacing_in / spacing_out)).astype(int)
+    else:
+        shape_out = np.asarray(_shape(output_shape, len(shape)), dtype=int)
     scale = spacing_out / spacing_in
     offset = (shape_in - 1) / 2 - (shape_out - 1) / 2 * scale
     return tuple(int(n) for n in shape_out), scale, offset

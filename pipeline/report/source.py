@@ -1,18 +1,21 @@
 """The source image or volume behind a case, for display: read again as at ingest, at its own
 resolution, with the model-grid heatmap and mask mapped back through the ingest geometry.
 
-Used by the report stage and by predict (neither imports the other). 2D sources are re-read with
-the task's windowing and the map is un-padded and resized (:func:`unpad_resize`); 3D sources are
-read in canonical orientation before resampling, and the map and mask go back through the
-recorded crop/pad and resampling (:func:`source_view_3d`); a source larger than
-:data:`MAX_DISPLAY_VOXELS` is shown downsampled to that budget, never coarser than the model's grid.
+Used by the report stage and by predict (neither imports the other). The geometry comes from
+the sample's typed record (:mod:`pipeline.preprocess.geometry`, the manifest's ``geometry``
+column), never from loose manifest columns. 2D sources are windowed as at ingest and the map is
+un-padded and resized (:func:`display_2d`); 3D sources are shown in canonical orientation before
+resampling, with the map and mask taken back through the crop/pad and resampling
+(:func:`display_3d`); a source larger than :data:`MAX_DISPLAY_VOXELS` is shown downsampled to
+that budget, never coarser than the model's grid. The report reads sources again
+(:func:`full_resolution_2d`, :func:`source_view_3d`); predict passes the source it has already
+decoded for the model.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -48,36 +51,20 @@ class SourceVolume(NamedTuple):
     field_of_view: tuple[tuple[int, int], ...] | None
 
 
-def source_resolution_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
-                          heat: np.ndarray, mask: np.ndarray | None
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[float, ...]] | None:
-    """``(image uint8, heatmap, mask or None, spacing)`` of :func:`source_view_3d`, or None."""
-    view = source_view_3d(ing, source_dir, row, heat, mask)
-    return None if view is None else (view.image, view.heatmap, view.mask, view.spacing)
-
-
 def source_view_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
                    heat: np.ndarray, mask: np.ndarray | None) -> SourceVolume | None:
-    """The source volume (canonical orientation, HU window of the task) at its own voxel size, or
-    downsampled to :data:`MAX_DISPLAY_VOXELS`, with the map and mask mapped back onto it.
+    """:func:`display_3d` of the source volume the manifest ``row`` names, read again as at
+    ingest; None when it cannot be read (the caller shows the model grid and says so).
 
     Args:
         ing: The task's (or model card's) IngestParams.
         source_dir: Folder the manifest's ``source_path`` is relative to.
-        row: Manifest row (``sample_id``, ``source_path``, ``crop_offsets``).
+        row: Manifest row (``sample_id``, ``source_path``, ``geometry``).
         heat: Map on the model grid; ``mask``: lesion mask on it, or None.
-
-    Returns:
-        The case on the display grid, with its HU values and the model's field of view (the
-        heatmap covers that box, and only it: the model saw nothing else), or None when the
-        source cannot be read (the caller shows the model grid and says so).
     """
-
     from pipeline.io.errors import InputRejected
-    from pipeline.io.nifti import read_nifti
-    from pipeline.io.series import read_dicom_series
-    from pipeline.preprocess.volume import resample_to_spacing, uncrop_or_pad, window_hu
-    from pipeline.report.imaging import hu_intensity
+    from pipeline.io.volume import read_volume
+    from pipeline.preprocess.geometry import ResampleCrop, geometry_of
 
     if ing.redact_paths or source_dir is None or not row.get("source_path"):
         return None
@@ -85,19 +72,37 @@ def source_view_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
     if not path.exists() or source_dir.resolve() not in path.parents:
         return None
     try:
-        if path.is_dir():
-            volume, meta = read_dicom_series(path, max_voxels=ing.max_voxels,
-                                             on_missing_slices=ing.on_missing_slices,
-                                             min_slices=ing.min_slices, max_pixel_bytes=ing.max_pixel_bytes)
-        else:
-            volume, meta = read_nifti(path, max_voxels=ing.max_voxels)
-        crop = json.loads(row["crop_offsets"])
-    except (InputRejected, OSError, KeyError, ValueError) as exc:
+        geometry = geometry_of(row)
+        if not isinstance(geometry, ResampleCrop):
+            raise ValueError("not a 3D geometry")
+        volume, meta = read_volume(path, ing.model_dump())
+    except (InputRejected, OSError, ValueError) as exc:
         log.warning("report: source volume of %s unreadable now (%s); showing the model grid",
                     row["sample_id"], getattr(exc, "reason", type(exc).__name__))
         return None
+    return display_3d(volume, meta, ing, geometry, heat, mask)
+
+
+def display_3d(volume: np.ndarray, meta: Mapping[str, Any], ing: Any, geometry: Any,
+               heat: np.ndarray, mask: np.ndarray | None) -> SourceVolume:
+    """The source volume (canonical orientation, HU window of the task) at its own voxel size, or
+    downsampled to :data:`MAX_DISPLAY_VOXELS`, with the map and mask mapped back onto it.
+
+    Args:
+        volume, meta: The source as :func:`pipeline.io.volume.read_volume` returns it.
+        ing: IngestParams (``hu_window``).
+        geometry: The sample's :class:`~pipeline.preprocess.geometry.ResampleCrop`.
+        heat: Map on the model grid; ``mask``: lesion mask on it, or None.
+
+    Returns:
+        The case on the display grid, with its HU values and the model's field of view (the
+        heatmap covers that box, and only it: the model saw nothing else).
+    """
+    from pipeline.preprocess.volume import resample_to_spacing, window_hu
+    from pipeline.report.imaging import hu_intensity
+
     spacing = np.asarray(meta["spacing"], dtype=np.float64)
-    target = np.asarray(ing.target_spacing, dtype=np.float64)
+    target = np.asarray(geometry.target_spacing, dtype=np.float64)
     display = np.minimum(spacing * max(1.0, (volume.size / MAX_DISPLAY_VOXELS) ** (1 / 3)), target)
     display = np.maximum(display, spacing)  # never finer than the source, never coarser than the model
     if np.any(display > spacing * (1 + 1e-6)):
@@ -106,12 +111,12 @@ def source_view_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
 
     def to_display(grid: np.ndarray, order: int) -> np.ndarray:
         """Model grid -> resampled grid (undo crop/pad) -> display grid, centres aligned."""
-        resampled = uncrop_or_pad(grid, crop, pad_value=0.0)
-        return _resample_to_shape(resampled, target, display, shape, order=order)
+        return resample_to_spacing(geometry.to_resampled(grid), target, display, order=order,
+                                   output_shape=shape, outside="zero")
 
     heat_d = np.clip(to_display(np.asarray(heat, np.float32), 1), 0.0, 1.0)
     mask_d = (to_display(mask.astype(np.float32), 0) > 0.5).astype(np.uint8) if mask is not None else None
-    seen = to_display(np.ones(tuple(crop["output_shape"]), np.float32), 0) > 0.5
+    seen = to_display(np.ones(geometry.output_shape, np.float32), 0) > 0.5
     image = np.rint(window_hu(volume, *ing.hu_window) * 255).astype(np.uint8)
     is_ct = str(meta.get("modality") or "CT").upper() == "CT"  # NIfTI carries no modality
     return SourceVolume(image, heat_d, mask_d, tuple(float(v) for v in display),
@@ -129,21 +134,6 @@ def _box(inside: np.ndarray) -> tuple[tuple[int, int], ...] | None:
     return tuple(spans)
 
 
-def _resample_to_shape(array: np.ndarray, spacing: Sequence[float], target_spacing: Sequence[float],
-                       shape: Sequence[int], *, order: int) -> np.ndarray:
-    """Resample to ``target_spacing`` onto exactly ``shape``, field-of-view centres aligned (the
-    inverse of :func:`pipeline.preprocess.volume.resample_to_spacing`, whose output shape rounds)."""
-    from scipy import ndimage
-
-    scale = np.asarray(target_spacing, np.float64) / np.asarray(spacing, np.float64)
-    n_in = np.asarray(array.shape, np.float64)
-    n_out = np.asarray(shape, np.float64)
-    offset = (n_in - 1) / 2 - (n_out - 1) / 2 * scale
-    return ndimage.affine_transform(array.astype(np.float32, copy=False), scale, offset=offset,
-                                    output_shape=tuple(int(n) for n in shape), output=np.float32,
-                                    order=order, mode="constant", cval=0.0)
-
-
 def shown_attributes(ds: Any, *, free_text: bool = False) -> dict[str, str]:
     """The header attributes a case page shows: coded ones, plus free text only when asked."""
     keywords = CODED_ATTRIBUTES + (FREE_TEXT_ATTRIBUTES if free_text else ())
@@ -152,40 +142,68 @@ def shown_attributes(ds: Any, *, free_text: bool = False) -> dict[str, str]:
 
 def full_resolution_2d(ing: Any, source_dir: Path | None, row: Mapping[str, str], heat: np.ndarray,
                        mask: np.ndarray | None, *, free_text: bool = False) -> dict[str, Any] | None:
-    """The source image windowed as at ingest, with the map and mask mapped back onto it.
-
-    Returns:
-        CaseRecord fields: ``image`` (uint8, the model's window), ``heatmap``, ``mask``,
-        ``attributes``, ``intensity`` (the whole value range at up to 12 bits, for
-        window/level) and ``orientation`` (from the DICOM header; None for image files), or
-        None when the source cannot be read.
-    """
+    """:func:`display_2d` of the source the manifest ``row`` names, read again as at ingest;
+    None when it cannot be read (the caller shows the model grid and says so)."""
     from pipeline.io.errors import InputRejected
-    from pipeline.io.radiograph import read_radiograph
-    from pipeline.report.imaging import radiograph_intensity
+    from pipeline.preprocess.geometry import PadResize, geometry_of
 
     path = source_path(source_dir if not ing.redact_paths else None, row)
     if path is None:
         return None
     try:
+        geometry = geometry_of(row)
+        if not isinstance(geometry, PadResize):
+            raise ValueError("not a 2D geometry")
         source = read_source_2d(ing, path)
-        # The whole stored range, linearly (percentiles 0 and 100), for window/level on the page.
-        full = read_radiograph(path, window="percentile", percentiles=(0.0, 100.0), frame=ing.frame,
-                               max_pixel_bytes=ing.max_pixel_bytes,
-                               max_colour_share=ing.max_colour_share).image
-    except (InputRejected, OSError) as exc:
+        return display_2d(source, path, ing, geometry, heat, mask, free_text=free_text)
+    except (InputRejected, OSError, ValueError) as exc:
         log.warning("report: source of %s unreadable now (%s); showing the model grid",
                     row["sample_id"], getattr(exc, "reason", type(exc).__name__))
         return None
+
+
+def display_2d(source: Any, path: Path, ing: Any, geometry: Any, heat: np.ndarray,
+               mask: np.ndarray | None, *, free_text: bool = False) -> dict[str, Any]:
+    """The source image windowed as at ingest, with the map and mask mapped back onto it.
+
+    Args:
+        source: The :class:`~pipeline.io.radiograph.Radiograph` read with the ingest settings.
+        path: Its file (image files are read once more for the full value range; a DICOM's
+            pixels come from the dataset already in memory).
+        ing: IngestParams; ``geometry``: the sample's :class:`~pipeline.preprocess.geometry.PadResize`.
+
+    Returns:
+        CaseRecord fields: ``image`` (uint8, the model's window), ``heatmap``, ``mask``,
+        ``attributes``, ``intensity`` (the whole value range at up to 12 bits, for
+        window/level) and ``orientation`` (from the DICOM header; None for image files).
+
+    Raises:
+        InputRejected, OSError: The full value range cannot be read.
+    """
+    from pipeline.report.imaging import radiograph_intensity
+
+    full = _full_range(source, path, ing)
     shape = source.image.shape
-    heat_full = unpad_resize(heat, row, shape, nearest=False)
-    mask_full = unpad_resize(mask, row, shape, nearest=True) if mask is not None else None
-    attributes = source_attributes(source, free_text=free_text)
+    heat_full = geometry.to_source(heat, nearest=False, shape=shape)
+    mask_full = geometry.to_source(mask, nearest=True, shape=shape) if mask is not None else None
     bits = int(source.meta.get("bits_stored") or 16)
     return {"image": np.rint(np.clip(source.image, 0, 1) * 255).astype(np.uint8), "heatmap": heat_full,
-            "mask": mask_full, "attributes": attributes,
+            "mask": mask_full, "attributes": source_attributes(source, free_text=free_text),
             "intensity": radiograph_intensity(full, source.image, bits=bits),
             "orientation": _patient_orientation(source.dataset)}
+
+
+def _full_range(source: Any, path: Path, ing: Any) -> np.ndarray:
+    """The whole stored range, linearly (percentiles 0 and 100), for window/level on the page."""
+    from pipeline.io.dicom_image import image_from_dataset
+    from pipeline.io.radiograph import read_radiograph
+
+    if source.dataset is not None:  # pixels already decoded (pydicom caches them)
+        return image_from_dataset(source.dataset, window="percentile", percentiles=(0.0, 100.0),
+                                  frame=ing.frame, max_pixel_bytes=ing.max_pixel_bytes)[0]
+    return read_radiograph(path, window="percentile", percentiles=(0.0, 100.0), frame=ing.frame,
+                           max_pixel_bytes=ing.max_pixel_bytes,
+                           max_colour_share=ing.max_colour_share).image
 
 
 def _patient_orientation(ds: Any) -> tuple[str, str] | None:
@@ -264,22 +282,3 @@ def source_path(source_dir: Path | None, row: Mapping[str, str]) -> Path | None:
     if not path.is_file() or source_dir.resolve() not in path.parents:
         return None
     return path
-
-
-def unpad_resize(grid: np.ndarray, row: Mapping[str, str], shape: tuple[int, int], *, nearest: bool
-                 ) -> np.ndarray:
-    """Map an array on the model's padded input grid back onto the source image's pixel grid.
-
-    Ingest resized the source by ``scale`` and padded it by ``pad_top``/``pad_left`` (recorded in
-    the manifest); this crops the padding and resizes to ``shape``.
-    """
-    import cv2
-
-    scale = float(row["scale"])
-    top, left = int(row["pad_top"]), int(row["pad_left"])
-    h = max(1, min(grid.shape[0] - top, round(shape[0] * scale)))
-    w = max(1, min(grid.shape[1] - left, round(shape[1] * scale)))
-    crop = np.ascontiguousarray(grid[top:top + h, left:left + w], dtype=np.float32)
-    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    out = cv2.resize(crop, (shape[1], shape[0]), interpolation=interp)
-    return (out > 0.5).astype(np.uint8) if nearest else np.clip(out, 0.0, 1.0)

@@ -171,8 +171,8 @@ def _ingest_params(card: dict[str, Any]) -> Any:
     from pipeline.config import IngestParams
 
     pre = dict(card.get("ingest_preprocessing", {}))
-    if "target_spacing_mm" in pre:
-        pre["target_spacing"] = pre.pop("target_spacing_mm")
+    if "target_spacing_mm" in pre:  # cards written before the key had one name
+        pre.setdefault("target_spacing", pre.pop("target_spacing_mm"))
     known = set(IngestParams.model_fields)
     return IngestParams.model_validate({k: v for k, v in pre.items() if k in known})
 
@@ -186,7 +186,7 @@ def _prepare(kind: str, ingest: Any, position: int, path: Path) -> Any:
     if not path.exists():
         return "input not found"
     result = process(SampleJob(position=position, path=path, mask=None, kind=kind, settings=settings,
-                               needs_patient_id=False))
+                               needs_patient_id=False, keep_source=True))
     if result.rejection is not None:
         return result.rejection[0]
     return result
@@ -224,35 +224,27 @@ def _operating_point(problem: str, labels: tuple[str, ...], metrics: dict[str, A
 def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, sid: str, predicted: str,
                  probability: float, probs: np.ndarray, labels: tuple[str, ...], threshold: float | None,
                  heat: np.ndarray, method: str, show_free_text: bool) -> Any:
+    """The case page of one new study, from the source decoded once for the model."""
     from pipeline.explain.outputs import METHOD_NAMES
+    from pipeline.preprocess.geometry import geometry_from_json
     from pipeline.report import NONE_PRESENT, CaseRecord
-    from pipeline.report.source import read_source_2d, source_attributes, unpad_resize
+    from pipeline.report.source import display_2d, display_3d
 
-    image = prepared.image[..., 0]
-    attributes: dict[str, str] = {}
-    spacing = None
+    geometry = geometry_from_json(prepared.meta["geometry"])
     if card["kind"] == "2d":
-        source = read_source_2d(ingest, path)
-        full = source.image
-        heat = unpad_resize(heat, {k: str(v) for k, v in prepared.meta.items()}, full.shape, nearest=False)
-        image = np.rint(np.clip(full, 0, 1) * 255).astype(np.uint8)
-        attributes = source_attributes(source, free_text=show_free_text)
+        shown = display_2d(prepared.source, path, ingest, geometry, heat, None, free_text=show_free_text)
+        attributes = shown.pop("attributes")
+        shown.pop("mask")
     else:
-        import json
-
-        from pipeline.report.source import source_resolution_3d
-
-        spacing = ingest.target_spacing
-        row = {"sample_id": sid, "source_path": path.name,
-               "crop_offsets": json.dumps(prepared.meta["crop_offsets"])}
-        full = source_resolution_3d(ingest, path.parent, row, heat, None)
-        if full is not None:
-            image, heat, _, spacing = full
+        volume, meta = prepared.source
+        shown = display_3d(volume, meta, ingest, geometry, heat, None)._asdict()
+        shown.pop("mask")
+        attributes = {}
     return CaseRecord(sample_id=sid, split="new", true_label=None, predicted_label=predicted or NONE_PRESENT,
                       probability=probability,
                       probabilities=dict(zip(labels, map(float, probs), strict=True)),
-                      threshold=threshold, attributes=attributes, image=image, heatmap=heat,
-                      method=METHOD_NAMES.get(method, method), spacing=spacing)
+                      threshold=threshold, attributes=attributes, method=METHOD_NAMES.get(method, method),
+                      **shown)
 
 
 def main(args: Any) -> int:

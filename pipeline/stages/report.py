@@ -18,13 +18,13 @@ import numpy as np
 
 from pipeline.config import TaskParams
 from pipeline.explain.outputs import METHOD_NAMES
+from pipeline.preprocess.geometry import geometry_of
 from pipeline.report.source import (
     full_resolution_2d,
     labels_csv_attributes,
     read_source_2d,
     source_path,
     source_view_3d,
-    unpad_resize,
 )
 from pipeline.utils.jsonio import read_json
 
@@ -348,7 +348,7 @@ def export_dicom(task: TaskParams, *, data_dir: Path, source_dir: Path | None, e
                         case["sample_id"])
             continue
         ds, image = source.dataset, source.image
-        heat = unpad_resize(np.asarray(maps[k], np.float32), row, image.shape, nearest=False)
+        heat = geometry_of(row).to_source(np.asarray(maps[k], np.float32), nearest=False, shape=image.shape)
         overlay = render_overlay(np.rint(image * 255).astype(np.uint8), heat)
         orientation = None if _has_orientation(ds) else patient_orientation
         try:

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from pipeline.dataset.tables import read_table
-from pipeline.report.source import unpad_resize
+from pipeline.preprocess.geometry import PadResize, geometry_from_json
 from pipeline.stages.evaluate import run_evaluate
 from pipeline.stages.explain import run_explain
 from pipeline.stages.predict import run_predict
@@ -73,14 +73,18 @@ def test_report_falls_back_to_model_grid_without_source(trained_2d, report_2d, t
 
 @pytest.mark.parametrize(("scale", "pad_top", "pad_left", "shape"), [
     (0.5, 0, 4, (64, 48)), (0.25, 8, 0, (64, 128)), (1.0, 0, 0, (32, 32))])
-def test_unpad_resize_inverts_ingest_geometry(scale, pad_top, pad_left, shape):
+def test_typed_geometry_inverts_ingest_resize(scale, pad_top, pad_left, shape):
     from pipeline.preprocess.image import resize_with_pad
 
     mask = np.zeros(shape, np.uint8)
     mask[shape[0] // 4: shape[0] // 2, shape[1] // 3: shape[1] // 2] = 1
-    grid, geometry = resize_with_pad(mask, (32, 32), mode="mask")
-    assert geometry == {"scale": pytest.approx(scale), "pad_top": pad_top, "pad_left": pad_left}
-    back = unpad_resize(grid, {k: str(v) for k, v in geometry.items()}, shape, nearest=True)
+    grid, loose = resize_with_pad(mask, (32, 32), mode="mask")
+    geometry = PadResize.fit(shape, (32, 32))
+    assert (geometry.scale, geometry.pad_top, geometry.pad_left) == (pytest.approx(scale), pad_top, pad_left)
+    assert loose == {"scale": geometry.scale, "pad_top": pad_top, "pad_left": pad_left}  # one computation
+    again = geometry_from_json(geometry.to_json())  # as the manifest stores it
+    assert again == geometry
+    back = again.to_source(grid, nearest=True)
     assert back.shape == shape
     inter = np.logical_and(back, mask).sum()
     assert inter / np.logical_or(back, mask).sum() > 0.7
