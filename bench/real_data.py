@@ -215,9 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         """Ingest once per distinct ingest setting (resolution variants get their own)."""
         import hashlib
 
+        from pipeline.dataset.layout import InterimLayout
+
         digest = hashlib.sha256(task.ingest.model_dump_json().encode()).hexdigest()[:10]
         data = out / f"interim_{digest}"
-        if not (data / "manifest.csv").exists():
+        if not InterimLayout(data).manifest.exists():
             summary = run_ingest(task, source=source, out_dir=data, seed=42, salt="bench-real-data",
                                  workers=None)
             print(f"ingest: {summary.samples} samples, {summary.quarantined_rows} rows quarantined "

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.dataset.layout import InterimLayout
 from pipeline.dataset.tables import read_table
 
 
@@ -37,7 +38,7 @@ class Cases:
 
 def select_cases(data_dir: Path, splits: Sequence[str], *, limit: int | None = None) -> Cases:
     """Manifest rows of ``splits`` (manifest order), at most ``limit`` of them."""
-    rows = [r for r in read_table(Path(data_dir) / "manifest.csv") if r["split"] in splits]
+    rows = [r for r in read_table(InterimLayout(data_dir).manifest) if r["split"] in splits]
     if limit is not None:
         rows = rows[:limit]
     return Cases(tuple(rows), np.array([int(r["index"]) for r in rows], dtype=np.int64))

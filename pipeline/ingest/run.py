@@ -14,6 +14,7 @@ import numpy as np
 
 from pipeline.config import TaskParams
 from pipeline.dataset.labels import LabelRow, Rejection, read_labels
+from pipeline.dataset.layout import IMAGES, INFO, MANIFEST, MASKS, QUARANTINE
 from pipeline.dataset.splits import assign_splits
 from pipeline.dataset.store import ArrayWriter
 from pipeline.dataset.tables import MANIFEST_LEADING, QUARANTINE_COLUMNS, write_table
@@ -24,11 +25,6 @@ from pipeline.utils.hashing import pseudonym
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.csv"
-QUARANTINE = "quarantine.csv"
-IMAGES = "images.npy"
-MASKS = "masks.npy"
-INFO = "dataset.json"
 
 
 class QuarantineLimitExceeded(UserInputError, RuntimeError):
@@ -139,12 +135,9 @@ def label_index(task: TaskParams, label: str) -> int | str:
 
 
 def _job(task: TaskParams, source: Path, position: int, row: LabelRow) -> SampleJob:
-    ing = task.ingest
-    settings = ing.model_dump(mode="python")
-    settings["window"] = ing.window if isinstance(ing.window, str) else tuple(ing.window)
     return SampleJob(position=position, path=source / row.path,
                      mask=(source / row.mask) if row.mask else None, kind=task.kind,
-                     settings=settings, needs_patient_id=row.patient_id is None)
+                     settings=task.ingest, needs_patient_id=row.patient_id is None)
 
 
 def _item_shape(task: TaskParams) -> tuple[int, ...]:

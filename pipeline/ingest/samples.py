@@ -26,7 +26,7 @@ class SampleJob:
     path: Path
     mask: Path | None
     kind: str  # "2d" | "3d"
-    settings: dict[str, Any]
+    settings: Any  # the task's IngestParams (frozen, picklable)
     needs_patient_id: bool
     #: predict: return the decoded source too (``SampleResult.source``), so that its report page
     #: shows it without decoding the input a second time
@@ -89,11 +89,11 @@ def _process_2d(job: SampleJob) -> SampleResult:
     from pipeline.preprocess.image import resize_with_pad
 
     s = job.settings
-    source = read_radiograph(job.path, window=s["window"], percentiles=s["percentiles"],
-                             frame=s["frame"], max_pixel_bytes=s["max_pixel_bytes"],
-                             max_colour_share=s["max_colour_share"])
+    source = read_radiograph(job.path, window=s.window if isinstance(s.window, str) else tuple(s.window),
+                             percentiles=tuple(s.percentiles), frame=s.frame,
+                             max_pixel_bytes=s.max_pixel_bytes, max_colour_share=s.max_colour_share)
     image, meta = source.image, source.meta
-    size = tuple(s["image_size"])
+    size = tuple(s.image_size)
     resized, _ = resize_with_pad(image, size)
     meta["geometry"] = PadResize.fit(image.shape[:2], size).to_json()
     mask_out = None
@@ -116,15 +116,16 @@ def _process_3d(job: SampleJob) -> SampleResult:
     from pipeline.preprocess.volume import crop_or_pad, resample_mask, resample_to_spacing, window_hu
 
     s = job.settings
-    volume, meta = read_volume(job.path, s)
+    volume, meta = read_volume(job.path, max_voxels=s.max_voxels, on_missing_slices=s.on_missing_slices,
+                               min_slices=s.min_slices, max_pixel_bytes=s.max_pixel_bytes)
     patient = series_patient_id(job.path) if job.needs_patient_id and job.path.is_dir() else None
     excluded = list(meta.pop("excluded", []))
-    target = tuple(s["target_spacing"])
-    shape = tuple(s["volume_shape"])
+    target = tuple(s.target_spacing)
+    shape = tuple(s.volume_shape)
     resampled = resample_to_spacing(volume, meta["spacing"], target, order=1)
     cropped, offsets = crop_or_pad(resampled, shape, pad_value=CT_PAD_HU)
     meta["geometry"] = ResampleCrop.from_steps(volume.shape, meta["spacing"], target, offsets).to_json()
-    image = _to_uint8(window_hu(cropped, *s["hu_window"]))[..., None]
+    image = _to_uint8(window_hu(cropped, *s.hu_window))[..., None]
     mask_out = None
     if job.mask is not None:
         mask = read_volume_mask(job.mask, image_meta=meta)

@@ -7,7 +7,6 @@ same inputs with the same limits and give the same canonical ``(D, H, W)`` array
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,16 @@ from pipeline.io.errors import InputRejected
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
-def read_volume(path: Path, settings: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+def read_volume(path: Path, *, max_voxels: int, on_missing_slices: str = "interpolate",
+                min_slices: int = 8, max_pixel_bytes: int | None = None,
+                ) -> tuple[np.ndarray, dict[str, Any]]:
     """Read a 3D input as ingest does.
 
     Args:
         path: A DICOM series directory or a ``.nii``/``.nii.gz`` file.
-        settings: The ingest settings used: ``max_voxels``, and for series ``on_missing_slices``,
-            ``min_slices``, ``max_pixel_bytes`` (an ``IngestParams.model_dump()`` has them all).
+        max_voxels: Refuse larger volumes (``too_large``).
+        on_missing_slices, min_slices, max_pixel_bytes: DICOM series only, see
+            :func:`pipeline.io.series.read_dicom_series`.
 
     Returns:
         ``(volume, meta)`` with ``meta["format"]`` = ``dicom_series`` or ``nifti``.
@@ -37,12 +39,12 @@ def read_volume(path: Path, settings: Mapping[str, Any]) -> tuple[np.ndarray, di
 
     path = Path(path)
     if path.is_dir():
-        volume, meta = read_dicom_series(
-            path, max_voxels=settings["max_voxels"], on_missing_slices=settings["on_missing_slices"],
-            min_slices=settings["min_slices"], max_pixel_bytes=settings["max_pixel_bytes"])
+        limits = {} if max_pixel_bytes is None else {"max_pixel_bytes": max_pixel_bytes}
+        volume, meta = read_dicom_series(path, max_voxels=max_voxels, on_missing_slices=on_missing_slices,
+                                         min_slices=min_slices, **limits)
         meta["format"] = "dicom_series"
     elif path.name.lower().endswith(NIFTI_SUFFIXES):
-        volume, meta = read_nifti(path, max_voxels=settings["max_voxels"])
+        volume, meta = read_nifti(path, max_voxels=max_voxels)
         meta["format"] = "nifti"
     else:
         raise InputRejected("3D tasks take a DICOM series directory or a .nii/.nii.gz file",

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import TaskParams, load_params
+from pipeline.dataset.layout import InterimLayout
 
 PROFILES: tuple[str, ...] = ("pipeline", "demo-small")
 #: Fake patients of the small demo per task kind (about 3 images per CXR patient, 1.3 volumes per CT).
@@ -82,7 +83,7 @@ class Workspace:
         (windowing, sizes, spacing) and the sample counts."""
         import json
 
-        return json.loads((self.data_dir / "dataset.json").read_text(encoding="utf-8"))
+        return json.loads(InterimLayout(self.data_dir).info.read_text(encoding="utf-8"))
 
 
 def find_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -201,7 +202,7 @@ def _smaller(shape: tuple[int, ...], side: int, minimum: int) -> list[int]:
 def _pipeline_workspace(task: TaskParams, seed: int, root: Path, work: Path,
                         need_model: bool) -> Workspace:
     paths = stage_paths(root, task.name)
-    if not (paths["data"] / "manifest.csv").is_file():
+    if not InterimLayout(paths["data"]).manifest.is_file():
         raise FileNotFoundError(f"no ingest outputs in {paths['data']}: run `dvc repro ingest@{task.name}` "
                                 "from the repository root, or use profile 'demo-small'")
     if need_model and not (paths["model"] / "model.keras").is_file():

@@ -75,7 +75,8 @@ def source_view_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
         geometry = geometry_of(row)
         if not isinstance(geometry, ResampleCrop):
             raise ValueError("not a 3D geometry")
-        volume, meta = read_volume(path, ing.model_dump())
+        volume, meta = read_volume(path, max_voxels=ing.max_voxels, on_missing_slices=ing.on_missing_slices,
+                                   min_slices=ing.min_slices, max_pixel_bytes=ing.max_pixel_bytes)
     except (InputRejected, OSError, ValueError) as exc:
         log.warning("report: source volume of %s unreadable now (%s); showing the model grid",
                     row["sample_id"], getattr(exc, "reason", type(exc).__name__))

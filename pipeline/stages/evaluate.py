@@ -24,6 +24,7 @@ import numpy as np
 
 from pipeline.config import TaskParams
 from pipeline.dataset.cases import select_cases
+from pipeline.dataset.layout import InterimLayout
 from pipeline.evaluate.curves import PLOTS
 from pipeline.evaluate.inference import predict_probs
 from pipeline.train.card import load_trained
@@ -73,7 +74,7 @@ def run_evaluate(task: TaskParams, *, data_dir: Path, model_dir: Path, explain_d
             raise ValueError(f"the '{split}' split of task {task.name!r} is empty: nothing to "
                              f"evaluate; check tasks.{task.name}.ingest.splits")
     model, card = load_trained(model_dir, task)
-    probs = predict_probs(model, open_array(data_dir / "images.npy"), cases.indices,
+    probs = predict_probs(model, open_array(InterimLayout(data_dir).images), cases.indices,
                           batch_size=ep.batch_size, tta=ep.tta)
     preds_path = out_dir / PREDICTIONS
     write_predictions(preds_path, sample_ids=cases.column("sample_id"), patients=cases.column("patient"),
@@ -159,7 +160,7 @@ def _localization(task: TaskParams, data_dir: Path, explain_dir: Path, *, seed: 
     if not keep:
         log.info("evaluate %s: no test case with a lesion mask was explained; no IoU", task.name)
         return None
-    masks = open_array(data_dir / "masks.npy")
+    masks = open_array(InterimLayout(data_dir).masks)
     maps = explained.maps[explained.methods[0]]
     heat = np.stack([np.asarray(maps[i], dtype=np.float32) for i in keep])
     mask = np.stack([np.asarray(masks[int(explained.rows[i]["index"])])[..., 0] for i in keep])
@@ -182,7 +183,7 @@ def _in_body(task: TaskParams, data_dir: Path, explained: Any, keep: list[int], 
     from pipeline.explain.audit import restrict_to_fov
     from pipeline.explain.fov import body_mask
 
-    images = open_array(data_dir / "images.npy")
+    images = open_array(InterimLayout(data_dir).images)
     x = np.stack([np.asarray(images[int(explained.rows[i]["index"])]) for i in keep])
     hu = tuple(task.ingest.hu_window) if task.kind == "3d" else None
     body = body_mask(x, task.kind, **({"hu_window": hu} if hu else {}))

@@ -30,6 +30,7 @@ import numpy as np
 
 from pipeline.config import TaskParams
 from pipeline.dataset.cases import load_inputs, select_cases
+from pipeline.dataset.layout import InterimLayout
 from pipeline.explain.outputs import (
     AUDIT,
     CASE_COLUMNS,
@@ -72,7 +73,7 @@ def run_explain(task: TaskParams, *, data_dir: Path, model_dir: Path, out_dir: P
         raise ValueError(f"no case to explain in splits {list(ep.splits)} of task {task.name!r}; "
                          f"check tasks.{task.name}.explain.splits")
     model, card = load_trained(model_dir, task)
-    images = open_array(data_dir / "images.npy")
+    images = open_array(InterimLayout(data_dir).images)
     choice = _choose(task, model, card, data_dir, images, seed=seed)
     methods = resolved_methods(ep.methods, choice)
     layer = choice.layer if choice is not None else library_layer(ep.layer)
@@ -166,8 +167,8 @@ def _choose(task: TaskParams, model: Any, card: dict[str, Any], data_dir: Path, 
     indices = val.indices[keep]
     x = load_inputs(images, indices)
     masks = None
-    if (data_dir / "masks.npy").is_file():
-        stored = open_array(data_dir / "masks.npy")
+    if InterimLayout(data_dir).masks.is_file():
+        stored = open_array(InterimLayout(data_dir).masks)
         masks = np.stack([np.asarray(stored[int(i)])[..., 0] for i in indices])
     methods = AUTO_METHODS if ep.methods == "auto" else ep.methods
     layers = candidate_layers(model) if ep.layer == "auto" else (library_layer(ep.layer),)

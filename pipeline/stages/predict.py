@@ -181,11 +181,9 @@ def _prepare(kind: str, ingest: Any, position: int, path: Path) -> Any:
     """Ingest preprocessing of one input: a SampleResult, or the rejection reason."""
     from pipeline.ingest.samples import SampleJob, process
 
-    settings = ingest.model_dump(mode="python")
-    settings["window"] = ingest.window if isinstance(ingest.window, str) else tuple(ingest.window)
     if not path.exists():
         return "input not found"
-    result = process(SampleJob(position=position, path=path, mask=None, kind=kind, settings=settings,
+    result = process(SampleJob(position=position, path=path, mask=None, kind=kind, settings=ingest,
                                needs_patient_id=False, keep_source=True))
     if result.rejection is not None:
         return result.rejection[0]

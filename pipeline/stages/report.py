@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import TaskParams
+from pipeline.dataset.layout import InterimLayout
 from pipeline.explain.outputs import METHOD_NAMES
 from pipeline.preprocess.geometry import geometry_of
 from pipeline.report.source import (
@@ -248,8 +249,8 @@ def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained:
     from pipeline.dataset.store import open_array
     from pipeline.report import NONE_PRESENT, CaseRecord
 
-    images = open_array(data_dir / "images.npy")
-    masks = open_array(data_dir / "masks.npy")
+    images = open_array(InterimLayout(data_dir).images)
+    masks = open_array(InterimLayout(data_dir).masks)
     manifest = {r["sample_id"]: r for r in _manifest(data_dir)}
     row_of = {sid: i for i, sid in enumerate(preds.sample_ids)}
     maps = explained.maps[method]
@@ -293,7 +294,7 @@ def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained:
 def _manifest(data_dir: Path) -> list[dict[str, str]]:
     from pipeline.dataset.tables import read_table
 
-    return read_table(data_dir / "manifest.csv")
+    return read_table(InterimLayout(data_dir).manifest)
 
 
 def export_dicom(task: TaskParams, *, data_dir: Path, source_dir: Path | None, explain_dir: Path,

@@ -12,14 +12,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipeline.dataset.layout import IMAGES, INFO, MANIFEST
 from pipeline.utils.atomic import write_json
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.json"
 
 
-def data_fingerprint(data_dir: Path, names: tuple[str, ...] = ("manifest.csv", "dataset.json",
-                                                                 "images.npy")) -> str:
+def data_fingerprint(data_dir: Path, names: tuple[str, ...] = (MANIFEST, INFO, IMAGES)) -> str:
     """SHA-256 over the ingest outputs the model was trained on (streamed, bounded memory)."""
     digest = hashlib.sha256()
     for name in names:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.dataset.layout import InterimLayout
 from pipeline.train.crossval import Fitted, Split, oof_probs, summary, train_members
 from pipeline.train.oof import OOF_FILE, write_oof
 
@@ -112,6 +113,6 @@ def predict_split(model: Any, data_dir: Path, split: Split, *, batch_size: int) 
 
     if not len(split):
         return np.zeros((0, int(model.outputs[0].shape[-1])), np.float64)
-    ds = make_dataset(open_array(data_dir / "images.npy"), split.targets, split.indices,
+    ds = make_dataset(open_array(InterimLayout(data_dir).images), split.targets, split.indices,
                       batch_size=batch_size, training=False, seed=0)
     return np.asarray(model.predict(ds, verbose=0), np.float64).reshape(len(split), -1)

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.dataset.layout import InterimLayout
+
 log = logging.getLogger(__name__)
 
 #: The auxiliary head's layer name (never saved: the classifier alone is).
@@ -175,13 +177,12 @@ def guided_batches(ds: Any, *, problem: str) -> Any:
 def active(task: Any, data_dir: Any, train_indices: np.ndarray) -> bool:
     """Whether ``train.mask_guidance`` applies: a positive weight and at least one training image
     with a lesion mask (otherwise a warning says why it is off)."""
-    from pathlib import Path
 
     from pipeline.dataset.store import open_array
 
     if task.train.mask_guidance <= 0:
         return False
-    path = Path(data_dir) / "masks.npy"
+    path = InterimLayout(data_dir).masks
     if not path.is_file():
         log.warning("tasks.%s.train.mask_guidance=%g ignored: the dataset has no masks.npy", task.name,
                     task.train.mask_guidance)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import TaskParams
+from pipeline.dataset.layout import InterimLayout
 from pipeline.dataset.tables import read_table
 from pipeline.train import objective
 from pipeline.train.callbacks import BestRecord, read_best
@@ -99,8 +100,8 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
     replicas = strategy.num_replicas_in_sync
     chief = is_chief()
 
-    info = json.loads((data_dir / "dataset.json").read_text())
-    splits = _splits(task, read_table(data_dir / "manifest.csv"))
+    info = json.loads(InterimLayout(data_dir).info.read_text())
+    splits = _splits(task, read_table(InterimLayout(data_dir).manifest))
     fold_of = None
     if tp.folds > 1:
         from pipeline.train.crossval import fold_plan
@@ -249,13 +250,13 @@ def _datasets(task: TaskParams, data_dir: Path, splits: dict[str, _Split], *, gl
     from pipeline.dataset.store import open_array
     from pipeline.dataset.tfdata import make_dataset
 
-    images = open_array(data_dir / "images.npy")
+    images = open_array(InterimLayout(data_dir).images)
     spec = augment_spec(task)
     augmenter = Augmenter(spec, kind=task.kind) if spec else None
     tr, va = splits["train"], splits["val"]
     train_ds = make_dataset(images, tr.targets, tr.indices, batch_size=global_batch, training=True,
                             seed=seed, augmenter=augmenter, deterministic=task.train.deterministic,
-                            masks=open_array(data_dir / "masks.npy") if masks else None,
+                            masks=open_array(InterimLayout(data_dir).masks) if masks else None,
                             return_masks=masks)
     if masks:
         from pipeline.train.guidance import guided_batches
@@ -268,7 +269,7 @@ def _val_dataset(data_dir: Path, split: _Split, *, global_batch: int, seed: int)
     from pipeline.dataset.store import open_array
     from pipeline.dataset.tfdata import make_dataset
 
-    return make_dataset(open_array(data_dir / "images.npy"), split.targets, split.indices,
+    return make_dataset(open_array(InterimLayout(data_dir).images), split.targets, split.indices,
                         batch_size=global_batch, training=False, seed=seed)
 
 

@@ -376,7 +376,7 @@ def test_cxr_masks_cover_the_visible_opacity() -> None:
 
 def _ingest_3d(volume: Path, mask: Path, **settings: object) -> tuple[np.ndarray, np.ndarray]:
     """``(image, mask)`` on the model grid, as the ingest stage makes them (demo ct params)."""
-    params = IngestParams(volume_shape=(32, 64, 64), **settings).model_dump(mode="python")
+    params = IngestParams(volume_shape=(32, 64, 64), **settings)
     result = process(SampleJob(position=0, path=volume, mask=mask, kind="3d", settings=params,
                                needs_patient_id=False))
     assert result.rejection is None, result.rejection

@@ -66,7 +66,8 @@ def test_resample_crop_records_both_steps_and_undoes_the_crop(shape, out, spacin
     back = geo.to_resampled(cropped)
     assert back.shape == resampled.shape
     inside = np.zeros(resampled.shape, bool)
-    kept = tuple(slice(c, c + min(n, o)) for c, n, o in zip(geo.crop_before, resampled.shape, out, strict=True))
+    kept = tuple(slice(c, c + min(n, o))
+                 for c, n, o in zip(geo.crop_before, resampled.shape, out, strict=True))
     inside[kept] = True
     np.testing.assert_allclose(back[inside], resampled[inside])  # the voxels the model saw
     assert np.all(back[~inside] == 0.0)  # cropped away: nothing to show
