@@ -60,3 +60,16 @@ def test_real_data_bench_runs_variants_on_a_dataset_folder(tmp_path):
     assert len(list((tmp_path / "work").glob("*/model/model.keras"))) == 1
     assert "nonsense: unknown variant" in out
     assert re.search(r"tta\s+\d\.\d{3}  \((\d\.\d{3}x|n/a)\)", out)  # n/a: baseline AUROC 0
+
+
+def test_benchmarks_use_only_public_names_of_the_pipeline():
+    import ast
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    private = []
+    for path in sorted(bench.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
+                private += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                            if a.name.startswith("_")]
+    assert not private

@@ -179,7 +179,7 @@ def _fit(run: _Run, train_split: _Split, val_split: _Split, *, state_dir: Path, 
                     if balance == "class_weights" else None)
 
     with run.strategy.scope():
-        model = _build(task, run.item_shape)
+        model = build_task_model(task, run.item_shape)
         if guided:
             model = guidance.make_guided_model(model, layer=tp.mask_guidance_layer, weight=tp.mask_guidance)
             log.info("mask guidance on layer %s, weight %g", model.guidance_layer, tp.mask_guidance)
@@ -273,17 +273,19 @@ def _val_dataset(data_dir: Path, split: _Split, *, global_batch: int, seed: int)
                         batch_size=global_batch, training=False, seed=seed)
 
 
-def _build(task: TaskParams, item_shape: tuple[int, ...]) -> Any:
+def build_task_model(task: TaskParams, item_shape: tuple[int, ...]) -> Any:
+    """The untrained model of ``task`` for inputs of ``item_shape`` (its backbone, head, width,
+    weights and output activation), as the trainer builds it."""
     from pipeline.models import build_model
 
     tp = task.train
     return build_model(kind=task.kind, backbone=tp.backbone, input_shape=item_shape,
                        n_outputs=task.n_outputs, activation=objective.activation_for(task.problem),
                        weights=tp.weights, dropout=tp.dropout, pooling=tp.pooling,
-                       base_width=_width_for(task))
+                       base_width=width_for(task))
 
 
-def _width_for(task: TaskParams) -> int | None:
+def width_for(task: TaskParams) -> int | None:
     """``train.width`` where the architecture has one; fixed-width keras.applications backbones
     ignore it (logged), so ``dvc exp run -S tasks.X.train.backbone=densenet121`` just works."""
     from pipeline.models.backbones import BACKBONES, NATIVE_FAMILIES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import TaskParams
-from pipeline.train.trainer import _width_for
+from pipeline.train.trainer import width_for
 
 
 def _task(kind: str, backbone: str, width: int | None) -> TaskParams:
@@ -23,4 +23,4 @@ def _task(kind: str, backbone: str, width: int | None) -> TaskParams:
     ("3d", "densenet121_3d", 16, 16),
 ])
 def test_width_for(kind, backbone, width, expected):
-    assert _width_for(_task(kind, backbone, width)) == expected
+    assert width_for(_task(kind, backbone, width)) == expected
