@@ -152,6 +152,10 @@ EXERCISED: tuple[tuple[str, str], ...] = (
 #: Commands that cannot run here, and why (the suite has no network to clouds, no GPU).
 NOT_RUNNABLE: tuple[tuple[str, str], ...] = (
     (r'pip install -e "\.\[gpu\]"$', "pulls tensorflow[and-cuda] (several GB) for a GPU this machine lacks"),
+    (r'pip install -e "\.\[jpeg-gpl\]"$',
+     "the opt-in GPL-3.0 decoder: CI deliberately runs without it (tests/io/test_jpeg_lossless.py "
+     "checks the extra is declared and that GDCM decodes JPEG Lossless alone; bench/decoders.py "
+     "compares both)"),
     (r'pip install "dvc\[(s3|gs)\]"$',
      "cloud plugins: no bucket or credentials here (the remote lines are tested)"),
     (r"aws configure|gcloud auth", "cloud credentials: not available here"),

@@ -85,7 +85,9 @@ def run_ingest(task: TaskParams, *, source: Path, out_dir: Path, seed: int, salt
     records: list[dict[str, Any]] = []
     with ArrayWriter(out_dir / IMAGES, capacity=len(jobs), item_shape=item_shape, dtype="uint8") as im_w, \
          ArrayWriter(out_dir / MASKS, capacity=len(jobs), item_shape=item_shape, dtype="uint8") as mk_w:
+        seen: set[int] = set()
         for result in _run_jobs(jobs, workers=workers, progress=progress, label=task.name):
+            seen.add(result.position)
             row = rows[result.position]
             shown = _shown_path(row.path, ing.redact_paths, salt)
             for ex in result.excluded:
@@ -111,6 +113,11 @@ def run_ingest(task: TaskParams, *, source: Path, out_dir: Path, seed: int, salt
                 **{attribute_column(name): value for name, value in row.attributes},
             })
 
+    if len(seen) != len(jobs):  # every row is in the manifest or the quarantine, or we stop
+        lost = sorted(set(range(len(jobs))) - seen)
+        raise RuntimeError(f"ingest lost {len(lost)} of {len(jobs)} inputs (labels.csv lines "
+                           f"{[rows[i].row for i in lost[:10]]}); no manifest was written. This is a bug: "
+                           "please report it")
     _assign(records, ing.splits.val, ing.splits.test, seed)
     write_table(out_dir / MANIFEST, records, MANIFEST_LEADING)
     write_table(out_dir / QUARANTINE, [_quarantine_row(r) for r in rejections], QUARANTINE_COLUMNS)
@@ -228,7 +235,10 @@ def _pooled(jobs: list[SampleJob], *, workers: int, ctx: Any, chunk: int = 4) ->
                 while pending or in_flight:
                     while pending and len(in_flight) < window:
                         batch = [pending.popleft() for _ in range(min(chunk, len(pending)))]
-                        in_flight.append((batch, pool.submit(_process_chunk, batch)))
+                        # in flight before submitting: a pool found broken at submit time
+                        # raises here, and the batch must still be retried, not lost
+                        in_flight.append((batch, None))
+                        in_flight[-1] = (batch, pool.submit(_process_chunk, batch))
                     results = in_flight[0][1].result()
                     in_flight.popleft()
                     yield from results

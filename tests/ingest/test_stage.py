@@ -246,3 +246,54 @@ def test_mixed_dicom_png_jpeg_tiff_folder(tmp_path):
             assert value.encode() not in path.read_bytes(), (path.name, value)
     info = __import__("json").loads((out / "dataset.json").read_text())
     assert info["counts"]["quarantine_codes"] == {"colour": 1, "empty": 1, "phi_column": 1, "truncated": 1}
+
+
+def test_a_pool_that_breaks_at_submit_loses_no_input(monkeypatch):
+    """Under load a dead worker is often noticed when the next chunk is submitted, not when a
+    result is awaited; that chunk was once dropped from both manifest and quarantine."""
+    import concurrent.futures
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from pipeline.ingest.samples import SampleResult
+
+    class Pool:
+        submits = 0
+
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+        def submit(self, fn, arg):
+            Pool.submits += 1
+            if Pool.submits == 2:  # the second chunk finds the pool broken
+                raise BrokenProcessPool("a worker died")
+            future: Future = Future()
+            future.set_result(fn(arg))
+            return future
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(stage_module, "process", lambda job: SampleResult(job.position))
+    jobs = [stage_module.SampleJob(position=i, path=Path(f"{i}.dcm"), mask=None, kind="2d",
+                                   settings=None, needs_patient_id=False) for i in range(12)]
+    positions = [r.position for r in stage_module._pooled(jobs, workers=1, ctx=None)]
+    assert sorted(positions) == list(range(12)) and len(positions) == 12
+    assert positions == sorted(positions)  # order kept
+
+
+def test_an_input_that_vanishes_stops_ingest_before_the_manifest(folder_2d, tmp_path, monkeypatch):
+    real = stage_module._run_jobs
+
+    def drops_one(jobs, **kwargs):
+        results = list(real(jobs, **kwargs))
+        return results[:3] + results[4:]
+
+    monkeypatch.setattr(stage_module, "_run_jobs", drops_one)
+    with pytest.raises(RuntimeError, match="ingest lost 1 of"):
+        run(folder_2d, tmp_path)
+    assert not (tmp_path / "manifest.csv").exists()
