@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.demo.dicom_writer import PHI, make_image_dataset, save_dataset
+from pipeline.demo.dicom_files import save_dataset
+from pipeline.demo.dicom_writer import make_image_dataset
+from pipeline.demo.fake_phi import PHI
 
 PHI_STRINGS = ("SECRET^NAME", "SECRETID", "19450607", "ACCSECRET", "Secret Clinic")
 

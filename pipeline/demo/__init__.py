@@ -4,6 +4,12 @@ A dataset folder holds ``labels.csv`` (UTF-8, header ``path,label,mask``; paths 
 POSIX) and the files it names. The demos deliberately contain the pitfalls of real archives
 (see :mod:`pipeline.demo.cxr` and :mod:`pipeline.demo.ct`) and fake PHI inside the DICOM
 headers, never in file names or in labels.csv. Output is byte-for-byte reproducible for a seed.
+
+Modules: :mod:`~pipeline.demo.cxr` and :mod:`~pipeline.demo.ct` (the two demos), their phantoms
+:mod:`~pipeline.demo.xray_phantom` and :mod:`~pipeline.demo.ct_phantom` (shared shapes in
+:mod:`~pipeline.demo.shapes`), and the DICOM side: :mod:`~pipeline.demo.dicom_writer` (build
+datasets), :mod:`~pipeline.demo.dicom_files` (encode and write files) and
+:mod:`~pipeline.demo.fake_phi` (fake identifiers).
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ def patients(seed: int, kind_tag: int, n_patients: int | None, default: int,
     Raises:
         ValueError: ``n_patients < 1``.
     """
-    from pipeline.demo.dicom_writer import fake_phi
+    from pipeline.demo.fake_phi import fake_phi
 
     n = default if n_patients is None else int(n_patients)
     if n < 1:

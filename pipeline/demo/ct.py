@@ -25,7 +25,7 @@ Content (HU): air, fat and muscle layers, two lungs (about -850) with thin vesse
 small vessel blobs, mediastinum and heart, aorta, spine and ribs, noise. ``nodule`` volumes
 hold 1-3 soft-edged spheroids of +20..+60 HU (radius 14-22 mm, or 9-14 mm for the subtle 20%),
 half of them with a ground-glass halo; the mask is the visible nodule, where it raises HU by
->= 100 over the tissue it replaces (:data:`pipeline.demo.phantoms.VISIBLE_HU`; ~1.47 half-maximum
+>= 100 over the tissue it replaces (:data:`pipeline.demo.shapes.VISIBLE_HU`; ~1.47 half-maximum
 radii, not the half-maximum core), the halo not included.
 
 Series variants: InstanceNumber ascending or descending along the spatial order; random file
@@ -48,7 +48,16 @@ import numpy as np
 
 from pipeline.demo import dicom_writer as dw
 from pipeline.demo import patients, write_labels
-from pipeline.demo import phantoms as ph
+from pipeline.demo.ct_phantom import (
+    Grid,
+    ThoraxAnatomy,
+    draw_thorax_anatomy,
+    render_thorax,
+    sample_lung_point_3d,
+)
+from pipeline.demo.dicom_files import save_dataset
+from pipeline.demo.fake_phi import PHI, fake_accession, fake_date
+from pipeline.demo.shapes import Blob
 
 DEFAULT_PATIENTS = 120
 CLASSES = ("normal", "nodule")
@@ -177,15 +186,15 @@ def generate(out_dir: Path, *, seed: int = 0, n_patients: int | None = None) -> 
     Raises:
         ValueError: ``n_patients < 1``.
     """
-    anatomy, phis = patients(seed, _KIND, n_patients, DEFAULT_PATIENTS, ph.draw_thorax_anatomy)
+    anatomy, phis = patients(seed, _KIND, n_patients, DEFAULT_PATIENTS, draw_thorax_anatomy)
     out_dir = Path(out_dir)
     rows = [_write_volume(out_dir, spec, anatomy[spec.patient], phis[spec.patient], seed)
             for spec in plan(seed, len(anatomy))]
     return write_labels(out_dir, ["path", "label", "mask"], rows)
 
 
-def make_grid(spec: VolumeSpec, anatomy: ph.ThoraxAnatomy,
-              rng: np.random.Generator) -> ph.Grid:
+def make_grid(spec: VolumeSpec, anatomy: ThoraxAnatomy,
+              rng: np.random.Generator) -> Grid:
     """The voxel grid of a volume: 96 x 96 at 3.2-3.8 mm, 40-64 slices covering the lungs."""
     if spec.fmt == "dicom":
         row_dir, col_dir = (np.array(v) for v in DICOM_ORIENTATIONS[spec.orientation])
@@ -200,16 +209,16 @@ def make_grid(spec: VolumeSpec, anatomy: ph.ThoraxAnatomy,
     affine = np.eye(4)
     affine[:3, :3] = steps
     affine[:3, 3] = center - steps @ (np.array([_MATRIX, _MATRIX, n_k]) - 1) / 2.0
-    return ph.Grid((n_k, _MATRIX, _MATRIX), np.round(affine, 4))
+    return Grid((n_k, _MATRIX, _MATRIX), np.round(affine, 4))
 
 
-def _write_volume(out_dir: Path, spec: VolumeSpec, anatomy: ph.ThoraxAnatomy, phi: dw.PHI,
+def _write_volume(out_dir: Path, spec: VolumeSpec, anatomy: ThoraxAnatomy, phi: PHI,
                   seed: int) -> list[str]:
     rng = np.random.default_rng([seed, _KIND, 3, spec.number])
     grid = make_grid(spec, anatomy, rng)
     nodules, halos = _draw_nodules(anatomy, grid, rng) if spec.label == "nodule" else ((), ())
-    hu, mask = ph.render_thorax(anatomy, grid, nodules=nodules, halos=halos,
-                                noise_hu=float(rng.uniform(8.0, 25.0)), rng=rng)
+    hu, mask = render_thorax(anatomy, grid, nodules=nodules, halos=halos,
+                             noise_hu=float(rng.uniform(8.0, 25.0)), rng=rng)
     name = f"vol_{spec.number:03d}"
     mask_rel = ""
     if spec.label == "nodule":
@@ -220,14 +229,14 @@ def _write_volume(out_dir: Path, spec: VolumeSpec, anatomy: ph.ThoraxAnatomy, ph
         write_nifti(out_dir / rel, _to_int16(hu), grid)
     else:
         rel = f"series/{name}"
-        study_phi = dataclasses.replace(phi, accession_number=dw.fake_accession(rng),
-                                        study_date=dw.fake_date(rng, 2015, 2024))
+        study_phi = dataclasses.replace(phi, accession_number=fake_accession(rng),
+                                        study_date=fake_date(rng, 2015, 2024))
         _write_series(out_dir / rel, spec, grid, hu, study_phi, anatomy, rng)
     return [rel, spec.label, mask_rel]
 
 
-def _draw_nodules(anatomy: ph.ThoraxAnatomy, grid: ph.Grid, rng: np.random.Generator
-                  ) -> tuple[tuple[ph.Blob, ...], tuple[ph.Blob, ...]]:
+def _draw_nodules(anatomy: ThoraxAnatomy, grid: Grid, rng: np.random.Generator
+                  ) -> tuple[tuple[Blob, ...], tuple[Blob, ...]]:
     """1-3 nodules inside the lungs and the grid, and their ground-glass halos.
 
     Radius 14-22 mm (80%) or 9-14 mm (20%, the subtle ones), +20..+60 HU; about half carry a
@@ -238,13 +247,13 @@ def _draw_nodules(anatomy: ph.ThoraxAnatomy, grid: ph.Grid, rng: np.random.Gener
     for _ in range(count):
         radius = float(rng.uniform(*NODULE_RADIUS) if rng.random() < 0.8
                        else rng.uniform(*SUBTLE_RADIUS))
-        center = ph.sample_lung_point_3d(anatomy, rng, depth=radius * 0.8, grid=grid,
-                                         margin=radius / 2.5 + 1)
+        center = sample_lung_point_3d(anatomy, rng, depth=radius * 0.8, grid=grid,
+                                      margin=radius / 2.5 + 1)
         aspect = float(rng.uniform(0.8, 1.15))
-        nodules.append(ph.Blob(center, radius, float(rng.uniform(20.0, 60.0)), aspect=aspect))
+        nodules.append(Blob(center, radius, float(rng.uniform(20.0, 60.0)), aspect=aspect))
         if rng.random() < 0.5:
-            halos.append(ph.Blob(center, radius * float(rng.uniform(1.5, 1.8)),
-                                 float(rng.uniform(-550.0, -400.0)), aspect=aspect))
+            halos.append(Blob(center, radius * float(rng.uniform(1.5, 1.8)),
+                              float(rng.uniform(-550.0, -400.0)), aspect=aspect))
     return tuple(nodules), tuple(halos)
 
 
@@ -252,12 +261,12 @@ def _to_int16(hu: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
 
 
-def affine_ras(grid: ph.Grid) -> np.ndarray:
+def affine_ras(grid: Grid) -> np.ndarray:
     """The NIfTI (RAS) affine of a grid whose affine is LPS."""
     return _LPS_TO_RAS @ grid.affine
 
 
-def write_nifti(path: Path, data_kji: np.ndarray, grid: ph.Grid) -> None:
+def write_nifti(path: Path, data_kji: np.ndarray, grid: Grid) -> None:
     """Write ``data`` (array axes k, j, i) as NIfTI-1 (axes i, j, k), deterministic gzip."""
     import nibabel as nib
 
@@ -272,8 +281,8 @@ def write_nifti(path: Path, data_kji: np.ndarray, grid: ph.Grid) -> None:
     write_bytes(path, gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
 
 
-def _write_series(folder: Path, spec: VolumeSpec, grid: ph.Grid, hu: np.ndarray,
-                  phi: dw.PHI, anatomy: ph.ThoraxAnatomy, rng: np.random.Generator) -> None:
+def _write_series(folder: Path, spec: VolumeSpec, grid: Grid, hu: np.ndarray,
+                  phi: PHI, anatomy: ThoraxAnatomy, rng: np.random.Generator) -> None:
     """One file per slice, random names; optional dropped slice and localizer."""
     study_uid = dw.deterministic_uid("ct-study", phi.patient_id, phi.accession_number)
     series_uid = dw.deterministic_uid("ct-series", study_uid, str(spec.number))
@@ -298,12 +307,12 @@ def _write_series(folder: Path, spec: VolumeSpec, grid: ph.Grid, hu: np.ndarray,
                                                         + grid.affine[:3, 3]),
             rescale=(1.0, 0.0 if spec.signed else -1024.0), instance_number=instance,
             extra=extra, **common)
-        dw.save_dataset(ds, folder / f"{names[k]}.dcm", transfer_syntax=spec.transfer_syntax)
+        save_dataset(ds, folder / f"{names[k]}.dcm", transfer_syntax=spec.transfer_syntax)
     if spec.localizer:
         _write_localizer(folder / f"{names[-1]}.dcm", anatomy, grid, common, rng)
 
 
-def _write_localizer(path: Path, anatomy: ph.ThoraxAnatomy, grid: ph.Grid,
+def _write_localizer(path: Path, anatomy: ThoraxAnatomy, grid: Grid,
                      common: dict[str, Any], rng: np.random.Generator) -> None:
     """A coronal scout through the body centre: other orientation, size and series UID."""
     rows, cols, spacing = 128, 112, 3.0
@@ -313,8 +322,8 @@ def _write_localizer(path: Path, anatomy: ph.ThoraxAnatomy, grid: ph.Grid,
     affine = np.eye(4)
     affine[:3, :3] = steps
     affine[:3, 3] = center - steps @ (np.array([cols, rows, 1]) - 1) / 2.0
-    plane = ph.Grid((1, rows, cols), affine)
-    hu, _ = ph.render_thorax(anatomy, plane, nodules=(), noise_hu=10.0, rng=rng)
+    plane = Grid((1, rows, cols), affine)
+    hu, _ = render_thorax(anatomy, plane, nodules=(), noise_hu=10.0, rng=rng)
     scout = {**common, "orientation": (1.0, 0.0, 0.0, 0.0, 0.0, -1.0),
              "pixel_spacing": (spacing, spacing), "slice_thickness": spacing,
              "series_uid": dw.deterministic_uid("ct-scout", common["series_uid"]),
@@ -323,7 +332,7 @@ def _write_localizer(path: Path, anatomy: ph.ThoraxAnatomy, grid: ph.Grid,
         _stored(hu[0], False), position=tuple(affine[:3, 3]), instance_number=1,
         image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
         extra={"SeriesDescription": "Topogram 1.0", "SeriesNumber": 1}, **scout)
-    dw.save_dataset(ds, path)
+    save_dataset(ds, path)
 
 
 def _stored(hu_slice: np.ndarray, signed: bool) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The chest X-ray demo: ~450 2D DICOM radiographs (normal / opacity) from ~150 fake patients.
 
-Each image is rendered in a physical intensity (see :mod:`pipeline.demo.phantoms`), then
+Each image is rendered in a physical intensity (see :mod:`pipeline.demo.xray_phantom`), then
 converted to stored values by that file's :class:`Encoding`: photometric interpretation, bit
 depth (with garbage in unused high bits for some 12-bit files), signedness, rescale
 slope/intercept (including negative slopes), window / VOI LUT / SIGMOID, transfer syntax,
@@ -12,7 +12,7 @@ Folder written (paths relative to the output folder, no PHI in any name)::
 
     labels.csv             path,label,mask  (label: normal | opacity)
     images/img_0000.dcm    one file per row (three rows are deliberately broken)
-    masks/img_0000.png     uint8 0/255 visible lesion support (see phantoms.VISIBLE_PHYSICAL),
+    masks/img_0000.png     uint8 0/255 visible lesion support (see shapes.VISIBLE_PHYSICAL),
                            same rows x cols; opacity rows only
 
 Negative-slope files never carry a window: ``pydicom.pixels.apply_voi_lut`` (3.0) derives the
@@ -34,7 +34,18 @@ import numpy as np
 
 from pipeline.demo import dicom_writer as dw
 from pipeline.demo import patients, write_labels, write_png
-from pipeline.demo import phantoms as ph
+from pipeline.demo.dicom_files import save_dataset
+from pipeline.demo.fake_phi import PHI, fake_accession, fake_date
+from pipeline.demo.shapes import Blob
+from pipeline.demo.xray_phantom import (
+    Canvas,
+    ChestAnatomy,
+    draw_chest_anatomy,
+    draw_exposure,
+    draw_pose,
+    render_chest,
+    sample_lung_point,
+)
 
 DEFAULT_PATIENTS = 150
 CLASSES = ("normal", "opacity")
@@ -267,14 +278,14 @@ def generate(out_dir: Path, *, seed: int = 0, n_patients: int | None = None) -> 
     Raises:
         ValueError: ``n_patients < 1``.
     """
-    anatomy, phis = patients(seed, _KIND, n_patients, DEFAULT_PATIENTS, ph.draw_chest_anatomy)
+    anatomy, phis = patients(seed, _KIND, n_patients, DEFAULT_PATIENTS, draw_chest_anatomy)
     out_dir = Path(out_dir)
     rows = [_write_job(out_dir, job, anatomy[job.patient], phis[job.patient], seed)
             for job in plan(seed, len(anatomy))]
     return write_labels(out_dir, ["path", "label", "mask"], rows)
 
 
-def _write_job(out_dir: Path, job: ImageJob, anatomy: ph.ChestAnatomy, phi: dw.PHI,
+def _write_job(out_dir: Path, job: ImageJob, anatomy: ChestAnatomy, phi: PHI,
                seed: int) -> list[str]:
     rng = np.random.default_rng([seed, _KIND, 3, job.number])
     name = f"img_{job.number:04d}"
@@ -289,38 +300,38 @@ def _write_job(out_dir: Path, job: ImageJob, anatomy: ph.ChestAnatomy, phi: dw.P
     if job.broken == "not_dicom":
         write_png(out_dir / rel, np.rint(np.clip(physical[0] / NOMINAL_MAX, 0, 1) * 255))
         return [rel, job.label, mask_rel]
-    study_phi = dataclasses.replace(phi, accession_number=dw.fake_accession(rng),
-                                    study_date=dw.fake_date(rng, 2015, 2024))
+    study_phi = dataclasses.replace(phi, accession_number=fake_accession(rng),
+                                    study_date=fake_date(rng, 2015, 2024))
     kwargs = encode_pixels(physical, job.encoding, rng)
     extra = _header_extras(job, physical.shape[-1], rng) | kwargs.pop("extra_voi", {})
     ds = dw.make_image_dataset(modality=job.encoding.modality, phi=study_phi,
                                uid_key=f"cxr|{seed}|{job.number}", extra=extra, **kwargs)
-    dw.save_dataset(ds, out_dir / rel, transfer_syntax=job.encoding.transfer_syntax)
+    save_dataset(ds, out_dir / rel, transfer_syntax=job.encoding.transfer_syntax)
     if job.broken == "truncated":
         _truncate(out_dir / rel)
     return [rel, job.label, mask_rel]
 
 
-def _render(anatomy: ph.ChestAnatomy, job: ImageJob,
+def _render(anatomy: ChestAnatomy, job: ImageJob,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Physical frames ``(F, rows, cols)`` and the middle frame's lesion mask."""
     cols = int(rng.integers(224, 385))
     rows = int(np.clip(round(cols * rng.uniform(0.8, 1.25)), 224, 384))
-    pose, exposure = ph.draw_pose(rng), ph.draw_exposure(rng)
+    pose, exposure = draw_pose(rng), draw_exposure(rng)
     unit = min(rows, cols) / 2.0
-    lesions: tuple[ph.Blob, ...] = ()
+    lesions: tuple[Blob, ...] = ()
     if job.label == "opacity":
         n = int(_choice(rng, (1, 2, 3), (0.5, 0.3, 0.2)))
         lesions = tuple(
-            ph.Blob(ph.sample_lung_point(anatomy, rng), rng.uniform(*LESION_RADIUS) * cols / unit,
-                    float(np.exp(rng.uniform(*np.log(LESION_AMPLITUDE)))),
-                    aspect=rng.uniform(0.65, 1.0), angle=rng.uniform(0, np.pi))
+            Blob(sample_lung_point(anatomy, rng), rng.uniform(*LESION_RADIUS) * cols / unit,
+                 float(np.exp(rng.uniform(*np.log(LESION_AMPLITUDE)))),
+                 aspect=rng.uniform(0.65, 1.0), angle=rng.uniform(0, np.pi))
             for _ in range(n))
     frames, masks = [], []
     for offset in np.arange(job.encoding.frames) - job.encoding.frames // 2:
         step = dataclasses.replace(pose, dx=pose.dx + 0.02 * offset, dy=pose.dy + 0.01 * offset)
-        img, mask = ph.render_chest(anatomy, ph.Canvas(rows, cols, step), lesions=lesions,
-                                    exposure=exposure, rng=rng)
+        img, mask = render_chest(anatomy, Canvas(rows, cols, step), lesions=lesions,
+                                 exposure=exposure, rng=rng)
         frames.append(img)
         masks.append(mask)
     return np.stack(frames), masks[job.encoding.frames // 2]

@@ -1,8 +1,11 @@
-"""Build and save synthetic DICOM objects, including the pitfalls real archives contain.
+"""Build synthetic DICOM datasets, including the pitfalls real archives contain.
 
-Used by the demo datasets and by tests that need DICOM files exhibiting one specific pitfall
+Used by the demo datasets and by tests that need DICOM objects exhibiting one specific pitfall
 (MONOCHROME1, garbage in unused high bits, signed data, negative rescale slope, VOI LUT
-sequences, multi-frame, RGB, every common transfer syntax).
+sequences, multi-frame, RGB). Holds the SOP class and transfer syntax UIDs, dataset
+construction (:func:`make_image_dataset`, :func:`make_ct_slice_dataset`), pixel validation and
+packing, and deterministic UIDs. Writing (and compressing to every common transfer syntax) is
+:mod:`pipeline.demo.dicom_files`; the fake identifiers are :mod:`pipeline.demo.fake_phi`.
 
 Conventions:
     * ``pixels`` are always STORED values (what goes into Pixel Data), never display values.
@@ -15,23 +18,18 @@ Conventions:
     * UIDs are generated with :func:`pydicom.uid.generate_uid` from deterministic entropy
       (the PHI, a caller-supplied ``uid_key`` and a digest of the pixels), so the same inputs
       always give byte-identical files.
-    * Files are written with a zeroed 128-byte preamble (a non-zero preamble is how DICOM/PE
-      polyglots hide executables) and atomically.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import io
 from collections.abc import Mapping, Sequence
-from dataclasses import astuple, dataclass
-from pathlib import Path
+from dataclasses import astuple
 from typing import Any
 
 import numpy as np
 
-from pipeline.utils.atomic import atomic_path
+from pipeline.demo.fake_phi import PHI
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 DX_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image, for presentation
@@ -46,106 +44,8 @@ JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
 JPEG_2000 = "1.2.840.10008.1.2.4.91"
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 
-#: Transfer syntaxes :func:`save_dataset` can write.
-TRANSFER_SYNTAXES: tuple[str, ...] = (
-    EXPLICIT_VR_LITTLE_ENDIAN,
-    IMPLICIT_VR_LITTLE_ENDIAN,
-    RLE_LOSSLESS,
-    JPEG_2000_LOSSLESS,
-    JPEG_2000,
-    JPEG_LS_LOSSLESS,
-    JPEG_BASELINE_8BIT,
-)
-#: The lossy ones (pixel values change; ``LossyImageCompression`` is set to ``"01"``).
-LOSSY_TRANSFER_SYNTAXES: tuple[str, ...] = (JPEG_2000, JPEG_BASELINE_8BIT)
-
-#: Encoder plugin per lossless syntax, pinned so output bytes never depend on which optional
-#: plugins are installed (and never on GDCM, whose RLE encoder aborts the process on some
-#: odd-width images instead of raising).
-_ENCODING_PLUGINS = {
-    RLE_LOSSLESS: "pydicom",
-    JPEG_2000_LOSSLESS: "pylibjpeg",
-    JPEG_LS_LOSSLESS: "pyjpegls",
-}
 _COLOR_PHOTOMETRICS = ("RGB", "YBR_FULL")
 _GRAY_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
-
-
-@dataclass(frozen=True)
-class PHI:
-    """Patient and study identifiers written into a dataset (all fake in this project).
-
-    Attributes:
-        patient_name: DICOM PN, e.g. ``"DOE^JANE^7"``.
-        patient_id: e.g. ``"MRN0071234"``; identical for every object of one patient.
-        birth_date: DICOM DA ``YYYYMMDD``.
-        accession_number: Identifies the study order, e.g. ``"ACC884213"``.
-        institution_name: Free text, e.g. ``"St. Example General Hospital"``.
-        referring_physician: DICOM PN (may be empty).
-        sex: ``"F"``, ``"M"``, ``"O"`` or empty.
-        study_date: DICOM DA ``YYYYMMDD`` (may be empty); also used for series/content dates.
-    """
-
-    patient_name: str
-    patient_id: str
-    birth_date: str
-    accession_number: str
-    institution_name: str
-    referring_physician: str = ""
-    sex: str = ""
-    study_date: str = ""
-
-
-_LAST_NAMES = ("DOE", "ROE", "POE", "SAMPLE", "TESTER", "EXAMPLE", "DUMMY", "PHANTOM", "FAKE")
-_FIRST_NAMES = ("JANE", "JOHN", "ALEX", "MARIA", "SAM", "LEE", "ROBIN", "KIM", "NOOR", "ELI")
-_INSTITUTIONS = (
-    "St. Example General Hospital",
-    "Demo County Medical Center",
-    "Synthetic University Clinic",
-)
-_PHYSICIANS = ("WELBY^MARCUS^^DR", "KILDARE^JAMES^^DR", "QUINN^MICHAELA^^DR")
-
-
-def fake_phi(rng: np.random.Generator, index: int) -> PHI:
-    """Draw obviously fake but realistic-looking identifiers for patient number ``index``.
-
-    The patient ID embeds ``index`` so IDs are unique within a dataset.
-
-    Args:
-        rng: Source of randomness.
-        index: Patient number (0-based), >= 0.
-
-    Returns:
-        A :class:`PHI`; ``accession_number`` and ``study_date`` describe one study and can be
-        replaced per study with :func:`dataclasses.replace`.
-    """
-    if index < 0:
-        raise ValueError(f"index must be >= 0. Received: index={index}")
-    return PHI(
-        patient_name=f"{_pick(rng, _LAST_NAMES)}^{_pick(rng, _FIRST_NAMES)}^{index}",
-        patient_id=f"MRN{index:03d}{int(rng.integers(0, 10_000)):04d}",
-        birth_date=fake_date(rng, 1930, 2005),
-        accession_number=fake_accession(rng),
-        institution_name=_pick(rng, _INSTITUTIONS),
-        referring_physician=_pick(rng, _PHYSICIANS),
-        sex="F" if rng.random() < 0.5 else "M",
-        study_date=fake_date(rng, 2015, 2024),
-    )
-
-
-def fake_date(rng: np.random.Generator, first_year: int, last_year: int) -> str:
-    """A DICOM DA string ``YYYYMMDD`` between two years (inclusive); days 1-28 only."""
-    year = int(rng.integers(first_year, last_year + 1))
-    return f"{year:04d}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
-
-
-def fake_accession(rng: np.random.Generator) -> str:
-    """A fake accession number, ``"ACC"`` + 6 digits."""
-    return f"ACC{int(rng.integers(100_000, 1_000_000))}"
-
-
-def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
-    return options[int(rng.integers(0, len(options)))]
 
 
 def make_image_dataset(
@@ -322,86 +222,6 @@ def make_ct_slice_dataset(
     )
 
 
-def save_dataset(
-    ds: Any,
-    path: str | Path,
-    *,
-    transfer_syntax: str = EXPLICIT_VR_LITTLE_ENDIAN,
-    jpeg_quality: int = 90,
-    j2k_compression_ratio: float = 8.0,
-) -> None:
-    """Write ``ds`` as a DICOM file (Part 10), compressing if the transfer syntax asks for it.
-
-    The input dataset is not modified. The file gets a zeroed 128-byte preamble and ``DICM``
-    and is written atomically (temporary file in the same folder, then ``os.replace``).
-
-    Args:
-        ds: Uncompressed dataset, e.g. from :func:`make_image_dataset`.
-        path: Destination file.
-        transfer_syntax: One of :data:`TRANSFER_SYNTAXES`. RLE Lossless uses pydicom's own
-            encoder, JPEG 2000 (lossless and lossy) pylibjpeg-openjpeg, JPEG-LS Lossless
-            pyjpegls, JPEG Baseline (8-bit only) Pillow, one JPEG per frame.
-        jpeg_quality: Pillow quality for JPEG Baseline (1-95).
-        j2k_compression_ratio: Compression ratio for lossy JPEG 2000 (>= 1).
-
-    Raises:
-        ValueError: Unknown transfer syntax, already compressed input, or JPEG Baseline asked
-            for data that is not 8-bit unsigned.
-    """
-    if transfer_syntax not in TRANSFER_SYNTAXES:
-        raise ValueError(f"transfer_syntax must be one of {list(TRANSFER_SYNTAXES)}. "
-                         f"Received: {transfer_syntax!r}")
-    current = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    if current is not None and current.is_compressed:
-        raise ValueError(f"save_dataset needs an uncompressed dataset. Received: {current}")
-    ds = _copy_elements(ds)
-    if current is None:  # compress() reads the current (uncompressed) syntax from file_meta
-        _set_file_meta(ds, EXPLICIT_VR_LITTLE_ENDIAN)
-    if transfer_syntax == JPEG_BASELINE_8BIT:
-        _encode_jpeg_baseline(ds, jpeg_quality)
-    elif transfer_syntax == JPEG_2000:
-        ds.compress(transfer_syntax, encoding_plugin="pylibjpeg", generate_instance_uid=False,
-                    j2k_cr=[float(j2k_compression_ratio)])
-        _mark_lossy(ds, "ISO_15444_1", j2k_compression_ratio)
-    elif transfer_syntax in _ENCODING_PLUGINS:
-        ds.compress(transfer_syntax, encoding_plugin=_ENCODING_PLUGINS[transfer_syntax],
-                    generate_instance_uid=False)
-    _set_file_meta(ds, transfer_syntax)
-    _write(ds, path)
-
-
-def write_file(ds: Any, path: str | Path) -> None:
-    """Write ``ds`` as-is (its ``file_meta`` transfer syntax), zeroed preamble, atomically."""
-    _write(_copy_elements(ds), path)
-
-
-def _write(ds: Any, path: str | Path) -> None:
-    """Write a dataset this module owns (sets its preamble to zeros)."""
-    from pydicom import dcmwrite
-
-    ds.preamble = b"\x00" * 128
-    with atomic_path(path, suffix=".dcm") as tmp:
-        dcmwrite(tmp, ds, enforce_file_format=True)
-
-
-def _copy_elements(ds: Any) -> Any:
-    """A new dataset with copies of the top-level elements (values shared, not deep-copied).
-
-    Enough to change or replace any top-level or file meta element (Pixel Data and Transfer
-    Syntax UID when compressing) without touching the caller's dataset, at a fraction of the
-    cost of ``copy.deepcopy``.
-    """
-    from pydicom.dataset import Dataset, FileMetaDataset
-
-    out = Dataset()
-    for elem in ds:
-        out.add(copy.copy(elem))
-    if hasattr(ds, "file_meta"):
-        out.file_meta = FileMetaDataset()
-        for elem in ds.file_meta:
-            out.file_meta.add(copy.copy(elem))
-    return out
-
 
 def _check_pixels(arr: np.ndarray, photometric: str, bits_allocated: int, bits_stored: int,
                   signed: bool) -> tuple[int, int, int, int]:
@@ -525,48 +345,3 @@ def _set_file_meta(ds: Any, transfer_syntax: str) -> None:
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "MEDVISION_DEMO"
     ds.file_meta = meta
-
-
-def _encode_jpeg_baseline(ds: Any, quality: int) -> None:
-    """Encode each frame with Pillow (JPEG Baseline, 8-bit) and encapsulate.
-
-    Grayscale keeps its MONOCHROME1/2 interpretation; RGB is stored as YCbCr without chroma
-    subsampling, hence ``YBR_FULL``.
-    """
-    from PIL import Image
-    from pydicom.encaps import encapsulate
-
-    if int(ds.BitsAllocated) != 8 or int(ds.BitsStored) != 8 or int(ds.PixelRepresentation):
-        raise ValueError("JPEG Baseline needs 8-bit unsigned data. Received: BitsStored="
-                         f"{ds.BitsStored}, PixelRepresentation={ds.PixelRepresentation}")
-    frames = _frames(ds)
-    color = int(ds.SamplesPerPixel) == 3
-    encoded = []
-    for frame in frames:
-        buf = io.BytesIO()
-        options = {"subsampling": 0} if color else {}
-        Image.fromarray(np.ascontiguousarray(frame)).save(buf, format="JPEG",
-                                                          quality=int(quality), **options)
-        encoded.append(buf.getvalue())
-    ds.PixelData = encapsulate(encoded)
-    ds["PixelData"].VR = "OB"
-    ds["PixelData"].is_undefined_length = True
-    if color:
-        ds.PhotometricInterpretation = "YBR_FULL"
-    ratio = frames.nbytes / max(1, sum(len(e) for e in encoded))
-    _mark_lossy(ds, "ISO_10918_1", ratio)
-
-
-def _frames(ds: Any) -> np.ndarray:
-    """Uncompressed pixels of ``ds`` as ``(frames, rows, cols[, 3])`` uint8."""
-    samples = int(ds.SamplesPerPixel)
-    shape = (int(ds.get("NumberOfFrames", 1) or 1), int(ds.Rows), int(ds.Columns))
-    shape += (samples,) if samples > 1 else ()
-    count = int(np.prod(shape))
-    return np.frombuffer(ds.PixelData, dtype=np.uint8, count=count).reshape(shape)
-
-
-def _mark_lossy(ds: Any, method: str, ratio: float) -> None:
-    ds.LossyImageCompression = "01"
-    ds.LossyImageCompressionRatio = _ds_str(round(float(ratio), 2))
-    ds.LossyImageCompressionMethod = method

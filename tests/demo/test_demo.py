@@ -16,8 +16,11 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from pipeline.config import IngestParams
 from pipeline.demo import ct, cxr, generate_demo, patients
+from pipeline.demo import ct_phantom as ctp
 from pipeline.demo import dicom_writer as dw
-from pipeline.demo import phantoms as ph
+from pipeline.demo import xray_phantom as xr
+from pipeline.demo.dicom_files import TRANSFER_SYNTAXES
+from pipeline.demo.shapes import VISIBLE_HU, VISIBLE_PHYSICAL, Blob
 from pipeline.ingest.samples import SampleJob, process
 
 N_PATIENTS = 4  # cxr: 16 images + 3 broken rows
@@ -173,7 +176,7 @@ def test_cxr_images_decode_alike_and_masks_match(cxr_dir: Path) -> None:
 def test_cxr_encoding_variants_present(cxr_dir: Path) -> None:
     headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in _dicom_files(cxr_dir)]
     syntaxes = {str(ds.file_meta.TransferSyntaxUID) for ds in headers}
-    assert syntaxes == set(dw.TRANSFER_SYNTAXES)
+    assert syntaxes == set(TRANSFER_SYNTAXES)
     assert {ds.PhotometricInterpretation for ds in headers} >= {
         "MONOCHROME1", "MONOCHROME2", "RGB"}
     assert {ds.SOPClassUID for ds in headers} >= {dw.SECONDARY_CAPTURE_STORAGE}
@@ -313,7 +316,7 @@ def _ct_renders(n_patients: int, seed: int = 0):
 
     Yields ``(grid, mask, added, nodules)``; ``added`` = the HU the nodules add (noise cancels).
     """
-    anatomy, _ = patients(seed, ct._KIND, n_patients, ct.DEFAULT_PATIENTS, ph.draw_thorax_anatomy)
+    anatomy, _ = patients(seed, ct._KIND, n_patients, ct.DEFAULT_PATIENTS, ctp.draw_thorax_anatomy)
     for spec in ct.plan(seed, len(anatomy)):
         if spec.label != "nodule":
             continue
@@ -321,10 +324,10 @@ def _ct_renders(n_patients: int, seed: int = 0):
         a = anatomy[spec.patient]
         grid = ct.make_grid(spec, a, rng)
         nodules, halos = ct._draw_nodules(a, grid, rng)
-        hu, mask = ph.render_thorax(a, grid, nodules=nodules, halos=halos, noise_hu=15.0,
-                                    rng=np.random.default_rng(1))
-        hu0, empty = ph.render_thorax(a, grid, nodules=(), halos=halos, noise_hu=15.0,
-                                      rng=np.random.default_rng(1))
+        hu, mask = ctp.render_thorax(a, grid, nodules=nodules, halos=halos, noise_hu=15.0,
+                                     rng=np.random.default_rng(1))
+        hu0, empty = ctp.render_thorax(a, grid, nodules=(), halos=halos, noise_hu=15.0,
+                                       rng=np.random.default_rng(1))
         assert not empty.any()
         yield grid, mask, hu - hu0, nodules
 
@@ -333,11 +336,11 @@ def test_ct_masks_cover_the_visible_nodule() -> None:
     """Issue 11: the mask is what a reader sees, not the half-maximum core (then ~1/3 of it)."""
     seen = 0
     for grid, mask, added, nodules in _ct_renders(6):
-        visible = added >= ph.VISIBLE_HU
+        visible = added >= VISIBLE_HU
         assert (mask & visible).sum() >= 0.9 * visible.sum()
-        assert not (mask & (added < 0.5 * ph.VISIBLE_HU)).any()  # and not much more
+        assert not (mask & (added < 0.5 * VISIBLE_HU)).any()  # and not much more
         for blob in nodules:  # the half-maximum core (inside the lungs) is inside
-            core = ph._ellipsoid_distance(blob, *grid.coords()) <= 0.75
+            core = ctp._ellipsoid_distance(blob, *grid.coords()) <= 0.75
             assert core.any() and mask[core].all()
         seen += 1
     assert seen >= 3
@@ -345,19 +348,19 @@ def test_ct_masks_cover_the_visible_nodule() -> None:
 
 def _cxr_renders(n_patients: int, seed: int = 0):
     """Opacity radiographs rendered with and without their lesions, same noise."""
-    anatomy, _ = patients(seed, cxr._KIND, n_patients, cxr.DEFAULT_PATIENTS, ph.draw_chest_anatomy)
+    anatomy, _ = patients(seed, cxr._KIND, n_patients, cxr.DEFAULT_PATIENTS, xr.draw_chest_anatomy)
     for job in cxr.plan(seed, len(anatomy)):
         if job.label != "opacity":
             continue
         rng = np.random.default_rng([seed, cxr._KIND, 3, job.number])
         a = anatomy[job.patient]
-        lesions = tuple(ph.Blob(ph.sample_lung_point(a, rng), float(rng.uniform(0.1, 0.24)),
-                                float(rng.uniform(*cxr.LESION_AMPLITUDE)),
-                                aspect=float(rng.uniform(0.65, 1.0))) for _ in range(2))
-        canvas, exposure = ph.Canvas(256, 256, ph.draw_pose(rng)), ph.draw_exposure(rng)
-        img, mask = ph.render_chest(a, canvas, lesions=lesions, exposure=exposure,
+        lesions = tuple(Blob(xr.sample_lung_point(a, rng), float(rng.uniform(0.1, 0.24)),
+                             float(rng.uniform(*cxr.LESION_AMPLITUDE)),
+                             aspect=float(rng.uniform(0.65, 1.0))) for _ in range(2))
+        canvas, exposure = xr.Canvas(256, 256, xr.draw_pose(rng)), xr.draw_exposure(rng)
+        img, mask = xr.render_chest(a, canvas, lesions=lesions, exposure=exposure,
                                     rng=np.random.default_rng(1))
-        img0, _ = ph.render_chest(a, canvas, lesions=(), exposure=exposure,
+        img0, _ = xr.render_chest(a, canvas, lesions=(), exposure=exposure,
                                   rng=np.random.default_rng(1))
         yield img, mask, img - img0
 
@@ -369,7 +372,7 @@ def test_cxr_masks_cover_the_visible_opacity() -> None:
         lo, hi = np.percentile(img, [0.5, 99.5])
         visible = added >= (hi - lo) / 15.0
         assert visible.any() and (mask & visible).sum() >= 0.9 * visible.sum()
-        assert not (mask & (added < 0.5 * ph.VISIBLE_PHYSICAL)).any()
+        assert not (mask & (added < 0.5 * VISIBLE_PHYSICAL)).any()
         seen += 1
     assert seen >= 3
 
@@ -401,7 +404,7 @@ def test_ct_model_grid_mask_covers_each_nodule_peak(tmp_path: Path) -> None:
         ct.write_nifti(tmp_path / f"m{n}.nii.gz", mask.astype(np.uint8), grid)
         image, mask_grid = _ingest_3d(tmp_path / f"a{n}.nii.gz", tmp_path / f"m{n}.nii.gz",
                                       hu_window=(500.0, 1000.0))  # 0..1000 HU -> 0..255
-        regions, count = ndimage.label(image >= ph.VISIBLE_HU * 255 / 1000)
+        regions, count = ndimage.label(image >= VISIBLE_HU * 255 / 1000)
         assert count >= 1
         for index in range(1, count + 1):
             peak = image == ndimage.maximum(image, regions, index)

@@ -1,4 +1,5 @@
-"""Tests for pipeline.demo.dicom_writer: every transfer syntax and pitfall round-trips."""
+"""Tests for pipeline.demo.dicom_writer, dicom_files and fake_phi: every transfer syntax and pitfall
+round-trips."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ import pytest
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from pipeline.demo import dicom_writer as dw
+from pipeline.demo.dicom_files import TRANSFER_SYNTAXES, save_dataset, write_file
+from pipeline.demo.fake_phi import PHI, fake_phi
 
 LOSSLESS = (dw.EXPLICIT_VR_LITTLE_ENDIAN, dw.IMPLICIT_VR_LITTLE_ENDIAN, dw.RLE_LOSSLESS,
             dw.JPEG_2000_LOSSLESS, dw.JPEG_LS_LOSSLESS)
 
 
-def _phi() -> dw.PHI:
-    return dw.fake_phi(np.random.default_rng(0), 7)
+def _phi() -> PHI:
+    return fake_phi(np.random.default_rng(0), 7)
 
 
 def _gradient(rows: int = 48, cols: int = 40, top: int = 4095) -> np.ndarray:
@@ -45,7 +48,7 @@ def _cases() -> dict[str, dict]:
 def _syntax_cases() -> list[tuple[str, str]]:
     out = []
     for name, case in _cases().items():
-        for ts in dw.TRANSFER_SYNTAXES:
+        for ts in TRANSFER_SYNTAXES:
             eight_bit = case.get("bits_allocated") == 8
             if ts == dw.JPEG_BASELINE_8BIT and not eight_bit:
                 continue
@@ -58,7 +61,7 @@ def test_every_transfer_syntax_round_trips(tmp_path: Path, case: str, syntax: st
     kwargs = _cases()[case]
     ds = dw.make_image_dataset(phi=_phi(), **kwargs)
     path = tmp_path / "x.dcm"
-    dw.save_dataset(ds, path, transfer_syntax=syntax)
+    save_dataset(ds, path, transfer_syntax=syntax)
     back = pydicom.dcmread(path)
     assert back.file_meta.TransferSyntaxUID == syntax
     assert back.SOPInstanceUID == back.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
@@ -74,12 +77,12 @@ def test_every_transfer_syntax_round_trips(tmp_path: Path, case: str, syntax: st
         assert back.LossyImageCompression == "01"
 
 
-@pytest.mark.parametrize("syntax", dw.TRANSFER_SYNTAXES)
+@pytest.mark.parametrize("syntax", TRANSFER_SYNTAXES)
 def test_preamble_is_zeroed(tmp_path: Path, syntax: str) -> None:
     ds = dw.make_image_dataset(_gradient(top=255).astype(np.uint8), bits_allocated=8)
     ds.preamble = b"MZ" + b"\x90" * 126  # an executable-looking preamble must not survive
     path = tmp_path / "x.dcm"
-    dw.save_dataset(ds, path, transfer_syntax=syntax)
+    save_dataset(ds, path, transfer_syntax=syntax)
     head = path.read_bytes()[:132]
     assert head[:128] == b"\x00" * 128
     assert head[128:] == b"DICM"
@@ -88,7 +91,7 @@ def test_preamble_is_zeroed(tmp_path: Path, syntax: str) -> None:
 def test_write_file_keeps_the_syntax_and_zeroes_the_preamble(tmp_path: Path) -> None:
     ds = dw.make_image_dataset(_gradient().astype(np.uint16), bits_stored=12)
     ds.preamble = b"\x7fELF" + b"\x01" * 124
-    dw.write_file(ds, tmp_path / "x.dcm")
+    write_file(ds, tmp_path / "x.dcm")
     assert (tmp_path / "x.dcm").read_bytes()[:132] == b"\x00" * 128 + b"DICM"
     assert ds.preamble[:4] == b"\x7fELF"  # the caller's dataset is untouched
     back = pydicom.dcmread(tmp_path / "x.dcm")
@@ -98,11 +101,11 @@ def test_write_file_keeps_the_syntax_and_zeroes_the_preamble(tmp_path: Path) -> 
 def test_save_does_not_modify_input_and_is_byte_reproducible(tmp_path: Path) -> None:
     ds = dw.make_image_dataset(_gradient().astype(np.uint16), bits_stored=12, phi=_phi())
     pixel_data = ds.PixelData
-    dw.save_dataset(ds, tmp_path / "a.dcm", transfer_syntax=dw.JPEG_2000_LOSSLESS)
+    save_dataset(ds, tmp_path / "a.dcm", transfer_syntax=dw.JPEG_2000_LOSSLESS)
     assert ds.PixelData is pixel_data
     assert ds.file_meta.TransferSyntaxUID == dw.EXPLICIT_VR_LITTLE_ENDIAN
     again = dw.make_image_dataset(_gradient().astype(np.uint16), bits_stored=12, phi=_phi())
-    dw.save_dataset(again, tmp_path / "b.dcm", transfer_syntax=dw.JPEG_2000_LOSSLESS)
+    save_dataset(again, tmp_path / "b.dcm", transfer_syntax=dw.JPEG_2000_LOSSLESS)
     assert (tmp_path / "a.dcm").read_bytes() == (tmp_path / "b.dcm").read_bytes()
 
 
@@ -111,7 +114,7 @@ def test_unused_high_bits_hold_garbage_that_pydicom_masks(tmp_path: Path) -> Non
     ds = dw.make_image_dataset(pixels, bits_stored=12,
                                unused_bits_rng=np.random.default_rng(1))
     path = tmp_path / "x.dcm"
-    dw.save_dataset(ds, path)
+    save_dataset(ds, path)
     back = pydicom.dcmread(path)
     raw = np.frombuffer(back.PixelData, dtype="<u2")
     assert np.all(raw >> 12 != 0)  # every word carries garbage above BitsStored
@@ -123,7 +126,7 @@ def test_unused_high_bits_with_signed_data_are_sign_extended_by_pydicom(tmp_path
     pixels = (_gradient().astype(np.int32) - 2048).astype(np.int16)
     ds = dw.make_image_dataset(pixels, bits_stored=12, signed=True,
                                unused_bits_rng=np.random.default_rng(2))
-    dw.save_dataset(ds, tmp_path / "x.dcm")
+    save_dataset(ds, tmp_path / "x.dcm")
     assert np.array_equal(pydicom.dcmread(tmp_path / "x.dcm").pixel_array, pixels)
 
 
@@ -159,7 +162,7 @@ def test_monochrome1_and_negative_slope_decode_to_the_physical_image(
     win = (float(values.mean()), float(abs(np.ptp(values)) + 1)) if window else None
     ds = dw.make_image_dataset(np.rint(stored).astype(np.uint16), bits_stored=12,
                                photometric=photometric, rescale=(slope, intercept), window=win)
-    dw.save_dataset(ds, tmp_path / "x.dcm")
+    save_dataset(ds, tmp_path / "x.dcm")
     shown = _display(pydicom.dcmread(tmp_path / "x.dcm"))
     assert np.corrcoef(shown.ravel(), p.ravel())[0, 1] > 0.999
     # A reader that skips rescale and inversion sees the image inverted exactly when one
@@ -173,14 +176,14 @@ def test_voi_lut_sequence_and_sigmoid(tmp_path: Path) -> None:
     pixels = _gradient().astype(np.uint16)
     lut = np.rint(np.sqrt(np.linspace(0, 1, 4096)) * 65535).astype(np.uint16)
     ds = dw.make_image_dataset(pixels, bits_stored=12, voi_lut=lut)
-    dw.save_dataset(ds, tmp_path / "lut.dcm", transfer_syntax=dw.IMPLICIT_VR_LITTLE_ENDIAN)
+    save_dataset(ds, tmp_path / "lut.dcm", transfer_syntax=dw.IMPLICIT_VR_LITTLE_ENDIAN)
     back = pydicom.dcmread(tmp_path / "lut.dcm")
     assert list(back.VOILUTSequence[0].LUTDescriptor) == [4096, 0, 16]
     assert np.array_equal(apply_voi_lut(back.pixel_array, back), lut[pixels])
 
     sig = dw.make_image_dataset(pixels, bits_stored=12, window=(2048.0, 2000.0),
                                 extra={"VOILUTFunction": "SIGMOID"})
-    dw.save_dataset(sig, tmp_path / "sig.dcm")
+    save_dataset(sig, tmp_path / "sig.dcm")
     back = pydicom.dcmread(tmp_path / "sig.dcm")
     assert back.VOILUTFunction == "SIGMOID"
     out = apply_voi_lut(back.pixel_array, back)
@@ -194,7 +197,7 @@ def test_multiframe_and_rgb_headers(tmp_path: Path) -> None:
     rgb = dw.make_image_dataset(**cases["rgb"])
     assert rgb.SamplesPerPixel == 3 and rgb.PlanarConfiguration == 0
     assert rgb.PhotometricInterpretation == "RGB" and "NumberOfFrames" not in rgb
-    dw.save_dataset(rgb, tmp_path / "rgb.dcm", transfer_syntax=dw.JPEG_BASELINE_8BIT)
+    save_dataset(rgb, tmp_path / "rgb.dcm", transfer_syntax=dw.JPEG_BASELINE_8BIT)
     back = pydicom.dcmread(tmp_path / "rgb.dcm")
     assert back.PhotometricInterpretation == "YBR_FULL"
     assert back.pixel_array.shape == (48, 40, 3)
@@ -208,7 +211,7 @@ def test_ct_slice_geometry_and_hu(tmp_path: Path) -> None:
                   series_uid="1.2.3.4", study_uid="1.2.3", frame_of_reference_uid="1.2.3.5",
                   phi=_phi())
     ds = dw.make_ct_slice_dataset(stored, **kwargs)
-    dw.save_dataset(ds, tmp_path / "ct.dcm", transfer_syntax=dw.RLE_LOSSLESS)
+    save_dataset(ds, tmp_path / "ct.dcm", transfer_syntax=dw.RLE_LOSSLESS)
     back = pydicom.dcmread(tmp_path / "ct.dcm")
     assert back.SOPClassUID == dw.CT_IMAGE_STORAGE
     assert [float(v) for v in back.ImagePositionPatient] == [-160.0, -150.5, 42.5]
@@ -234,14 +237,14 @@ def test_invalid_arguments_raise_value_errors(tmp_path: Path) -> None:
         dw.make_image_dataset(g, photometric="PALETTE COLOR")
     ds = dw.make_image_dataset(g, bits_stored=12)
     with pytest.raises(ValueError, match="JPEG Baseline needs 8-bit"):
-        dw.save_dataset(ds, tmp_path / "unused.dcm", transfer_syntax=dw.JPEG_BASELINE_8BIT)
+        save_dataset(ds, tmp_path / "unused.dcm", transfer_syntax=dw.JPEG_BASELINE_8BIT)
     with pytest.raises(ValueError, match="transfer_syntax must be one of"):
-        dw.save_dataset(ds, tmp_path / "unused.dcm", transfer_syntax="1.2.3")
+        save_dataset(ds, tmp_path / "unused.dcm", transfer_syntax="1.2.3")
 
 
 def test_fake_phi_is_realistic_and_unique_per_index() -> None:
     rng = np.random.default_rng(3)
-    phis = [dw.fake_phi(rng, i) for i in range(50)]
+    phis = [fake_phi(rng, i) for i in range(50)]
     assert len({p.patient_id for p in phis}) == 50
     for p in phis:
         assert re.fullmatch(r"[A-Z]+\^[A-Z]+\^\d+", p.patient_name)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.demo.dicom_files import save_dataset, write_file
 from pipeline.demo.dicom_writer import (
     CR_IMAGE_STORAGE,
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -15,13 +16,11 @@ from pipeline.demo.dicom_writer import (
     JPEG_2000_LOSSLESS,
     JPEG_BASELINE_8BIT,
     JPEG_LS_LOSSLESS,
-    PHI,
     RLE_LOSSLESS,
     SECONDARY_CAPTURE_STORAGE,
     make_image_dataset,
-    save_dataset,
-    write_file,
 )
+from pipeline.demo.fake_phi import PHI
 from pipeline.io.dicom_image import read_dicom_image, read_image_mask
 from pipeline.io.errors import InputRejected
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.demo.dicom_writer import make_image_dataset, save_dataset
+from pipeline.demo.dicom_files import save_dataset
+from pipeline.demo.dicom_writer import make_image_dataset
 from pipeline.io.dicom import PREFERRED_PLUGINS, decode_pixels, open_dicom
 from pipeline.io.dicom_image import image_from_dataset
 

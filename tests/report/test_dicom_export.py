@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from pipeline.demo import dicom_writer as dw
+from pipeline.demo import fake_phi
 from pipeline.report import export_secondary_capture, render_overlay
 from tests.report.conftest import HOT_YX, SHAPE_2D, gaussian, image_2d
 
-PHI = dw.PHI(patient_name="DOE^JANE^7", patient_id="MRN0071234", birth_date="19700101",
-             accession_number="ACC884213", institution_name="St. Example General Hospital",
-             study_date="20240229")
+PHI = fake_phi.PHI(patient_name="DOE^JANE^7", patient_id="MRN0071234", birth_date="19700101",
+                   accession_number="ACC884213", institution_name="St. Example General Hospital",
+                   study_date="20240229")
 
 
 def source_dx(**extra) -> object:
