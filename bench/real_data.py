@@ -13,7 +13,10 @@ Variants (each is ``current`` plus one change; ``proposed`` is the new defaults 
 
 - ``current``: the recipe before real-data tuning (checkpoint on the first best val AUROC, no
   EMA, no class balancing, mild augmentation, no TTA);
-- ``defaults``: whatever the params of this checkout default to (no pins);
+- ``defaults``: the demo task's settings in this checkout's params.yaml (no pins);
+- ``recommended``: ``defaults`` without the demo's time-budget pin ``folds: 1``, i.e. what a task
+  gets from this checkout for real data (``train.folds: auto``: 3 fold models below 1000
+  training patients);
 - ``ckpt``, ``ema``, ``balance``, ``strong_aug``, ``tta``, ``folds``: one change each;
 - ``proposed``: all the changes that were kept;
 - ``--define NAME=BASE:JSON``: any other combination, e.g. ``long=proposed:{"train": {"epochs": 40}}``.
@@ -55,7 +58,7 @@ CHANGES = {
     "balance": {"train": {"class_balance": "auto"}},
     "strong_aug": {"train": {"augment_preset": "strong"}},
     "tta": {"evaluate": {"tta": "flip_shift"}},
-    "folds": {"train": {"folds": 5}},
+    "folds": {"train": {"folds": 3}},
     # resolution and capacity (2D): guidance for CPUs
     "res64": {"ingest": {"image_size": [64, 64]}},
     "res224": {"ingest": {"image_size": [224, 224]}},
@@ -94,6 +97,10 @@ def variant_doc(name: str, base: dict[str, Any]) -> dict[str, Any] | None:
         return None if doc is None else merge(doc, change)
     if name == "defaults":
         return copy.deepcopy(base)
+    if name == "recommended":
+        doc = copy.deepcopy(base)
+        doc.get("train", {}).pop("folds", None)  # the demo's budget pin; the default is auto
+        return doc
     pinned = merge(base, known_keys(CURRENT))
     if name == "current":
         return pinned

@@ -247,8 +247,9 @@ class TrainParams(_Frozen):
     #: the ingest ``val`` split); k >= 2 = k members, member i validated (checkpoint, early
     #: stopping) on fold i and trained on the others; the saved model is their mean
     #: (pipeline.train.crossval). At most the train patients of the rarest class (multi-label: label
-    #: combination); checked by the trainer, which reads the data.
-    folds: Annotated[int, Field(ge=1)] = 1
+    #: combination); checked by the trainer, which reads the data. auto = 3 folds below 1000
+    #: training patients (small sets: a single small val split picks epochs by chance), else 1.
+    folds: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
     #: Weakly supervised localization where masks.npy has lesion masks (pipeline.train.guidance):
     #: weight of an auxiliary loss asking the features at ``mask_guidance_layer`` (the explain
     #: layer rule) to encode where the lesion is. 0 = off. Training only; the saved model is the

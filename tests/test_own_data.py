@@ -47,7 +47,7 @@ def own_data_repo(tmp_path_factory) -> tuple[Path, Path, dict]:
                                  "data": {"source": str(make_mixed_2d_folder(tmp / "archive", 12))},
                                  "ingest": {"image_size": [32, 32], "max_quarantine_fraction": 0.2},
                                  "train": {"backbone": "resnet18", "width": 8, "weights": None,
-                                           "epochs": 2, "batch_size": 8}}}
+                                           "epochs": 2, "batch_size": 8, "folds": 1}}}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(repo)}

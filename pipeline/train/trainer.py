@@ -102,11 +102,13 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
 
     info = json.loads(InterimLayout(data_dir).info.read_text())
     splits = _splits(task, read_table(InterimLayout(data_dir).manifest))
-    fold_of = None
-    if tp.folds > 1:
-        from pipeline.train.crossval import fold_plan
+    from pipeline.train.crossval import fold_plan, resolve_folds
 
-        fold_of = fold_plan(splits["train"], folds=tp.folds, seed=seed, key=f"tasks.{task.name}.train")
+    folds, folds_reason = resolve_folds(tp.folds, splits["train"])
+    log.info("%s", folds_reason)
+    fold_of = None
+    if folds > 1:
+        fold_of = fold_plan(splits["train"], folds=folds, seed=seed, key=f"tasks.{task.name}.train")
     fingerprint = data_fingerprint(data_dir)
     state_dir = backup_root / _state_key(task, fingerprint, seed)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +134,7 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
         result_model = cv.model
         epochs_run = sum(m["epochs_run"] for m in cv.section["members"])  # the cost: all members
         checkpoint = {"rule": tp.checkpoint, "epoch": None,
-                      "reason": f"an ensemble of {tp.folds} fold models: each kept its best epoch on "
+                      "reason": f"an ensemble of {folds} fold models: each kept its best epoch on "
                                 "its held-out fold (cross_validation.members[i].checkpoint)"}
         val_ds = _val_dataset(data_dir, splits["val"], global_batch=global_batch, seed=seed)
 
@@ -147,6 +149,7 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
         card = _card(task, info, fingerprint, val_metrics, policy, replicas, global_batch, seed, splits,
                      epochs_run, checkpoint, {"param": tp.class_balance, "resolved": balance,
                                               "train_majority_minority_ratio": round(ratio, 4)})
+        card["folds"] = {"param": tp.folds, "resolved": folds, "reason": folds_reason}
         if cv is not None:
             cv.write_oof(model_dir, task.labels)
             card["cross_validation"] = cv.section

@@ -11,7 +11,8 @@ from pipeline.ingest import run_ingest
 from pipeline.train.trainer import train
 from tests.builders import make_2d_folder, make_3d_folder
 
-FAST_TRAIN = {"weights": None, "epochs": 2, "batch_size": 8, "early_stopping_patience": 0, "lr_head": 3e-3}
+FAST_TRAIN = {"weights": None, "epochs": 2, "batch_size": 8, "early_stopping_patience": 0, "lr_head": 3e-3,
+              "folds": 1}
 STAGES = {"evaluate": {"bootstrap": 200}, "explain": {"methods": ["gradcam", "gradcam++"], "batch_size": 8}}
 
 

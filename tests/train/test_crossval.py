@@ -190,3 +190,16 @@ def test_oof_scores_and_file(tmp_path):
     rows = read_table(tmp_path / "oof.csv")
     assert list(rows[0]) == ["sample_id", "patient", "label", "fold", "p_normal", "p_opacity"]
     np.testing.assert_array_equal([float(r["p_opacity"]) for r in rows], (p + 1e-9)[:, 0])  # exact
+
+
+def test_auto_folds_ensemble_small_training_splits_only():
+    small = _split(n_patients=12, positives=4)
+    assert crossval.resolve_folds("auto", small)[0] == crossval.AUTO_FOLDS == 3
+    assert "12 training patients" in crossval.resolve_folds("auto", small)[1]
+    large = _split(n_patients=crossval.AUTO_MAX_PATIENTS, positives=300, per_patient=1)
+    k, reason = crossval.resolve_folds("auto", large)
+    assert k == 1 and "one model" in reason
+    rare = _split(n_patients=12, positives=2)  # 2 positive patients cannot fill 3 folds
+    k, reason = crossval.resolve_folds("auto", rare)
+    assert k == 1 and "rarest class has 2" in reason
+    assert crossval.resolve_folds(5, rare) == (5, "train.folds = 5")  # explicit: as given (checked later)

@@ -15,7 +15,7 @@ from pipeline.train.trainer import train
 from tests.builders import make_2d_folder
 
 FAST = {"backbone": "resnet18", "width": 8, "weights": None, "epochs": 2, "batch_size": 8,
-        "early_stopping_patience": 0, "lr_head": 3e-3}
+        "early_stopping_patience": 0, "lr_head": 3e-3, "folds": 1}  # one model unless a test asks
 
 
 def make_task(**train_kw) -> TaskParams:
