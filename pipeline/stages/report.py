@@ -20,6 +20,7 @@ from pipeline.config import TaskParams
 from pipeline.dataset.layout import InterimLayout
 from pipeline.explain.outputs import METHOD_NAMES
 from pipeline.preprocess.geometry import geometry_of
+from pipeline.report.notes import headline, report_notes
 from pipeline.report.source import (
     full_resolution_2d,
     labels_csv_attributes,
@@ -64,10 +65,11 @@ def run_report(task: TaskParams, *, data_dir: Path, source_dir: Path | None, mod
     preds = read_predictions(eval_dir / "predictions.csv")
     decide = _Decision(task, metrics)
     method = explained.methods[0]
-    notes = _notes(task, metrics, explained.faithfulness, method)
+    notes = report_notes(metrics, explained.faithfulness, method)
     cases = _cases(task, data_dir, source_dir, explained, preds, decide, method)
+    shown = headline(metrics, decide.threshold, explained.faithfulness.get(method))
     return build_report(out_dir, task_name=task.name, kind=task.kind, labels=task.labels, cases=cases,
-                        card=card, metrics=_headline(metrics, decide, explained.faithfulness.get(method)),
+                        card=card, metrics=shown,
                         notes=notes,
                         low_confidence_margin=max(task.report.uncertain_band, 1e-6),
                         highlight_limit=task.report.highlight_limit,
@@ -136,111 +138,6 @@ class _Decision:
         positive, truth = predicted == self.labels[1], true_label == self.labels[1]
         category = f"{'true' if positive == truth else 'false'} {'positive' if positive else 'negative'}"
         return predicted, probability, category
-
-
-def _headline(metrics: Mapping[str, Any], decide: _Decision,
-              faithfulness: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The flat test metrics the report shows, plus the threshold and the deletion check of the
-    shown method (``deletion_win_rate``, ``deletion_flag``...; see
-    :class:`pipeline.explain.DeletionResult`)."""
-    flat = {k: v for k, v in metrics.get("test", {}).items() if not isinstance(v, dict)}
-    if decide.threshold is not None:
-        flat["threshold"] = decide.threshold
-    if isinstance(faithfulness, Mapping):
-        for key, name in (("win_rate", "deletion_win_rate"), ("flag", "deletion_flag"),
-                          ("fill", "deletion_fill"), ("scored_on", "deletion_scored_on"),
-                          ("fraction", "deletion_fraction"), ("mean_drop_map", "deletion_drop_map"),
-                          ("mean_drop_random", "deletion_drop_random")):
-            if faithfulness.get(key) is not None:
-                flat[name] = faithfulness[key]
-    return flat
-
-
-def _notes(task: TaskParams, metrics: Mapping[str, Any], faithfulness: Mapping[str, Any],
-           method: str) -> list[str]:
-    rule = metrics.get("threshold", {}).get("rule", "argmax")
-    test = metrics.get("test", {})
-    notes = [
-        "Research use only. Not for diagnosis or treatment decisions.",
-        f"Decision threshold chosen on the validation split (rule: {rule}), never on these test cases.",
-        f"Metrics are on {test.get('n', '?')} test cases from {test.get('n_patients', '?')} patients; "
-        f"intervals are 95% patient-level bootstrap confidence intervals: with this few cases they "
-        f"are wide, read them before the point values."
-        + (" Intervals marked † are exact (Clopper-Pearson) binomial intervals: with no events (0 or "
-           "all of the cases) the bootstrap interval collapses to a single value."
-           if any(v == "clopper-pearson" for k, v in test.items() if k.endswith("_ci_method")) else ""),
-        f"Heatmaps ({METHOD_NAMES.get(method, method)}) show which image regions drove the model's "
-        "score, not where disease is.",
-    ]
-    tta = metrics.get("tta", {})
-    if tta.get("mode", "none") != "none":
-        notes.append(f"Probabilities are the mean over {tta.get('views', '?')} views of each image "
-                     f"(test-time augmentation '{tta['mode']}', the same on validation); heatmaps are "
-                     "of the original image.")
-    notes += _cross_validation_notes(metrics.get("cross_validation"))
-    notes += explanation_notes(metrics.get("explain") or {}, metrics.get("localization_in_body"))
-    # The shown method's deletion check and lesion measures are on the index's heatmap section.
-    others = [METHOD_NAMES.get(m, m) for m, s in faithfulness.items()
-              if m not in (method, "layer", "selection", "audit") and isinstance(s, Mapping)
-              and s.get("flag")]
-    if others:
-        notes.append(f"{' and '.join(others)} (computed for comparison, not shown here) did not pass "
-                     "the deletion check for this model: its maps are no better than random.")
-    return notes
-
-
-def explanation_notes(explain: Mapping[str, Any], in_body: Mapping[str, Any] | None) -> list[str]:
-    """How the heatmap method was chosen, the shortcut audit's warning and the localization
-    within the body, in plain sentences (nothing for what was not computed)."""
-    notes = []
-    choice = explain.get("selection")
-    if isinstance(choice, Mapping) and choice.get("method"):
-        name = METHOD_NAMES.get(choice["method"], choice["method"])
-        notes.append(f"Heatmap method {name} at layer {choice.get('layer')} was chosen on the validation "
-                     f"split ({choice.get('n_cases', '?')} cases, {choice.get('n_masked', 0)} with lesion "
-                     f"masks) among {len(choice.get('candidates') or [])} candidates: "
-                     f"{choice.get('rule', '')}. Never chosen on these test cases.")
-    audit = (explain.get("audit") or {}).get("summary") if isinstance(explain.get("audit"), Mapping) else None
-    if isinstance(audit, Mapping):
-        if audit.get("warning"):
-            notes.append(f"Shortcut warning: {audit['warning']}. {audit.get('n_flagged', '?')} of "
-                         f"{audit.get('n_cases', '?')} heatmaps put much of their weight on "
-                         f"{', '.join(audit.get('flagged_regions') or [])}: check those cases before "
-                         "trusting the model.")
-        else:
-            shares = [f"{region.replace('_', ' ')} {part['share']:.0%} (chance {part['chance']:.0%})"
-                      for region in ("border", "marker", "outside_body")
-                      if isinstance(part := audit.get(region), Mapping) and part.get("share") is not None
-                      and part.get("chance") is not None]
-            if shares:
-                notes.append("Shortcut audit: no sign that the heatmaps rest on image borders, burned-in "
-                             f"markers or outside the body (heat share {'; '.join(shares)}).")
-    if isinstance(in_body, Mapping) and in_body.get("pointing_game") is not None:
-        notes.append(f"Within the body (heat outside it removed): pointing game "
-                     f"{in_body['pointing_game']:.2f}, IoU {in_body.get('iou') or 0:.2f}; on average "
-                     f"{in_body.get('heat_outside_body', 0):.0%} of each heatmap lay outside the body. "
-                     "The heatmaps shown are not restricted.")
-    return notes
-
-
-def _cross_validation_notes(section: Mapping[str, Any] | None) -> list[str]:
-    """One sentence on a k-fold ensemble (``train.folds >= 2``); nothing for a single model."""
-    if not section:
-        return []
-
-    def value(key: str) -> str:
-        number = section.get(key)
-        return "n/a" if number is None else f"{number:.3f}"
-
-    member_val = section.get("member_val") or []
-    members = [v for v in (member_val.values() if isinstance(member_val, Mapping) else member_val)
-               if v is not None]
-    spread = f" (single members: {min(members):.3f} to {max(members):.3f})" if members else ""
-    return [f"The model is the mean of {section.get('folds', '?')} models trained by cross-validation "
-            f"on the training split (patients grouped into folds; each model was selected on the fold "
-            f"it did not train on). Out-of-fold AUROC over the {section.get('oof_samples', '?')} "
-            f"training cases: {value('oof_auroc')}; validation AUROC of the mean: "
-            f"{value('ensemble_val_auroc')}{spread}. Heatmaps are the mean of the models' heatmaps."]
 
 
 def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained: Any, preds: Any,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.stages.report import explanation_notes
+from pipeline.report.notes import explanation_notes
 
 SELECTION = {"method": "layercam-fusion", "layer": "conv4_block2_out", "n_cases": 29, "n_masked": 29,
              "rule": "highest pointing game (then IoU) on validation", "candidates": [{}, {}, {}]}

@@ -402,24 +402,25 @@ def test_report_discloses_every_method_that_fails_the_deletion_check(trained_2d,
 
 
 def test_report_notes_say_when_probabilities_are_averaged_over_views():
-    from pipeline.stages.report import _notes
+    from pipeline.report.notes import report_notes
 
     metrics = {"threshold": {"rule": "youden"}, "test": {"n": 10, "n_patients": 5}}
-    plain = _notes(task_2d(), {**metrics, "tta": {"mode": "none", "views": 1}}, {}, "gradcam")
+    plain = report_notes({**metrics, "tta": {"mode": "none", "views": 1}}, {}, "gradcam")
     assert not any("test-time augmentation" in n for n in plain)
-    tta = _notes(task_2d(), {**metrics, "tta": {"mode": "flip_shift", "views": 10}}, {}, "gradcam")
+    tta = report_notes({**metrics, "tta": {"mode": "flip_shift", "views": 10}}, {}, "gradcam")
     assert any("mean over 10 views" in n and "'flip_shift'" in n and "original image" in n for n in tta)
 
 
 def test_report_notes_mark_exact_intervals_and_headline_carries_the_deletion_check():
-    from pipeline.stages.report import _Decision, _headline, _notes
+    from pipeline.report.notes import headline, report_notes
+    from pipeline.stages.report import _Decision
 
     metrics = {"threshold": {"rule": "youden", "value": 0.4},
                "test": {"n": 10, "n_patients": 5, "specificity_ci_method": "clopper-pearson"}}
-    notes = _notes(task_2d(), metrics, {}, "gradcam")
+    notes = report_notes(metrics, {}, "gradcam")
     assert any("marked † are exact (Clopper-Pearson)" in n for n in notes)
-    plain = _notes(task_2d(), {**metrics, "test": {"n": 10, "specificity_ci_method": "bootstrap"}}, {},
-                   "gradcam")
+    plain = report_notes({**metrics, "test": {"n": 10, "specificity_ci_method": "bootstrap"}}, {}, "gradcam")
     assert not any("Clopper-Pearson" in n for n in plain)
-    flat = _headline(metrics, _Decision(task_2d(), metrics), {"win_rate": 0.4, "flag": True, "fraction": 0.1})
+    flat = headline(metrics, _Decision(task_2d(), metrics).threshold, {"win_rate": 0.4, "flag": True,
+                                                                       "fraction": 0.1})
     assert flat["deletion_win_rate"] == 0.4 and flat["deletion_flag"] is True and flat["threshold"] == 0.4
