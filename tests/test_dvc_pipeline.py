@@ -51,7 +51,12 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
         # width 16: width 8 at 128x128 hits a oneDNN crash in TF 2.21 on this CPU (see issue notes)
         task["train"].update(epochs=1, width=16, batch_size=4)
         task["evaluate"] = {**task.get("evaluate", {}), "bootstrap": 100}
-        task["explain"] = {**task.get("explain", {}), "methods": ["gradcam"]}
+        # one method at the last layer, 2 random deletions: the selection itself (auto) has its
+        # own tests (tests/stages/test_explain_evaluate.py); here the stages' wiring is the point
+        task["explain"] = {**task.get("explain", {}), "methods": ["gradcam"], "layer": "last",
+                           "deletion_random": 2}
+    # 42% of the demo's CT voxels, same field of view (6.67 mm voxels instead of 5 mm)
+    params["tasks"]["ct"]["ingest"].update(volume_shape=[24, 48, 48], target_spacing=[20 / 3] * 3)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid",

@@ -108,10 +108,19 @@ def test_mixed_precision_trains_with_float32_outputs(tmp_path, tiny_data, policy
 
 
 def test_deterministic_runs_give_identical_weights(tmp_path, tiny_data):
-    a = run_train(tmp_path / "a", tiny_data, deterministic=True, epochs=1)
-    b = run_train(tmp_path / "b", tiny_data, deterministic=True, epochs=1)
-    wa = load_model(a.model_path).get_weights()
-    wb = load_model(b.model_path).get_weights()
+    """Two runs in two fresh processes. (Op determinism is process-wide and cannot be turned off:
+    in this process it would slow every later test of this pytest worker.)"""
+    import subprocess
+
+    from tests.train.test_distribute import _cmd, _env
+
+    for name in ("a", "b"):
+        res = subprocess.run(_cmd(tiny_data, tmp_path / name, {"deterministic": True, "epochs": 1}),
+                             env=_env(), capture_output=True, text=True, timeout=900,
+                             cwd=Path(__file__).resolve().parents[2])
+        assert res.returncode == 0 and "RESULT" in res.stdout, res.stderr[-2000:]
+    wa = load_model(tmp_path / "a" / "model" / "model.keras").get_weights()
+    wb = load_model(tmp_path / "b" / "model" / "model.keras").get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
 
 
