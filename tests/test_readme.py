@@ -144,7 +144,7 @@ EXERCISED: tuple[tuple[str, str], ...] = (
      "tests/test_dvc_pipeline.py::test_push_and_pull_through_a_local_remote"),
     (r"dvc remote (add|modify) .*(s3team|gcsteam)",
      "tests/test_readme.py::test_readme_object_storage_remote_lines_configure_dvc"),
-    (r"python bench/\w+\.py$", "tests/test_bench.py::test_bench_script_runs_and_prints_its_ratio"),
+    (r"python bench/\w+\.py$", "tests/test_bench.py::test_bench_scripts_run_and_print_their_ratios"),
     (r"python bench/real_data\.py --dataset ",
      "tests/test_bench.py::test_real_data_bench_runs_variants_on_a_dataset_folder"),
 )
