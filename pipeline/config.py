@@ -250,6 +250,14 @@ class TrainParams(_Frozen):
     #: combination); checked by the trainer, which reads the data. auto = 3 folds below 1000
     #: training patients (small sets: a single small val split picks epochs by chance), else 1.
     folds: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+
+    @field_validator("folds", mode="before")
+    @classmethod
+    def _folds(cls, value: Any) -> Any:
+        ok = value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+        if not ok:
+            raise ValueError(f"must be 'auto' or an integer >= 1 (1 = one model). Received: {value!r}")
+        return value
     #: Weakly supervised localization where masks.npy has lesion masks (pipeline.train.guidance):
     #: weight of an auxiliary loss asking the features at ``mask_guidance_layer`` (the explain
     #: layer rule) to encode where the lesion is. 0 = off. Training only; the saved model is the

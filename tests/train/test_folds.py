@@ -146,7 +146,7 @@ def test_bad_fold_counts_name_the_key(tmp_path, tiny_data):
     doc.pop("name")
     doc["train"]["folds"] = 0
     params = Params.model_validate({"base": {"salt": "s"}, "tasks": {"tiny": doc}})
-    with pytest.raises(ParamsError, match=r"tasks\.tiny\.train\.folds Input should be greater than or "
-                                          r"equal to 1\. Received: 0"):
+    with pytest.raises(ParamsError, match=r"tasks\.tiny\.train\.folds must be 'auto' or an integer >= 1 "
+                                          r"\(1 = one model\)\. Received: 0$"):
         params.task("tiny")
-    assert TaskParams.model_fields["train"].default.folds == 1
+    assert TaskParams.model_fields["train"].default.folds == "auto"  # 3 below 1000 training patients
