@@ -170,7 +170,7 @@ def display_2d(source: Any, path: Path, ing: Any, geometry: Any, heat: np.ndarra
     Args:
         source: The :class:`~pipeline.io.radiograph.Radiograph` read with the ingest settings.
         path: Its file (image files are read once more for the full value range; a DICOM's
-            pixels come from the dataset already in memory).
+            pixels are decoded again from the dataset already in memory, not re-read).
         ing: IngestParams; ``geometry``: the sample's :class:`~pipeline.preprocess.geometry.PadResize`.
 
     Returns:
@@ -199,7 +199,7 @@ def _full_range(source: Any, path: Path, ing: Any) -> np.ndarray:
     from pipeline.io.dicom_image import image_from_dataset
     from pipeline.io.radiograph import read_radiograph
 
-    if source.dataset is not None:  # pixels already decoded (pydicom caches them)
+    if source.dataset is not None:  # no second file read: decoded again from the dataset in memory
         return image_from_dataset(source.dataset, window="percentile", percentiles=(0.0, 100.0),
                                   frame=ing.frame, max_pixel_bytes=ing.max_pixel_bytes)[0]
     return read_radiograph(path, window="percentile", percentiles=(0.0, 100.0), frame=ing.frame,
