@@ -333,6 +333,10 @@ class ExplainParams(_Frozen):
     #: distribution, e.g. on ultrasound speckle; ~0.3 s per 3D volume per mask on a CPU).
     deletion_fill: Literal["mean", "road"] = "mean"
     batch_size: Annotated[int, Field(ge=1)] = 16
+    #: Multi-class and multi-label tasks: also compute the reported method's map for every label
+    #: (``maps_<method>_labels.npy``), so a case page can show the evidence for any label, not
+    #: only the most probable one. One more map per label; binary tasks have one label to explain.
+    per_label: bool = True
 
     @field_validator("methods", "splits")
     @classmethod

@@ -2,6 +2,8 @@
 
 - ``cases.csv`` (:data:`CASES`): the explained cases, in the order of the map arrays;
 - ``maps_<method>.npy`` (:func:`maps_file`): the maps on the model's input grid;
+- ``maps_<method>_labels.npy`` (:func:`label_maps_file`): multi-class/multi-label tasks with
+  ``explain.per_label``: the reported method's map for every label, ``(N, K, *spatial)``;
 - ``faithfulness.json`` (:data:`FAITHFULNESS`) and ``audit.json`` (:data:`AUDIT`).
 
 :func:`read_explained` is what evaluate, report and predict use: they never import the explain
@@ -33,6 +35,11 @@ def maps_file(method: str) -> str:
     return f"maps_{method.replace('+', 'p')}.npy"
 
 
+def label_maps_file(method: str) -> str:
+    """File name of a method's per-label maps (``maps_<method>_labels.npy``)."""
+    return f"maps_{method.replace('+', 'p')}_labels.npy"
+
+
 @dataclass(frozen=True)
 class Explained:
     """What the explain stage wrote: case rows, methods (in params order) and their maps."""
@@ -41,6 +48,9 @@ class Explained:
     methods: tuple[str, ...]
     maps: dict[str, np.ndarray]  # method -> memory-mapped (N, *spatial)
     faithfulness: dict[str, Any]
+    #: The reported method's map for every label, memory-mapped ``(N, K, *spatial)`` (label order
+    #: of the task), or None (binary task, or ``explain.per_label`` off).
+    label_maps: np.ndarray | None = None
 
 
 def read_explained(out_dir: Path, methods: tuple[str, ...] | None = None) -> Explained | None:
@@ -61,4 +71,6 @@ def read_explained(out_dir: Path, methods: tuple[str, ...] | None = None) -> Exp
         methods = tuple(faithfulness.get("methods") or
                         (k for k in faithfulness if k not in ("layer", "methods", "selection", "audit")))
     maps = {m: open_array(out_dir / maps_file(m)) for m in methods}
-    return Explained(tuple(read_table(out_dir / CASES)), tuple(methods), maps, faithfulness)
+    per_label = out_dir / label_maps_file(methods[0]) if methods else None
+    label_maps = open_array(per_label) if per_label is not None and per_label.is_file() else None
+    return Explained(tuple(read_table(out_dir / CASES)), tuple(methods), maps, faithfulness, label_maps)

@@ -124,6 +124,9 @@ class CaseRecord:
             no header): no R/L markers then.
         field_of_view: 3D only: the model's field of view on the image grid, ``(start, stop)``
             voxels per axis (outlined on the page; the heatmap is zero outside it).
+        label_heatmaps: Multi-class/multi-label tasks: the explanation map of every label,
+            label -> map shaped like ``image``; the page lets the reader choose which label's
+            evidence is shown (``heatmap`` is the one shown first). Empty: one map only.
     """
 
     sample_id: str
@@ -143,6 +146,7 @@ class CaseRecord:
     intensity: Intensity | None = None
     orientation: Sequence[str] | None = None
     field_of_view: Sequence[Sequence[int]] | None = None
+    label_heatmaps: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -220,10 +224,11 @@ def _check_labels(case: CaseRecord, labels: Sequence[str], *, multilabel: bool) 
     if case.true_label is not None and not label_set_ok(case.true_label, labels, multilabel=multilabel):
         raise ValueError(f"case {sid}: true_label must be one of {allowed} or None. "
                          f"Received: {case.true_label!r}")
-    unknown = sorted(set(case.probabilities) - set(labels))
-    if unknown:
-        raise ValueError(f"case {sid}: probabilities has labels not in {list(labels)}. "
-                         f"Received: {unknown}")
+    for name, keys in (("probabilities", case.probabilities), ("label_heatmaps", case.label_heatmaps)):
+        unknown = sorted(set(keys) - set(labels))
+        if unknown:
+            raise ValueError(f"case {sid}: {name} has labels not in {list(labels)}. "
+                             f"Received: {unknown}")
     category = (case.category or "").strip().lower()
     if category in _KNOWN_CATEGORIES and case.true_label is not None:
         correct = case.true_label == case.predicted_label
@@ -256,16 +261,19 @@ def _check_arrays(case: CaseRecord, kind: str) -> None:
                          f"Received: shape={shape}, dtype={dtype}")
     if min(image.shape) < 1:
         raise ValueError(f"case {sid}: image is empty. Received: shape={image.shape}")
-    for name in ("heatmap", "mask"):
-        arr = getattr(case, name)
+    arrays = {"heatmap": case.heatmap, "mask": case.mask,
+              **{f"label_heatmaps[{k!r}]": v for k, v in case.label_heatmaps.items()}}
+    for name, arr in arrays.items():
         if arr is None:
             continue
         arr = np.asarray(arr)
         if arr.shape != image.shape:
             raise ValueError(f"case {sid}: {name} must have the image's shape {image.shape}. "
                              f"Received: {arr.shape}")
-        if name == "heatmap" and not np.isfinite(arr).all():
-            raise ValueError(f"case {sid}: heatmap has NaN or infinite values")
+        if name != "mask" and not np.isfinite(arr).all():
+            raise ValueError(f"case {sid}: {name} has NaN or infinite values")
+    if case.label_heatmaps and case.heatmap is None:
+        raise ValueError(f"case {sid}: label_heatmaps needs heatmap (the map shown first)")
     if case.spacing is not None:
         spacing = [float(s) for s in case.spacing]
         if len(spacing) != ndim or not all(math.isfinite(s) and s > 0 for s in spacing):

@@ -127,7 +127,7 @@ def build_report(
     if confusion is not None:
         metrics["confusion_matrix"] = [list(row) for row in confusion]
     target = Path(out_dir)
-    shared = {"task_name": task_name, "kind": kind, "positive_label": positive,
+    shared = {"task_name": task_name, "kind": kind, "positive_label": positive, "labels": list(labels),
               "margin": low_confidence_margin,
               "headline": metric_rows(metrics, HEADLINE_KEYS),
               "model_size": _model_size(card or {}, kind)}
@@ -264,9 +264,10 @@ def _write_case(root: Path, case: CaseRecord, prev_id: str | None, next_id: str 
     row = summarize(case, low_confidence_margin=shared["margin"],
                     positive_label=shared["positive_label"], thumbnail=view.pop("thumbnail"))
     probabilities = sorted(case.probabilities.items(), key=lambda kv: (-float(kv[1]), kv[0]))
+    explains = explained_label(case, shared["positive_label"])
+    view = _with_label_heats(view, case, explains, labels=shared["labels"])
     html = render("case.html", script=CASE_SCRIPT, row=row, prev_id=prev_id, next_id=next_id,
-                  method=case.method, probabilities=probabilities,
-                  explained_label=explained_label(case, shared["positive_label"]),
+                  method=case.method, probabilities=probabilities, explained_label=explains,
                   attributes=sorted(case.attributes.items()), **view, **shared)
     (root / CASES_DIR / f"{case.sample_id}.html").write_text(html, encoding="utf-8")
     return row
@@ -283,6 +284,29 @@ def explained_label(case: CaseRecord, positive_label: str | None) -> str | None:
     if case.probabilities:
         return max(case.probabilities.items(), key=lambda kv: float(kv[1]))[0]
     return case.predicted_label
+
+
+def _with_label_heats(view: dict[str, Any], case: CaseRecord, explains: str | None, *,
+                      labels: Sequence[str]) -> dict[str, Any]:
+    """Per-label maps on the page (``heats`` in the page data, the "Heatmap for" selector): each
+    label's map embedded once, in label order, the explained label's chosen first; the single
+    ``heat`` is then left out (each image is embedded once). 3D maps carry their own peak."""
+    if not case.label_heatmaps or case.heatmap is None:
+        return {**view, "heat_labels": []}
+    pixels = view["image_data"] if "image_data" in view else view["volume"]
+    ordered = [label for label in labels if label in case.label_heatmaps]
+    heats = []
+    for label in ordered:
+        heat = case.label_heatmaps[label]
+        entry: dict[str, Any] = {"label": label, "png": imaging.pack_png(imaging.quantize(heat))}
+        if case.image.ndim == 3:
+            entry["peak"] = list(imaging.peak_index(heat, case.mask, case.image.shape))
+        heats.append(entry)
+    selected = ordered.index(explains) if explains in ordered else 0
+    pixels.update(heat=None, heats=heats, heat_selected=selected, predicted=case.predicted_label.split("|"))
+    if case.image.ndim == 3 and "peak" in heats[selected]:
+        pixels["start"] = heats[selected]["peak"]
+    return {**view, "heat_labels": [h["label"] for h in heats], "heat_selected": selected}
 
 
 def _model_size(card: Mapping[str, Any], kind: str) -> tuple[int, int] | None:

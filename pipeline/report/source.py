@@ -41,6 +41,7 @@ class SourceVolume(NamedTuple):
         the model's field of view. mask: uint8 lesion mask or None. spacing: mm per axis.
         intensity: The same voxels in whole HU with the task's window (window/level, CT presets).
         field_of_view: ``(start, stop)`` voxels per axis of the model's input on this grid.
+        label_heatmaps: label -> map on this grid, for per-label maps (empty without).
     """
 
     image: np.ndarray
@@ -49,10 +50,12 @@ class SourceVolume(NamedTuple):
     spacing: tuple[float, ...]
     intensity: Any
     field_of_view: tuple[tuple[int, int], ...] | None
+    label_heatmaps: Mapping[str, np.ndarray] = {}
 
 
 def source_view_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
-                   heat: np.ndarray, mask: np.ndarray | None) -> SourceVolume | None:
+                   heat: np.ndarray, mask: np.ndarray | None,
+                   label_heats: Mapping[str, np.ndarray] | None = None) -> SourceVolume | None:
     """:func:`display_3d` of the source volume the manifest ``row`` names, read again as at
     ingest; None when it cannot be read (the caller shows the model grid and says so).
 
@@ -61,6 +64,7 @@ def source_view_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
         source_dir: Folder the manifest's ``source_path`` is relative to.
         row: Manifest row (``sample_id``, ``source_path``, ``geometry``).
         heat: Map on the model grid; ``mask``: lesion mask on it, or None.
+        label_heats: Per-label maps on the model grid (label -> map), mapped like ``heat``.
     """
     from pipeline.io.errors import InputRejected
     from pipeline.io.volume import read_volume
@@ -81,11 +85,12 @@ def source_view_3d(ing: Any, source_dir: Path | None, row: Mapping[str, str],
         log.warning("report: source volume of %s unreadable now (%s); showing the model grid",
                     row["sample_id"], getattr(exc, "reason", type(exc).__name__))
         return None
-    return display_3d(volume, meta, ing, geometry, heat, mask)
+    return display_3d(volume, meta, ing, geometry, heat, mask, label_heats)
 
 
 def display_3d(volume: np.ndarray, meta: Mapping[str, Any], ing: Any, geometry: Any,
-               heat: np.ndarray, mask: np.ndarray | None) -> SourceVolume:
+               heat: np.ndarray, mask: np.ndarray | None,
+               label_heats: Mapping[str, np.ndarray] | None = None) -> SourceVolume:
     """The source volume (canonical orientation, HU window of the task) at its own voxel size, or
     downsampled to :data:`MAX_DISPLAY_VOXELS`, with the map and mask mapped back onto it.
 
@@ -94,6 +99,7 @@ def display_3d(volume: np.ndarray, meta: Mapping[str, Any], ing: Any, geometry: 
         ing: IngestParams (``hu_window``).
         geometry: The sample's :class:`~pipeline.preprocess.geometry.ResampleCrop`.
         heat: Map on the model grid; ``mask``: lesion mask on it, or None.
+        label_heats: Per-label maps on the model grid (label -> map), mapped like ``heat``.
 
     Returns:
         The case on the display grid, with its HU values and the model's field of view (the
@@ -115,13 +121,17 @@ def display_3d(volume: np.ndarray, meta: Mapping[str, Any], ing: Any, geometry: 
         return resample_to_spacing(geometry.to_resampled(grid), target, display, order=order,
                                    output_shape=shape, outside="zero")
 
-    heat_d = np.clip(to_display(np.asarray(heat, np.float32), 1), 0.0, 1.0)
+    def heat_on_display(grid: np.ndarray) -> np.ndarray:
+        return np.clip(to_display(np.asarray(grid, np.float32), 1), 0.0, 1.0)
+
+    heat_d = heat_on_display(heat)
+    per_label = {k: heat_on_display(v) for k, v in (label_heats or {}).items()}
     mask_d = (to_display(mask.astype(np.float32), 0) > 0.5).astype(np.uint8) if mask is not None else None
     seen = to_display(np.ones(geometry.output_shape, np.float32), 0) > 0.5
     image = np.rint(window_hu(volume, *ing.hu_window) * 255).astype(np.uint8)
     is_ct = str(meta.get("modality") or "CT").upper() == "CT"  # NIfTI carries no modality
     return SourceVolume(image, heat_d, mask_d, tuple(float(v) for v in display),
-                        hu_intensity(volume, tuple(ing.hu_window), presets=is_ct), _box(seen))
+                        hu_intensity(volume, tuple(ing.hu_window), presets=is_ct), _box(seen), per_label)
 
 
 def _box(inside: np.ndarray) -> tuple[tuple[int, int], ...] | None:
@@ -142,7 +152,8 @@ def shown_attributes(ds: Any, *, free_text: bool = False) -> dict[str, str]:
 
 
 def full_resolution_2d(ing: Any, source_dir: Path | None, row: Mapping[str, str], heat: np.ndarray,
-                       mask: np.ndarray | None, *, free_text: bool = False) -> dict[str, Any] | None:
+                       mask: np.ndarray | None, *, free_text: bool = False,
+                       label_heats: Mapping[str, np.ndarray] | None = None) -> dict[str, Any] | None:
     """:func:`display_2d` of the source the manifest ``row`` names, read again as at ingest;
     None when it cannot be read (the caller shows the model grid and says so)."""
     from pipeline.io.errors import InputRejected
@@ -156,7 +167,8 @@ def full_resolution_2d(ing: Any, source_dir: Path | None, row: Mapping[str, str]
         if not isinstance(geometry, PadResize):
             raise ValueError("not a 2D geometry")
         source = read_source_2d(ing, path)
-        return display_2d(source, path, ing, geometry, heat, mask, free_text=free_text)
+        return display_2d(source, path, ing, geometry, heat, mask, free_text=free_text,
+                          label_heats=label_heats)
     except (InputRejected, OSError, ValueError) as exc:
         log.warning("report: source of %s unreadable now (%s); showing the model grid",
                     row["sample_id"], getattr(exc, "reason", type(exc).__name__))
@@ -164,7 +176,8 @@ def full_resolution_2d(ing: Any, source_dir: Path | None, row: Mapping[str, str]
 
 
 def display_2d(source: Any, path: Path, ing: Any, geometry: Any, heat: np.ndarray,
-               mask: np.ndarray | None, *, free_text: bool = False) -> dict[str, Any]:
+               mask: np.ndarray | None, *, free_text: bool = False,
+               label_heats: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """The source image windowed as at ingest, with the map and mask mapped back onto it.
 
     Args:
@@ -172,9 +185,10 @@ def display_2d(source: Any, path: Path, ing: Any, geometry: Any, heat: np.ndarra
         path: Its file (image files are read once more for the full value range; a DICOM's
             pixels are decoded again from the dataset already in memory, not re-read).
         ing: IngestParams; ``geometry``: the sample's :class:`~pipeline.preprocess.geometry.PadResize`.
+        label_heats: Per-label maps on the model grid (label -> map), mapped like ``heat``.
 
     Returns:
-        CaseRecord fields: ``image`` (uint8, the model's window), ``heatmap``, ``mask``,
+        CaseRecord fields: ``image`` (uint8, the model's window), ``heatmap``, ``label_heatmaps``, ``mask``,
         ``attributes``, ``intensity`` (the whole value range at up to 12 bits, for
         window/level) and ``orientation`` (from the DICOM header; None for image files).
 
@@ -188,8 +202,9 @@ def display_2d(source: Any, path: Path, ing: Any, geometry: Any, heat: np.ndarra
     heat_full = geometry.to_source(heat, nearest=False, shape=shape)
     mask_full = geometry.to_source(mask, nearest=True, shape=shape) if mask is not None else None
     bits = int(source.meta.get("bits_stored") or 16)
+    label_full = {k: geometry.to_source(v, nearest=False, shape=shape) for k, v in (label_heats or {}).items()}
     return {"image": np.rint(np.clip(source.image, 0, 1) * 255).astype(np.uint8), "heatmap": heat_full,
-            "mask": mask_full, "attributes": source_attributes(source, free_text=free_text),
+            "label_heatmaps": label_full, "mask": mask_full, "attributes": source_attributes(source, free_text=free_text),
             "intensity": radiograph_intensity(full, source.image, bits=bits),
             "orientation": _patient_orientation(source.dataset)}
 

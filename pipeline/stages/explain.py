@@ -7,6 +7,9 @@ Outputs in ``explain/<task>/``:
 - ``maps_<method>.npy``: float32 ``(N, H, W)`` / ``(N, D, H, W)`` maps in [0, 1] on the model's
   input grid (the ingest geometry: same as ``images.npy`` and ``masks.npy``), one file per method
   (``gradcam++`` is written ``maps_gradcampp.npy``).
+- ``maps_<method>_labels.npy``: multi-class and multi-label tasks with ``explain.per_label``: the
+  reported method's map for every label, float32 ``(N, K, *spatial)`` in the task's label order
+  (``maps_<method>.npy`` holds each case's most probable label).
 - ``audit.json``: the shortcut audit of the reported maps per case (heat share on the border, on
   burned-in markers, outside the body; :mod:`pipeline.explain.audit`); its summary is also in
   ``faithfulness.json`` under ``audit``.
@@ -37,6 +40,7 @@ from pipeline.explain.outputs import (
     CASES,
     FAITHFULNESS,
     Explained,
+    label_maps_file,
     maps_file,
     read_explained,
 )
@@ -99,6 +103,7 @@ def run_explain(task: TaskParams, *, data_dir: Path, model_dir: Path, out_dir: P
         log.info("explain %s: %s on %d cases; deletion drop %.3f (map) vs %.3f (random)%s", task.name,
                  method, len(cases), summary["mean_drop_map"], summary["mean_drop_random"],
                  "  FLAG: no better than random" if summary["flag"] else "")
+    _label_maps(task, explainer, images, cases, methods[0], out_dir)
     audit = _audit(task, images, cases, open_array(out_dir / maps_file(methods[0])))
     write_json(out_dir / AUDIT, audit)  # per case; the summary also goes to metrics via faithfulness
     faithfulness["audit"] = {"method": methods[0], "summary": audit["summary"]}
@@ -108,6 +113,29 @@ def run_explain(task: TaskParams, *, data_dir: Path, model_dir: Path, out_dir: P
     if result is None:  # the files were just written: only a concurrent writer could remove them
         raise RuntimeError(f"explain outputs in {out_dir} disappeared while being written")
     return result
+
+
+def _label_maps(task: TaskParams, explainer: Any, images: Any, cases: Any, method: str,
+                out_dir: Path) -> None:
+    """Write the reported method's map for every label (multi-class/multi-label tasks with
+    ``explain.per_label``); otherwise remove a stale file from an earlier run."""
+    from pipeline.dataset.store import ArrayWriter
+
+    path = out_dir / label_maps_file(method)
+    if task.problem == "binary" or not task.explain.per_label:
+        path.unlink(missing_ok=True)
+        return
+    n_labels = len(task.labels)
+    spatial = tuple(images.shape[1:-1])
+    with ArrayWriter(path, capacity=len(cases), item_shape=(n_labels, *spatial), dtype="float32") as writer:
+        for start in range(0, len(cases), CHUNK):
+            x = load_inputs(images, cases.indices[start:start + CHUNK])
+            per_label = [explainer.maps(x, method=method, class_index=k, batch_size=task.explain.batch_size)
+                         for k in range(n_labels)]
+            for stack in np.stack(per_label, axis=1):
+                writer.append(stack)
+    log.info("explain %s: %s maps for each of %d labels on %d cases", task.name, method, n_labels,
+             len(cases))
 
 
 def _audit(task: TaskParams, images: Any, cases: Any, maps: Any) -> dict[str, Any]:

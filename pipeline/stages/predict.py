@@ -5,7 +5,8 @@ preprocessing recorded in the model card, then the model and Grad-CAM; the outpu
 report (``index.html`` + one page per study) and ``predictions.csv``. Studies that cannot be read
 are listed in ``rejected.csv`` with their reason, like ingest's quarantine. The probabilities use
 the test-time augmentation the evaluate stage validated the threshold with (see
-:mod:`pipeline.evaluate.tta`); heatmaps are of the original image.
+:mod:`pipeline.evaluate.tta`); heatmaps are of the original image. Multi-class and multi-label
+models get a map for every label (the page's "Heatmap for" selector), as the report has.
 """
 
 from __future__ import annotations
@@ -119,13 +120,15 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
             out = tta_predict(model.predict_on_batch, x, mode=tta)[0]
             probs = np.array([1.0 - out[0], out[0]]) if problem == "binary" else out
             heat = explainer.maps(x, method=method)[0]
+            label_heats = {} if problem == "binary" else {  # every label's evidence, as the report has
+                label: explainer.maps(x, method=method, class_index=k)[0] for k, label in enumerate(labels)}
             predicted, probability = point.decide(probs, labels)
             per_label = dict(zip(labels, map(float, probs), strict=True))
             results.append(Prediction(sid, predicted, probability, per_label))
             log.info("predict %s: %s (p=%.3f%s)", sid, predicted, probability,
                      f", threshold {threshold:.3f}" if threshold is not None else "")
             yield _case_record(card, ingest, Path(path), prepared, sid, predicted, probability, probs, labels,
-                               threshold, heat, method, show_free_text)
+                               threshold, heat, method, show_free_text, label_heats)
 
     build_report(out_dir, task_name=f"{card.get('task', 'model')} (new studies)", kind=card["kind"],
                  labels=labels, cases=cases(), card=card, metrics=None, notes=notes)
@@ -221,7 +224,8 @@ def _operating_point(problem: str, labels: tuple[str, ...], metrics: dict[str, A
 
 def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, sid: str, predicted: str,
                  probability: float, probs: np.ndarray, labels: tuple[str, ...], threshold: float | None,
-                 heat: np.ndarray, method: str, show_free_text: bool) -> Any:
+                 heat: np.ndarray, method: str, show_free_text: bool,
+                 label_heats: dict[str, np.ndarray]) -> Any:
     """The case page of one new study, from the source decoded once for the model."""
     from pipeline.explain.outputs import METHOD_NAMES
     from pipeline.preprocess.geometry import geometry_from_json
@@ -230,12 +234,13 @@ def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, s
 
     geometry = geometry_from_json(prepared.meta["geometry"])
     if card["kind"] == "2d":
-        shown = display_2d(prepared.source, path, ingest, geometry, heat, None, free_text=show_free_text)
+        shown = display_2d(prepared.source, path, ingest, geometry, heat, None, free_text=show_free_text,
+                           label_heats=label_heats)
         attributes = shown.pop("attributes")
         shown.pop("mask")
     else:
         volume, meta = prepared.source
-        shown = display_3d(volume, meta, ingest, geometry, heat, None)._asdict()
+        shown = display_3d(volume, meta, ingest, geometry, heat, None, label_heats)._asdict()
         shown.pop("mask")
         attributes = {}
     return CaseRecord(sample_id=sid, split="new", true_label=None, predicted_label=predicted or NONE_PRESENT,

@@ -60,6 +60,9 @@ def run_report(task: TaskParams, *, data_dir: Path, source_dir: Path | None, mod
     explained = read_explained(explain_dir)
     if explained is None:
         raise ValueError(f"no explain outputs in {explain_dir}; run the explain stage first")
+    if explained.label_maps is not None and explained.label_maps.shape[1] != len(task.labels):
+        raise ValueError(f"per-label maps in {explain_dir} have {explained.label_maps.shape[1]} labels, "
+                         f"task {task.name!r} has {len(task.labels)}; rerun the explain stage")
     metrics = read_json(metrics_path)
     card = read_card(model_dir)
     preds = read_predictions(eval_dir / "predictions.csv")
@@ -160,13 +163,15 @@ def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained:
         row = manifest[sid]
         index = int(row["index"])
         heat = np.asarray(maps[k], dtype=np.float32)
+        label_heats = ({} if explained.label_maps is None else
+                       dict(zip(task.labels, np.asarray(explained.label_maps[k], np.float32), strict=True)))
         mask = np.asarray(masks[index])[..., 0] if row.get("has_mask") == "1" else None
         image = np.asarray(images[index])[..., 0]
         attributes: dict[str, str] = {}
-        shown: dict[str, Any] = {"image": image, "heatmap": heat, "mask": mask}
+        shown: dict[str, Any] = {"image": image, "heatmap": heat, "mask": mask, "label_heatmaps": label_heats}
         if task.kind == "2d":
             full = full_resolution_2d(task.ingest, source_dir, row, heat, mask,
-                                      free_text=task.report.show_free_text)
+                                      free_text=task.report.show_free_text, label_heats=label_heats)
             if full is not None:
                 shown.update(full)
                 attributes = shown.pop("attributes")
@@ -174,7 +179,7 @@ def _cases(task: TaskParams, data_dir: Path, source_dir: Path | None, explained:
                 attributes["Shown at"] = "model input resolution (source image not available)"
         else:
             shown["spacing"] = task.ingest.target_spacing
-            full3d = source_view_3d(task.ingest, source_dir, row, heat, mask)
+            full3d = source_view_3d(task.ingest, source_dir, row, heat, mask, label_heats)
             if full3d is not None:
                 shown.update(full3d._asdict())
             else:

@@ -154,3 +154,46 @@ def test_report_stage_shows_label_sets_and_cases_without_labels(multilabel_run, 
     truths = {r["label"] for r in run["manifest"] if r.get("split") == "test"}
     assert "" in truths and "effusion|nodule" in truths  # the fixture has both kinds of case
     assert NONE_PRESENT in page and "effusion|nodule" in page
+
+
+def test_explain_writes_every_labels_map_and_pages_offer_them(multilabel_run, tmp_path):
+    """``explain.per_label`` (default on): one map per label; the most probable label's equals
+    the reported map; report and predict pages get the "Heatmap for" selector."""
+    from pipeline.explain.outputs import read_explained
+    from pipeline.explain.scores import predict as model_outputs
+    from pipeline.stages.explain import run_explain
+    from pipeline.train.card import load_trained
+
+    run = multilabel_run
+    tmp, task = Path(run["tmp"]), run["task"]
+    # the fixture's "last" layer is 1 x 1 at 32 px (flat maps); a 4 x 4 map tells the labels apart
+    task = task.model_copy(update={"explain": task.explain.model_copy(update={"layer": "auto:4"})})
+    explained = run_explain(task, data_dir=run["data"], model_dir=tmp / "model", out_dir=tmp_path / "explain",
+                            seed=0)
+    assert explained.label_maps is not None and explained.label_maps.shape == (len(explained.rows), 2, 32, 32)
+    model, _ = load_trained(tmp / "model", task)
+    images = np.load(run["data"] / "images.npy", mmap_mode="r")
+    x = np.stack([images[int(r["index"])] for r in explained.rows]).astype(np.float32) / 255.0
+    top = model_outputs(model, x).argmax(axis=1)
+    chosen = np.asarray(explained.label_maps)[np.arange(len(top)), top]
+    np.testing.assert_allclose(chosen, np.asarray(explained.maps["gradcam"]), atol=1e-4)
+    assert np.asarray(explained.maps["gradcam"]).max(axis=(1, 2)).mean() > 0.5  # not flat maps
+    assert not np.allclose(np.asarray(explained.label_maps)[:, 0], np.asarray(explained.label_maps)[:, 1])
+
+    from pipeline.stages.report import run_report
+
+    run_report(task, data_dir=run["data"], source_dir=run["raw"], model_dir=tmp / "model",
+               explain_dir=tmp_path / "explain", eval_dir=tmp / "eval", metrics_path=Path(run["metrics"]),
+               out_dir=tmp_path / "report")
+    case_page = next((tmp_path / "report" / "cases").glob("*.html")).read_text(encoding="utf-8")
+    assert '<select id="heat-label">' in case_page
+
+    off = task.model_copy(update={"explain": task.explain.model_copy(update={"per_label": False})})
+    assert run_explain(off, data_dir=run["data"], model_dir=tmp / "model", out_dir=tmp_path / "explain",
+                       seed=0).label_maps is None  # and the earlier run's file is gone
+    assert not (tmp_path / "explain" / "maps_gradcam_labels.npy").exists()
+
+    _, sources = _test_sources(run)
+    run_predict(tmp / "model", sources[:1], tmp_path / "pred", metrics_path=Path(run["metrics"]))
+    page = next((tmp_path / "pred" / "cases").glob("*.html")).read_text(encoding="utf-8")
+    assert '<select id="heat-label">' in page and ">effusion" in page and ">nodule" in page

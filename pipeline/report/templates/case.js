@@ -172,6 +172,43 @@
     return { start: build, reset: reset, drag: drag, lut: function () { return lut; } };
   }
 
+  // --- Per-label maps (multi-class/multi-label): the "Heatmap for" selector swaps the map shown;
+  // each label's map is decoded once, on first use. onHeat(levels, entry) gets the new map. ---
+  function labelHeats(data, width, height, onHeat) {
+    var select = document.getElementById("heat-label"), said = document.getElementById("explains");
+    var cache = {};
+    if (!data.heats || !select) { return null; }
+    function describe(entry) {
+      if (!said) { return; }
+      var called = data.predicted || [];
+      said.textContent = "";
+      var strong = document.createElement("strong");
+      strong.textContent = "Heatmap: evidence for " + entry.label + ".";
+      said.appendChild(strong);
+      if (called.indexOf(entry.label) < 0) {
+        said.appendChild(document.createTextNode(" The model's call was " + called.join(" and ") +
+          ": the map shows what pushed the score towards " + entry.label + ", not evidence for the call."));
+      }
+    }
+    function show(i) {
+      var entry = data.heats[i];
+      var levels = cache[i] ? Promise.resolve(cache[i]) :
+        decodeAll([entry.png], width, height).then(function (arrays) { cache[i] = arrays[0]; return arrays[0]; });
+      return levels.then(function (heat) {
+        select.value = String(i);
+        describe(entry);
+        onHeat(heat, entry);
+      });
+    }
+    select.addEventListener("change", function () {
+      show(Number(select.value)).catch(function (err) { status.textContent = "The heatmap could not be displayed: " + err.message; });
+    });
+    return {
+      first: function () { return show(data.heat_selected || 0); },
+      next: function () { return show((Number(select.value) + 1) % data.heats.length); }
+    };
+  }
+
   function colourHeat(heat, lut, target) {
     var out = target.data, i, h, o;
     for (i = 0; i < heat.length; i += 1) {
@@ -260,13 +297,17 @@
     });
     window.addEventListener("resize", apply);
 
+    function drawHeat(heat) {
+      var hctx = heatCanvas.getContext("2d"), himg = hctx.createImageData(W, H);
+      colourHeat(heat, data.lut, himg);
+      hctx.putImageData(himg, 0, 0);
+    }
+    var perLabel = heatCanvas ? labelHeats(data, W, H, drawHeat) : null;
     decodeAll([data.base, data.heat, data.outline], W, H).then(function (arrays) {
       values = arrays[0];
-      if (arrays[1] && heatCanvas) {
-        var hctx = heatCanvas.getContext("2d"), himg = hctx.createImageData(W, H);
-        colourHeat(arrays[1], data.lut, himg);
-        hctx.putImageData(himg, 0, 0);
-      }
+      if (arrays[1] && heatCanvas) { drawHeat(arrays[1]); }
+      return (perLabel ? perLabel.first() : Promise.resolve()).then(function () { return arrays; });
+    }).then(function (arrays) {
       if (arrays[2] && outlineCanvas) {
         var octx = outlineCanvas.getContext("2d"), oimg = octx.createImageData(W, H), i;
         for (i = 0; i < arrays[2].length; i += 1) {
@@ -291,6 +332,7 @@
           case "-": zoomCentre(1 / 1.25); return true;
           case "0": fit(); return true;
           case "r": wl.reset(); return true;
+          case "l": if (perLabel) { perLabel.next(); return true; } return false;
           default: return false;
         }
       }
@@ -417,13 +459,22 @@
     var peak = document.getElementById("to-peak");
     if (peak) { peak.addEventListener("click", toPeak); }
 
+    var perLabel = labelHeats(data, W, D * H, function (heat, entry) {
+      state.heat = heat;
+      if (entry.peak) { data.start = entry.peak.slice(); }
+      renderAll();
+    });
     decodeAll([data.base, data.heat, data.mask], W, D * H)
       .then(function (arrays) {
         state.img = arrays[0]; state.heat = arrays[1]; state.mask = arrays[2];
+        if (perLabel) { return perLabel.first().then(function () { state.pos = data.start.slice(); return arrays; }); }
+        return arrays;
+      })
+      .then(function () {
         wl.start();
         var p = data.start;
         status.textContent = "Volume " + D + " × " + H + " × " + W + " voxels. Opened at " +
-          (data.heat ? "the hottest voxel of the heatmap" : (data.mask ? "the centre of the annotated lesion" : "the middle of the volume")) +
+          ((data.heat || data.heats) ? "the hottest voxel of the heatmap" : (data.mask ? "the centre of the annotated lesion" : "the middle of the volume")) +
           ": axial slice " + (p[0] + 1) + ", coronal slice " + (p[1] + 1) + ", sagittal slice " + (p[2] + 1) + ".";
         body.setAttribute("data-ready", "1");
       })
@@ -448,6 +499,7 @@
           case "3": setActive("sagittal"); return true;
           case "c": toPeak(); return true;
           case "r": wl.reset(); return true;
+          case "l": if (perLabel) { perLabel.next(); return true; } return false;
           default: return false;
         }
       }
