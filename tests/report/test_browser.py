@@ -405,6 +405,225 @@ def test_ct_opens_at_the_hottest_voxel_with_the_field_of_view_outlined(browser, 
     assert browser.find_element(By.ID, "wl-level-value").text == "400 HU"
 
 
+
+# --- 3D zoom and pan: per view, both panels together; Ctrl + wheel zooms, a plain wheel steps slices,
+# a drag pans, a click without dragging picks the voxel under the pointer at any zoom. ---
+
+def box(driver, selector: str) -> dict[str, float]:
+    return driver.execute_script(
+        "var r = document.querySelector(arguments[0]).getBoundingClientRect();"
+        "return {left: r.left, top: r.top, width: r.width, height: r.height};", selector)
+
+
+def voxel_xy(r: dict[str, float], row: int, col: int, rows: int, cols: int) -> tuple[float, float]:
+    """Viewport (x, y) of the centre of pixel (row, col) of a view drawn in the box ``r``."""
+    return r["left"] + (col + 0.5) / cols * r["width"], r["top"] + (row + 0.5) / rows * r["height"]
+
+
+def click_at(driver, x: float, y: float, jiggle: tuple[int, int] | None = None) -> None:
+    """A real mouse click at viewport (x, y); ``jiggle`` moves the pointer that far while held."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    actions = ActionBuilder(driver)
+    actions.pointer_action.move_to_location(int(x), int(y)).pointer_down()
+    if jiggle:
+        actions.pointer_action.move_to_location(int(x) + jiggle[0], int(y) + jiggle[1])
+    actions.pointer_action.pointer_up()
+    actions.perform()
+
+
+def wheel(driver, selector: str, x: float, y: float, delta: float, ctrl: bool) -> None:
+    driver.execute_script(
+        "document.querySelector(arguments[0]).dispatchEvent(new WheelEvent('wheel', {deltaY: arguments[3],"
+        " ctrlKey: arguments[4], clientX: arguments[1], clientY: arguments[2],"
+        " bubbles: true, cancelable: true}));",
+        selector, x, y, delta, ctrl)
+
+
+def sliders(driver) -> list[int]:
+    return driver.execute_script(
+        "return ['axial', 'coronal', 'sagittal'].map(function (v) {"
+        " return Number(document.getElementById('slice-' + v).value); });")
+
+
+def hot_pixels(shot: np.ndarray, r: dict[str, float]) -> int:
+    """Pixels at the hot end of the colour map inside the viewport box ``r`` (device scale 1)."""
+    top, left = int(r["top"]) + 1, int(r["left"]) + 1
+    region = shot[top:int(r["top"] + r["height"]) - 1, left:int(r["left"] + r["width"]) - 1]
+    red, green, blue = region[..., 0], region[..., 1], region[..., 2]
+    return int(np.count_nonzero((red > green + 60) & (red > blue + 60)))
+
+
+def test_3d_zoom_pans_and_clicks_through_the_zoom(browser, report_3d: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, report_3d / "cases" / "S1001.html")
+    d, h, w = SHAPE_3D
+    z, y, x = HOT_ZYX
+    plain, over = "#view-axial [data-role=plain]", "#view-axial [data-role=overlay]"
+    value = lambda: browser.find_element(By.ID, "zoom3d-value").text  # noqa: E731
+    assert browser.execute_script(
+        "var g = document.getElementById('zoom3d-controls'); return [g.getAttribute('role'),"
+        " !!document.getElementById('zoom3d-in'), !!document.getElementById('zoom3d-out'),"
+        " !!document.getElementById('zoom3d-fit')];") == ["group", True, True, True]
+    assert value() == "axial view: fit"
+    browser.execute_script("document.getElementById('view-axial').scrollIntoView()")
+    set_opacity(browser, 100)
+    stage = box(browser, over)
+    fit = box(browser, over + " canvas.c-base")
+    assert fit == pytest.approx(stage)
+    marks = box(browser, over + " .om-top")
+    hot_fit = hot_pixels(screenshot(browser), stage)
+    assert hot_fit > 200
+
+    # Ctrl + wheel zooms at the pointer: the hot voxel stays under it, both panels follow.
+    hx, hy = voxel_xy(fit, y, x, h, w)
+    wheel(browser, over, hx, hy, -100, True)
+    wheel(browser, over, hx, hy, -100, True)
+    zoomed = box(browser, over + " canvas.c-base")
+    assert zoomed["width"] == pytest.approx(1.5625 * fit["width"], rel=1e-3)
+    assert zoomed["height"] == pytest.approx(1.5625 * fit["height"], rel=1e-3)
+    assert voxel_xy(zoomed, y, x, h, w) == pytest.approx((hx, hy), abs=1)
+    assert value() == "axial view: 1.56×"
+    assert sliders(browser) == [z, y, x]  # Ctrl + wheel does not step slices
+    offsets = browser.execute_script(  # each panel's image relative to its own stage: in step
+        "return [arguments[0], arguments[1]].map(function (s) { var st = document.querySelector(s),"
+        " c = st.querySelector('canvas').getBoundingClientRect(), r = st.getBoundingClientRect();"
+        " return [c.left - r.left, c.top - r.top, c.width]; });", plain, over)
+    assert offsets[0] == pytest.approx(offsets[1], abs=0.5)
+    assert box(browser, over + " .layer-heat") == pytest.approx(zoomed)  # the layers follow
+    assert box(browser, over + " .om-top") == pytest.approx(marks)  # orientation letters stay put
+    assert box(browser, over) == pytest.approx(stage)  # the stage itself does not grow
+    hot_zoomed = hot_pixels(screenshot(browser), stage)
+    assert hot_zoomed > 1.8 * hot_fit  # the hot spot is magnified (area x 2.44 before clipping)
+    # a plain wheel still steps the slice and leaves the zoom alone
+    wheel(browser, over, hx, hy, 100, False)
+    assert sliders(browser)[0] == z + 1
+    wheel(browser, over, hx, hy, -100, False)
+    assert sliders(browser)[0] == z
+    assert box(browser, over + " canvas.c-base") == pytest.approx(zoomed)
+
+    # A drag pans both panels and does not move the crosshair.
+    overlay = browser.find_element(By.CSS_SELECTOR, over)
+    (ActionChains(browser).move_to_element(overlay).click_and_hold().move_by_offset(-30, -20)
+     .release().perform())
+    panned = box(browser, over + " canvas.c-base")
+    assert panned["left"] == pytest.approx(zoomed["left"] - 30, abs=1)
+    assert panned["top"] == pytest.approx(zoomed["top"] - 20, abs=1)
+    assert box(browser, plain + " canvas.c-base")["left"] - box(browser, plain)["left"] == pytest.approx(
+        panned["left"] - stage["left"], abs=0.5)
+    assert sliders(browser) == [z, y, x]
+    # Pan is clamped: the image never leaves the stage.
+    (ActionChains(browser).move_to_element_with_offset(overlay, -150, -120).click_and_hold()
+     .move_by_offset(300, 240).release().perform())
+    clamped = box(browser, over + " canvas.c-base")
+    assert clamped["left"] == pytest.approx(stage["left"], abs=0.5)
+    assert clamped["top"] == pytest.approx(stage["top"], abs=0.5)
+    (ActionChains(browser).move_to_element_with_offset(overlay, 150, 120).click_and_hold()
+     .move_by_offset(-300, -240).release().perform())
+    clamped = box(browser, over + " canvas.c-base")
+    assert clamped["left"] + clamped["width"] == pytest.approx(stage["left"] + stage["width"], abs=0.5)
+    assert clamped["top"] + clamped["height"] == pytest.approx(stage["top"] + stage["height"], abs=0.5)
+    assert sliders(browser) == [z, y, x]
+
+    # A click (a jiggle under 4 px included) picks the voxel under the pointer through the zoom.
+    now = box(browser, over + " canvas.c-base")
+    row, col = 15, 20
+    cx, cy = voxel_xy(now, row, col, h, w)
+    assert stage["left"] < cx < stage["left"] + stage["width"]
+    assert stage["top"] < cy < stage["top"] + stage["height"]
+    at_fit = (int((cy - fit["top"]) / fit["height"] * h), int((cx - fit["left"]) / fit["width"] * w))
+    assert at_fit != (row, col)  # without the zoom the same point would be another voxel
+    click_at(browser, cx, cy, jiggle=(2, 1))
+    assert sliders(browser) == [z, row, col]
+    assert box(browser, over + " canvas.c-base") == pytest.approx(now)  # a click does not pan
+
+    # Keys act on the active view: 2 = coronal; + zooms it, axial keeps its own zoom.
+    ActionChains(browser).send_keys("2").perform()
+    assert value() == "coronal view: fit"
+    cor = "#view-coronal [data-role=overlay]"
+    browser.execute_script("document.getElementById('view-coronal').scrollIntoView()")
+    cor_fit = box(browser, cor + " canvas.c-base")
+    ActionChains(browser).send_keys("++=").perform()
+    cor_zoom = box(browser, cor + " canvas.c-base")
+    assert cor_zoom["width"] == pytest.approx(1.25 ** 3 * cor_fit["width"], rel=1e-3)
+    assert value() == "coronal view: 1.95×"
+    assert box(browser, over + " canvas.c-base")["width"] == pytest.approx(now["width"])
+    # coronal rows run Superior -> Inferior: row r is axial slice d - 1 - r
+    row, col = 3, 9
+    cx, cy = voxel_xy(cor_zoom, row, col, d, w)
+    click_at(browser, cx, cy)
+    assert sliders(browser) == [d - 1 - row, 15, col]
+    ActionChains(browser).send_keys("-").perform()
+    cor_less = box(browser, cor + " canvas.c-base")
+    assert cor_less["width"] == pytest.approx(1.25 ** 2 * cor_fit["width"], rel=1e-3)
+    ActionChains(browser).send_keys("0").perform()
+    assert box(browser, cor + " canvas.c-base") == pytest.approx(cor_fit)
+    assert value() == "coronal view: fit"
+    # limits: 8x at most, fit at least
+    ActionChains(browser).send_keys("+" * 12).perform()
+    assert box(browser, cor + " canvas.c-base")["width"] == pytest.approx(8 * cor_fit["width"], rel=1e-3)
+    assert value() == "coronal view: 8.00×"
+    ActionChains(browser).send_keys("-" * 12).perform()
+    assert box(browser, cor + " canvas.c-base") == pytest.approx(cor_fit)
+
+    # The buttons zoom the active view; Fit restores it.
+    ActionChains(browser).send_keys("1").perform()
+    browser.execute_script("document.getElementById('zoom3d-controls').scrollIntoView()")
+    browser.find_element(By.ID, "zoom3d-out").click()
+    assert value() == "axial view: 1.25×"
+    browser.find_element(By.ID, "zoom3d-in").click()
+    assert value() == "axial view: 1.56×"
+    browser.find_element(By.ID, "zoom3d-fit").click()
+    assert value() == "axial view: fit"
+    assert box(browser, over + " canvas.c-base") == pytest.approx(box(browser, over))
+    assert box(browser, plain + " canvas.c-base") == pytest.approx(box(browser, plain))
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert not errors, errors
+
+
+def test_3d_zoom_keeps_the_field_of_view_box_on_the_image(browser, viewer_reports: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, viewer_reports / "ct" / "cases" / "S3001.html")
+    d, h, w = SHAPE_3D
+    (z0, z1), (y0, y1), (x0, x1) = FOV
+    over = "#view-sagittal [data-role=overlay]"
+    browser.execute_script("document.getElementById('view-sagittal').scrollIntoView()")
+    def marks() -> list[float]:
+        edges = ("top", "bottom", "left", "right")
+        return [v for e in edges for v in box(browser, over + " .om-" + e).values()]
+
+    before = marks()
+    ActionChains(browser).send_keys("3++").perform()
+    stage, image = box(browser, over), box(browser, over + " canvas.c-base")
+    fov = box(browser, over + " .fov")
+    assert image["width"] == pytest.approx(1.5625 * stage["width"], rel=1e-3)
+    # sagittal: columns are h (anterior -> posterior), rows run Superior -> Inferior
+    assert fov["left"] == pytest.approx(image["left"] + y0 / h * image["width"], abs=0.5)
+    assert fov["width"] == pytest.approx((y1 - y0) / h * image["width"], abs=0.5)
+    assert fov["top"] == pytest.approx(image["top"] + (d - z1) / d * image["height"], abs=0.5)
+    assert fov["height"] == pytest.approx((z1 - z0) / d * image["height"], abs=0.5)
+    assert browser.execute_script(  # the dashed line stays one pixel wide at any zoom
+        "return getComputedStyle(document.querySelector(arguments[0] + ' .fov')).borderTopWidth",
+        over) == "1px"
+    assert marks() == pytest.approx(before)  # orientation letters stay on the stage's edges
+    # Shift + drag on a zoomed view is still window/level, not a pan
+    width = float(browser.find_element(By.ID, "wl-width").get_attribute("value"))
+    stage_el = browser.find_element(By.CSS_SELECTOR, over)
+    (ActionChains(browser).move_to_element(stage_el).key_down(Keys.SHIFT).click_and_hold()
+     .move_by_offset(120, 0).release().key_up(Keys.SHIFT).perform())
+    assert float(browser.find_element(By.ID, "wl-width").get_attribute("value")) > width + 20
+    assert box(browser, over + " canvas.c-base") == pytest.approx(image)
+    assert sliders(browser) == list(HOT_VOXEL)  # nor a crosshair move
+    ActionChains(browser).send_keys("0").perform()
+    assert box(browser, over + " canvas.c-base") == pytest.approx(stage)
+    fov = box(browser, over + " .fov")
+    assert fov["left"] == pytest.approx(stage["left"] + y0 / h * stage["width"], abs=0.5)
+
 def test_print_media_hides_the_controls(browser, viewer_reports: Path) -> None:
     open_page(browser, viewer_reports / "cxr" / "cases" / "S2001.html")
     shown = "return ['controls', 'wl-controls', 'zoom-controls', 'image-2d'].map(function (id) {" \

@@ -345,6 +345,7 @@
     var lut = data.lut;
     var state = { pos: data.start.slice(), active: "axial", img: null, heat: null, mask: null };
     var names = ["axial", "coronal", "sagittal"];
+    var zoomValue = document.getElementById("zoom3d-value");
     // Canonical volume[d, h, w]: d to Superior, h to Posterior, w to patient Left. Rows of the
     // coronal and sagittal views run from Superior (top) to Inferior, hence D - 1 - r.
     var views = {
@@ -369,6 +370,43 @@
     function setActive(name) {
       state.active = name;
       names.forEach(function (n) { views[n].el.classList.toggle("active", n === name); });
+      showZoom();
+    }
+
+    // --- Zoom and pan, per view; the two panels of a view (plain, overlay) share it. The layer
+    // holding a panel's canvases and its field-of-view box is sized and placed in % of its stage
+    // (z = 1..8, offsets t in fractions of the stage, clamped so the image always covers the
+    // stage): the box's dashed line stays one pixel wide, the orientation letters stay put. ---
+    var ZOOM_MIN = 1, ZOOM_MAX = 8, DRAG_PX = 4;
+    function showZoom() {
+      var q = views[state.active].zoom;
+      if (zoomValue && q) { zoomValue.textContent = state.active + " view: " + (q.z === 1 ? "fit" : q.z.toFixed(2) + "×"); }
+    }
+    function applyZoom(name) {
+      var v = views[name], q = v.zoom;
+      q.tx = Math.min(0, Math.max(1 - q.z, q.tx));
+      q.ty = Math.min(0, Math.max(1 - q.z, q.ty));
+      v.layers.forEach(function (layer) {
+        layer.style.left = (100 * q.tx) + "%"; layer.style.top = (100 * q.ty) + "%";
+        layer.style.width = (100 * q.z) + "%"; layer.style.height = (100 * q.z) + "%";
+      });
+      if (name === state.active) { showZoom(); }
+    }
+    // Zoom view `name` by `factor` keeping the point (fx, fy) of its stage (fractions) in place.
+    function zoomAt(name, factor, fx, fy) {
+      var q = views[name].zoom, z = Math.min(ZOOM_MAX, Math.max(ZOOM_MIN, q.z * factor));
+      if (Math.abs(z - 1) < 1e-9) { z = 1; }
+      q.tx = fx - (fx - q.tx) * z / q.z;
+      q.ty = fy - (fy - q.ty) * z / q.z;
+      q.z = z;
+      applyZoom(name);
+    }
+    function zoomCentre(name, factor) { zoomAt(name, factor, 0.5, 0.5); }
+    function fitView(name) { var q = views[name].zoom; q.z = 1; q.tx = 0; q.ty = 0; applyZoom(name); }
+    // A wheel notch (100 px) zooms by 1.25; a trackpad pinch (Ctrl + small deltas) by less.
+    function wheelFactor(e) {
+      var dy = e.deltaY * (e.deltaMode === 1 ? 40 : (e.deltaMode === 2 ? 800 : 1));
+      return Math.pow(1.25, Math.max(-1, Math.min(1, -dy / 100)));
     }
 
     function render(name) {
@@ -426,7 +464,11 @@
         v.contexts.push(canvas.getContext("2d"));
       });
       v.buffers = [0, 1, 2].map(function () { return v.contexts[0].createImageData(v.cols, v.rows); });
+      v.zoom = { z: 1, tx: 0, ty: 0 };
+      v.layers = [];
       Array.prototype.forEach.call(v.el.querySelectorAll(".stage3"), function (stage) {
+        var layer = stage.querySelector(".zoom-layer3"), from = null, dragged = false;
+        v.layers.push(layer);
         stage.style.aspectRatio = (v.cols * v.cs) + " / " + (v.rows * v.rs);
         wl.drag(stage);
         if (fov && stage.getAttribute("data-role") === "overlay") {
@@ -435,11 +477,38 @@
           box.setAttribute("aria-hidden", "true");
           box.style.left = (100 * b[0] / v.cols) + "%"; box.style.top = (100 * b[1] / v.rows) + "%";
           box.style.width = (100 * (b[2] - b[0]) / v.cols) + "%"; box.style.height = (100 * (b[3] - b[1]) / v.rows) + "%";
-          stage.appendChild(box);
+          layer.appendChild(box);
           v.fovBox = box;
         }
+        // Drag (more than DRAG_PX) pans both panels of the view; a click without moving still
+        // moves the other views to the point clicked. Shift + drag is window/level (wl.drag).
+        stage.addEventListener("pointerdown", function (e) {
+          if (e.button !== 0 || e.shiftKey) { return; }
+          from = { x: e.clientX, y: e.clientY, tx: v.zoom.tx, ty: v.zoom.ty, moved: false };
+          dragged = false;
+          stage.setPointerCapture(e.pointerId);
+        });
+        stage.addEventListener("pointermove", function (e) {
+          if (!from) { return; }
+          var dx = e.clientX - from.x, dy = e.clientY - from.y, r;
+          if (!from.moved) {
+            if (dx * dx + dy * dy <= DRAG_PX * DRAG_PX) { return; }
+            from.moved = true;
+            stage.classList.add("panning");
+          }
+          r = stage.getBoundingClientRect();
+          v.zoom.tx = from.tx + dx / r.width; v.zoom.ty = from.ty + dy / r.height;
+          applyZoom(name);
+        });
+        function end() {
+          if (from) { dragged = from.moved; from = null; stage.classList.remove("panning"); }
+        }
+        stage.addEventListener("pointerup", end);
+        stage.addEventListener("pointercancel", end);
         stage.addEventListener("click", function (e) {
-          var rect = stage.getBoundingClientRect();
+          if (dragged) { dragged = false; return; }
+          // The layer's box is the zoomed, panned image: map the click through it to a voxel.
+          var rect = layer.getBoundingClientRect();
           var c = Math.floor((e.clientX - rect.left) / rect.width * v.cols);
           var r = Math.floor((e.clientY - rect.top) / rect.height * v.rows);
           v.point(Math.min(v.rows - 1, Math.max(0, r)), Math.min(v.cols - 1, Math.max(0, c)));
@@ -447,13 +516,32 @@
         });
       });
       v.el.addEventListener("click", function () { setActive(name); });
+      // Wheel: next/previous slice; Ctrl + wheel (and a trackpad pinch): zoom at the pointer.
       v.el.addEventListener("wheel", function (e) {
         e.preventDefault();
         setActive(name);
+        if (e.ctrlKey) {
+          var stage = e.target.closest ? e.target.closest(".stage3") : null, r, fx = 0.5, fy = 0.5;
+          if (stage) {
+            r = stage.getBoundingClientRect();
+            fx = (e.clientX - r.left) / r.width; fy = (e.clientY - r.top) / r.height;
+          }
+          zoomAt(name, wheelFactor(e), fx, fy);
+          return;
+        }
         step(name, e.deltaY > 0 ? 1 : -1);
       }, { passive: false });
       v.slider.addEventListener("input", function () { setActive(name); setSlice(name, Number(v.slider.value)); });
     });
+
+    names.forEach(fitView);
+    function zoomButton(id, fn) {
+      var button = document.getElementById(id);
+      if (button) { button.addEventListener("click", function () { fn(state.active); }); }
+    }
+    zoomButton("zoom3d-in", function (a) { zoomCentre(a, 1.25); });
+    zoomButton("zoom3d-out", function (a) { zoomCentre(a, 1 / 1.25); });
+    zoomButton("zoom3d-fit", fitView);
 
     function toPeak() { state.pos = data.start.slice(); renderAll(); }
     var peak = document.getElementById("to-peak");
@@ -500,6 +588,9 @@
           case "c": toPeak(); return true;
           case "r": wl.reset(); return true;
           case "l": if (perLabel) { perLabel.next(); return true; } return false;
+          case "+": case "=": zoomCentre(a, 1.25); return true;
+          case "-": zoomCentre(a, 1 / 1.25); return true;
+          case "0": fitView(a); return true;
           default: return false;
         }
       }
