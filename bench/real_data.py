@@ -7,7 +7,11 @@ real sets in ``../shared/data``. The base task is the demo task of the same kind
 ``--ingest``/``--train`` overrides. Prints, per variant: validation AUROC of the chosen epoch,
 test AUROC and accuracy with their 95% patient-level bootstrap intervals, epochs run, seconds per
 epoch, and the paired difference in test AUROC against the ``current`` variant (same test
-patients, one bootstrap over both, so the interval is about the difference itself).
+patients, one bootstrap over both, so the interval is about the difference itself). With
+``--explain`` each variant also runs the explain stage with the task's explain settings (the
+demo's ``auto`` method and layer, chosen on val) and reports, on the test cases with masks, the
+pointing game and IoU with their intervals and chance level, and the reported method's deletion
+win rate and flag.
 
 Variants (each is ``current`` plus one change; ``proposed`` is the new defaults together):
 
@@ -18,6 +22,8 @@ Variants (each is ``current`` plus one change; ``proposed`` is the new defaults 
   gets from this checkout for real data (``train.folds: auto``: 3 fold models below 1000
   training patients);
 - ``ckpt``, ``ema``, ``balance``, ``strong_aug``, ``tta``, ``folds``: one change each;
+- ``guidance``: weakly supervised localization (``train.mask_guidance: 0.3`` at ``auto:4``),
+  only meaningful where the dataset has masks; compare it with ``--explain``;
 - ``proposed``: all the changes that were kept;
 - ``--define NAME=BASE:JSON``: any other combination, e.g. ``long=proposed:{"train": {"epochs": 40}}``.
 
@@ -59,6 +65,7 @@ CHANGES = {
     "strong_aug": {"train": {"augment_preset": "strong"}},
     "tta": {"evaluate": {"tta": "flip_shift"}},
     "folds": {"train": {"folds": 3}},
+    "guidance": {"train": {"mask_guidance": 0.3, "mask_guidance_layer": "auto:4"}},
     # resolution and capacity (2D): guidance for CPUs
     "res64": {"ingest": {"image_size": [64, 64]}},
     "res224": {"ingest": {"image_size": [224, 224]}},
@@ -159,8 +166,10 @@ def paired_auroc_difference(a_csv: Path, b_csv: Path, positive: str, *, seed: in
 _TRAINED: dict[tuple[str, int], tuple[Path, Any, float]] = {}
 
 
-def run_variant(name: str, task: Any, data: Path, out: Path, seed: int) -> dict[str, Any]:
+def run_variant(name: str, task: Any, data: Path, out: Path, seed: int, *, explain: bool = False
+                ) -> dict[str, Any]:
     from pipeline.stages.evaluate import run_evaluate
+    from pipeline.stages.explain import run_explain
     from pipeline.train.trainer import train
 
     run_dir = out / f"{name}_s{seed}"
@@ -172,13 +181,32 @@ def run_variant(name: str, task: Any, data: Path, out: Path, seed: int) -> dict[
         _TRAINED[key] = (run_dir / "model", result, time.time() - start)
     model_dir, result, train_s = _TRAINED[key]
     metrics_path = run_dir / "metrics.json"
-    run_evaluate(task, data_dir=data, model_dir=model_dir, explain_dir=None,
+    explain_dir = run_dir / "explain" if explain else None
+    if explain_dir is not None:
+        run_explain(task, data_dir=data, model_dir=model_dir, out_dir=explain_dir, seed=seed)
+    run_evaluate(task, data_dir=data, model_dir=model_dir, explain_dir=explain_dir,
                  out_dir=run_dir / "eval", metrics_path=metrics_path, seed=seed)
     m = json.loads(metrics_path.read_text())
     epochs = max(1, int(result.epochs_run))
     return {"variant": name, "seed": seed, "val_auroc": result.val_metrics.get("auroc", float("nan")),
-            "test": m["test"], "epochs": epochs, "s_per_epoch": train_s / epochs, "train_s": train_s,
+            "test": m["test"], "explain": m.get("explain", {}), "epochs": epochs,
+            "s_per_epoch": train_s / epochs, "train_s": train_s,
             "predictions": run_dir / "eval" / "predictions.csv"}
+
+
+def localization_text(row: dict[str, Any]) -> str:
+    """``pointing [CI] (chance) | IoU [CI] | method @ layer, deletion win rate (flag)`` of a run
+    with ``--explain``; dashes where the test cases have no masks."""
+    test, ex = row["test"], row.get("explain") or {}
+    method = (ex.get("methods") or ["?"])[0]
+    deletion = ex.get(method) or {}
+    win = deletion.get("win_rate")
+    faithful = (f"{method} @ {ex.get('layer', '?')}, deletion win {win:.2f}"
+                + (" FLAGGED" if deletion.get("flag") else "")) if win is not None else "-"
+    if "pointing_game" not in test:
+        return f"- | - | {faithful}"
+    return (f"{fmt_ci(test, 'pointing_game')} ({test.get('pointing_game_chance', float('nan')):.3f}) | "
+            f"{fmt_ci(test, 'iou')} | {faithful}")
 
 
 def fmt_ci(test: dict[str, float], key: str) -> str:
@@ -195,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="current,ckpt,ema,balance,strong_aug,tta,proposed")
     ap.add_argument("--seeds", default="0", help="comma-separated training seeds")
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temp folder)")
+    ap.add_argument("--explain", action="store_true",
+                    help="also explain each variant and report localization on the test masks")
     ap.add_argument("--define", action="append", default=[], metavar="NAME=BASE:JSON",
                     help="an extra variant: BASE (a variant name) plus JSON section overrides, e.g. "
                          "long=proposed:'{\"train\": {\"epochs\": 40}}'")
@@ -247,17 +277,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: unknown variant", flush=True)
             continue
         for seed in seeds:
-            row = run_variant(name, task, ingested(task), out, seed)
+            row = run_variant(name, task, ingested(task), out, seed, explain=args.explain)
             rows.append(row)
             print(f"{name} seed {seed}: val AUROC {row['val_auroc']:.3f}, test AUROC "
                   f"{fmt_ci(row['test'], 'auroc')}, {row['epochs']} epochs, "
                   f"{row['s_per_epoch']:.1f} s/epoch", flush=True)
-    report(rows, labels[-1], args.dataset.name)
+    report(rows, labels[-1], args.dataset.name, explain=args.explain)
     print(f"work folder: {out}")
     return 0
 
 
-def report(rows: list[dict[str, Any]], positive: str, dataset: str) -> None:
+def report(rows: list[dict[str, Any]], positive: str, dataset: str, *, explain: bool = False) -> None:
     print(f"\n## {dataset}: test metrics (95% patient-level bootstrap CIs)\n")
     print("| variant | seed | val AUROC | test AUROC | test accuracy | dAUROC vs current [95% CI] "
           "| epochs | s/epoch |")
@@ -282,6 +312,12 @@ def report(rows: list[dict[str, Any]], positive: str, dataset: str) -> None:
         for name, values in by_variant.items():
             ratio = f"{np.mean(values) / ref:.3f}x" if ref > 0 else "n/a"
             print(f"  {name:<12} {np.mean(values):.3f}  ({ratio})")
+    if explain:
+        print(f"\n## {dataset}: localization on the test cases with masks (95% CIs; chance in brackets)\n")
+        print("| variant | seed | pointing game (chance) | IoU | reported method, deletion |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['variant']} | {r['seed']} | {localization_text(r)} |")
 
 
 if __name__ == "__main__":

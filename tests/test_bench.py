@@ -63,7 +63,8 @@ def test_real_data_bench_runs_variants_on_a_dataset_folder(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     args = ["--dataset", str(folder), "--labels", "normal,opacity", "--variants", "current,tta,nonsense",
             "--ingest", '{"image_size": [32, 32], "max_quarantine_fraction": 0.2}',
-            "--train", '{"epochs": 1, "width": 8, "batch_size": 8}', "--out", str(tmp_path / "work")]
+            "--train", '{"epochs": 1, "width": 8, "batch_size": 8}', "--out", str(tmp_path / "work"),
+            "--explain"]
     res = subprocess.run([sys.executable, "bench/real_data.py", *args], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -75,6 +76,22 @@ def test_real_data_bench_runs_variants_on_a_dataset_folder(tmp_path):
     assert len(list((tmp_path / "work").glob("*/model/model.keras"))) == 1
     assert "nonsense: unknown variant" in out
     assert re.search(r"tta\s+\d\.\d{3}  \((\d\.\d{3}x|n/a)\)", out)  # n/a: baseline AUROC 0
+    # --explain: localization on the test masks, with the reported method's deletion check
+    table = out.split("localization on the test cases with masks", 1)[1]
+    assert re.search(r"\| current \| 0 \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \(\d\.\d{3}\) \| "
+                     r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \| [a-z+-]+ @ \S+, deletion win \d\.\d\d", table), table
+
+
+def test_real_data_guidance_variant_is_current_plus_mask_guidance():
+    sys.path.insert(0, str(ROOT))
+    import bench.real_data as rd
+
+    base = rd.base_task("2d", ROOT, ["normal", "opacity"], {}, {})
+    doc = rd.variant_doc("guidance", base)
+    task = rd.validate("bench", doc)
+    current = rd.validate("bench", rd.variant_doc("current", base))
+    assert task.train.mask_guidance == 0.3 and task.train.mask_guidance_layer == "auto:4"
+    assert task.train.model_copy(update={"mask_guidance": 0.0, "mask_guidance_layer": "auto:8"}) == current.train
 
 
 def test_benchmarks_use_only_public_names_of_the_pipeline():
