@@ -1,7 +1,7 @@
 """Errors about the user's input (params, dataset folder) rather than about the code.
 
 The command line prints them as one line, without a traceback, and exits non-zero. Import-free,
-so that ``config.py`` and any library can raise them.
+so that :mod:`pipeline.config` and any library can raise them.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Parsers of params values that have their own small syntax, shared by ``config.py`` and the
-libraries: threshold rules (``youden``, ``sensitivity@0.95``...), test-time augmentation modes and
-``auto:N`` target layers.
+"""Parsers of params values that have their own small syntax, shared by :mod:`pipeline.config`
+and the libraries: threshold rules (``youden``, ``sensitivity@0.95``...), test-time
+augmentation modes and ``auto:N`` target layers.
 
-This module imports only the standard library: ``config.py`` sits at the bottom of the package
-and validates params with these functions without importing evaluate or explain (and their
-NumPy/TensorFlow imports). The libraries re-export the names where they are used
+This module imports only the standard library: :mod:`pipeline.config` sits at the bottom of
+the package and validates params with these functions without importing evaluate or explain
+(and their NumPy/TensorFlow imports). The libraries re-export the names where they are used
 (:mod:`pipeline.evaluate.threshold`, :mod:`pipeline.evaluate.tta`,
 :mod:`pipeline.explain.target_layer`).
 """

@@ -12,8 +12,8 @@ and ``"road"``. A constant fill can itself push an image out of distribution (a 
 ultrasound speckle, or the hard edges of many scattered masked pixels), so part of a drop may be
 the model reacting to the artefact rather than to lost evidence. ``"road"`` is ROAD's noisy
 linear imputation (Rong et al., "A Consistent and Efficient Evaluation Strategy for Attribution
-Methods", ICML 2022; :func:`noisy_linear_imputation`): removed pixels are interpolated from their
-neighbours, so scattered random pixels are restored almost perfectly and only compact removed
+Methods", ICML 2022; :mod:`pipeline.explain.imputation`): removed pixels are interpolated from
+their neighbours, so scattered random pixels are restored almost perfectly and only compact removed
 regions lose their content; random masking then drops close to nothing, which is the point.
 Orders: ``"morf"`` (most relevant first, the default: a faithful map drops p more than random)
 and ``"lerf"`` (least relevant first: a faithful map drops p *less* than random); ROAD
@@ -23,26 +23,24 @@ The probability is the model's output for the class (a probability for
 :func:`pipeline.models.build_model` models: sigmoid or softmax). The test is most informative on
 images where the model predicts the class: there is little to lose where p is already near 0.
 Randomness comes only from ``seed``.
+
+This module holds the test (:func:`deletion_test`, :func:`deletion_curve`) and its results
+(:class:`DeletionResult`, :class:`DeletionCurve`); the masked copies and the model's
+probabilities on them are made by :mod:`pipeline.explain.masking` (the map's ranking, the
+fills).
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pipeline.explain.scores import ClassIndex, predict, resolve_class_index
+from pipeline.explain.masking import masked_probabilities
+from pipeline.explain.scores import ClassIndex
 
-FILLS = ("mean", "zero", "blur", "road")
-#: Deletion orders: most relevant first (the map's top pixels) or least relevant first.
-ORDERS = ("morf", "lerf")
-#: ROAD's noise: standard deviation of the noise added to imputed pixels, as a share of the
-#: image's per-channel standard deviation (the paper's 0.01 on standardised inputs).
-ROAD_NOISE = 0.01
 DEFAULT_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 _EPS = 1e-6
 #: Fewest images predicted as the class for ``summary(scored_on="predicted")`` to score them alone.
@@ -55,7 +53,7 @@ class DeletionResult:
 
     Attributes:
         fraction: Share of pixels/voxels masked.
-        fill: How masked pixels were filled (one of :data:`FILLS`).
+        fill: How masked pixels were filled (one of :data:`~pipeline.explain.masking.FILLS`).
         p_original: ``(N,)`` probability of the explained class on the unmasked image.
         drop_map: ``(N,)`` ``p_original`` minus the probability with the map's top pixels masked
             (its bottom pixels for ``order="lerf"``).
@@ -176,8 +174,9 @@ def deletion_test(model: Any, images: np.ndarray, maps: np.ndarray, *, class_ind
         seed: Seed of the random masks and tie-breaking.
         fill: ``"mean"`` (the image's mean per channel), ``"zero"``, ``"blur"`` (a Gaussian
             blur of the image, sigma = smallest spatial size / 16, at least 1 pixel) or
-            ``"road"`` (:func:`noisy_linear_imputation`, noise :data:`ROAD_NOISE`; ~0.02 s per
-            128x128 image and ~0.2-0.3 s per 32x64x64 volume at ``n_random=5`` on a CPU).
+            ``"road"`` (:func:`~pipeline.explain.imputation.noisy_linear_imputation`, noise
+            :data:`~pipeline.explain.imputation.ROAD_NOISE`; ~0.02 s per 128x128 image and
+            ~0.2-0.3 s per 32x64x64 volume at ``n_random=5`` on a CPU).
         batch_size: Images per forward pass.
         order: ``"morf"`` deletes the map's highest pixels first, ``"lerf"`` its lowest.
 
@@ -189,9 +188,9 @@ def deletion_test(model: Any, images: np.ndarray, maps: np.ndarray, *, class_ind
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1]. Received: fraction={fraction!r}")
-    p0, p_map, p_random = _masked_probabilities(model, images, maps, class_index, (fraction,),
-                                                n_random=n_random, seed=seed, fill=fill,
-                                                batch_size=batch_size, at_least_one=True, order=order)
+    p0, p_map, p_random = masked_probabilities(model, images, maps, class_index, (fraction,),
+                                               n_random=n_random, seed=seed, fill=fill,
+                                               batch_size=batch_size, at_least_one=True, order=order)
     return DeletionResult(float(fraction), fill, p0, p0 - p_map[:, 0], p0[:, None] - p_random[:, 0, :],
                           order=order)
 
@@ -211,204 +210,7 @@ def deletion_curve(model: Any, images: np.ndarray, maps: np.ndarray, *, class_in
     if fractions.ndim != 1 or not len(fractions) or (np.diff(fractions) <= 0).any() \
             or fractions[0] < 0 or fractions[-1] > 1:
         raise ValueError(f"fractions must be ascending values in [0, 1]. Received: {list(fractions)}")
-    _, p_map, p_random = _masked_probabilities(model, images, maps, class_index, tuple(fractions),
-                                               n_random=n_random, seed=seed, fill=fill,
-                                               batch_size=batch_size, at_least_one=False, order=order)
+    _, p_map, p_random = masked_probabilities(model, images, maps, class_index, tuple(fractions),
+                                              n_random=n_random, seed=seed, fill=fill,
+                                              batch_size=batch_size, at_least_one=False, order=order)
     return DeletionCurve(fractions, fill, p_map, p_random.mean(axis=2), order=order)
-
-
-def rank_by_map(heatmap: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Flat indices of ``heatmap`` from highest to lowest value, ties in random order (NaN last).
-
-    Returns:
-        int64 ``(heatmap.size,)``; its first ``k`` entries are the pixels a deletion masks.
-    """
-    values = np.asarray(heatmap, np.float64).ravel()
-    return np.lexsort((rng.random(values.size), -np.nan_to_num(values, nan=-np.inf)))
-
-
-def _n_deleted(fraction: float, n: int, at_least_one: bool) -> int:
-    k = min(n, int(math.floor(fraction * n + 0.5)))
-    return max(k, 1) if at_least_one else k
-
-
-def _masked_probabilities(model, images, maps, class_index, fractions, *, n_random, seed, fill,
-                          batch_size, at_least_one, order="morf"):
-    """``p0 (N,)``, ``p_map (N, F)``, ``p_random (N, F, R)``."""
-    images, maps = _check(images, maps, n_random, fill, batch_size)
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {list(ORDERS)}. Received: order={order!r}")
-    if order == "lerf":
-        maps = -maps  # the lowest values first (NaN still last)
-    classes = resolve_class_index(model, images, class_index, batch_size=batch_size)
-    rng = np.random.default_rng(seed)
-    p0 = _pick(predict(model, images, batch_size=batch_size), classes)
-    n, n_f = len(images), len(fractions)
-    per_image = n_f * (1 + n_random)
-    probs = np.empty((n, n_f, 1 + n_random), np.float32)
-    chunk = max(1, batch_size // per_image)
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        variants = np.concatenate([_variants(images[i], maps[i], fractions, n_random, rng, fill,
-                                             at_least_one) for i in range(start, stop)])
-        out = predict(model, variants, batch_size=batch_size)
-        probs[start:stop] = _pick(out, np.repeat(classes[start:stop], per_image)).reshape(
-            stop - start, n_f, 1 + n_random)
-    return p0, probs[:, :, 0], probs[:, :, 1:]
-
-
-def _variants(image, heatmap, fractions, n_random, rng, fill, at_least_one) -> np.ndarray:
-    """``(F * (1 + R), *image.shape)``: per fraction, the map-masked then the random-masked copies."""
-    spatial = image.shape[:-1]
-    n_pixels = int(np.prod(spatial))
-    orders = [rank_by_map(heatmap, rng)]
-    orders += [rng.permutation(n_pixels) for _ in range(n_random)]
-    removed = np.zeros((len(fractions), len(orders), n_pixels), bool)
-    for f, fraction in enumerate(fractions):
-        k = _n_deleted(fraction, n_pixels, at_least_one)
-        for o, order in enumerate(orders):
-            removed[f, o, order[:k]] = True
-    removed = removed.reshape(-1, *spatial)
-    if fill == "road":
-        return noisy_linear_imputation(np.broadcast_to(image, (len(removed), *image.shape)), removed,
-                                       rng=rng)
-    return np.where(removed[..., None], _filler(image, fill), image).astype(np.float32)
-
-
-def _filler(image: np.ndarray, fill: str) -> np.ndarray:
-    if fill == "zero":
-        return np.zeros_like(image)
-    if fill == "mean":
-        return np.broadcast_to(image.mean(axis=tuple(range(image.ndim - 1))), image.shape)
-    from scipy.ndimage import gaussian_filter
-
-    sigma = max(1.0, min(image.shape[:-1]) / 16)
-    return gaussian_filter(image, sigma=(sigma,) * (image.ndim - 1) + (0,), mode="nearest")
-
-
-def noisy_linear_imputation(images: np.ndarray, removed: np.ndarray, *, noise: float = ROAD_NOISE,
-                            rng: np.random.Generator | None = None) -> np.ndarray:
-    """ROAD's noisy linear imputation (Rong et al., ICML 2022): fill removed pixels from their neighbours.
-
-    Every removed pixel (voxel) takes the weighted mean of its 8 (2D) or 26 (3D) in-bounds
-    neighbours, weight 1 / (number of axes the neighbour is offset along): 1 across a face,
-    1/2 along an edge, 1/3 at a corner (ROAD's 1/6 and 1/12 in 2D, up to normalisation).
-    Removed neighbours are unknowns too, so all removed pixels of a batch are solved at once as
-    one sparse symmetric positive definite system (``diag(W) x_u - W_uu x_u = W_uk x_k``,
-    block-diagonal over images; conjugate gradients, Jacobi-preconditioned). A linear ramp with
-    a hole is restored exactly, and, unlike a constant fill, neither the removed pixels' values
-    nor the removal pattern's edges stand out. Then Gaussian noise of ``noise`` times the
-    image's per-channel standard deviation is added (ROAD: 0.01 on standardised inputs) and
-    the result clipped to the image's per-channel range, so imputed values stay in
-    distribution. An image with every pixel removed gets its per-channel mean.
-
-    Args:
-        images: ``(M, *spatial, C)``, 2D or 3D spatial axes.
-        removed: ``(M, *spatial)`` bool, True = replace.
-        noise: Noise standard deviation as a share of each image's channel std (0 = none).
-        rng: Noise source (required when ``noise > 0`` and something is removed).
-
-    Returns:
-        float32 copy of ``images`` with the removed pixels imputed.
-
-    Raises:
-        ValueError: Mismatched shapes or negative ``noise``.
-    """
-    images = np.array(images, dtype=np.float32, order="C")  # C order: ``flat`` below is a view
-    removed = np.asarray(removed, dtype=bool)
-    if images.ndim not in (4, 5) or removed.shape != images.shape[:-1]:
-        raise ValueError(f"images must be (M, *spatial, C) with 2D/3D spatial axes, removed (M, *spatial). "
-                         f"Received: images.shape={images.shape}, removed.shape={removed.shape}")
-    if not noise >= 0.0:
-        raise ValueError(f"noise must be >= 0. Received: noise={noise!r}")
-    original = images.copy()
-    spatial_axes = tuple(range(1, images.ndim - 1))
-    everything = removed.all(axis=spatial_axes)
-    if everything.any():
-        images[everything] = original[everything].mean(axis=spatial_axes, keepdims=True)
-    solve = removed & ~everything.reshape((-1,) + (1,) * len(spatial_axes))
-    flat = images.reshape(-1, images.shape[-1])
-    unknown = np.flatnonzero(solve)
-    if unknown.size:
-        flat[unknown] = _solve_imputation(solve, flat, unknown)
-        images = flat.reshape(images.shape)
-    if noise > 0.0 and removed.any():
-        if rng is None:
-            raise ValueError("rng is required when noise > 0")
-        std = original.std(axis=spatial_axes, keepdims=True)
-        images += np.where(removed[..., None], noise * std * rng.standard_normal(images.shape,
-                                                                                  dtype=np.float32), 0.0)
-    low = original.min(axis=spatial_axes, keepdims=True)
-    high = original.max(axis=spatial_axes, keepdims=True)
-    return np.where(removed[..., None], np.clip(images, low, high), original).astype(np.float32)
-
-
-def _solve_imputation(removed: np.ndarray, flat: np.ndarray, unknown: np.ndarray) -> np.ndarray:
-    """Values ``(len(unknown), C)`` of the removed pixels: the neighbour-mean system's solution."""
-    from scipy import sparse
-    from scipy.sparse.linalg import LinearOperator, cg
-    from threadpoolctl import threadpool_limits
-
-    n = unknown.size
-    row_of = np.full(removed.size, -1, np.int64)
-    row_of[unknown] = np.arange(n)
-    coords = np.unravel_index(unknown, removed.shape)[1:]
-    spatial = removed.shape[1:]
-    strides = np.cumprod((1, *spatial[::-1]))[:-1][::-1]  # flat-index step per spatial axis
-    inside = {(axis, step): coords[axis] > 0 if step < 0 else coords[axis] < spatial[axis] - 1
-              for axis in range(len(spatial)) for step in (-1, 1)}
-    diag = np.zeros(n, np.float64)
-    rhs = np.zeros((n, flat.shape[1]), np.float64)
-    rows, cols, vals = [], [], []
-    for offset in _offsets(len(spatial)):
-        weight = 1.0 / sum(map(abs, offset))
-        valid = np.logical_and.reduce([inside[axis, step] for axis, step in enumerate(offset) if step]
-                                      + [np.ones(n, bool)])
-        src = np.flatnonzero(valid)
-        neighbour = unknown[src] + int(np.dot(offset, strides))  # in-bounds: same image
-        diag[src] += weight
-        is_unknown = row_of[neighbour] >= 0
-        rows.append(src[is_unknown])
-        cols.append(row_of[neighbour[is_unknown]])
-        vals.append(np.full(int(is_unknown.sum()), -weight))
-        rhs[src[~is_unknown]] += weight * flat[neighbour[~is_unknown]]  # each src once per offset
-    rows.append(np.arange(n))
-    cols.append(np.arange(n))
-    vals.append(diag)
-    system = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                               shape=(n, n))
-    jacobi = LinearOperator((n, n), matvec=lambda v: v / diag, dtype=np.float64)
-    out = np.empty_like(rhs)
-    # CG's vector dot products are far too small for BLAS threads; on a busy machine the threads
-    # made them ~1000x slower (20 ms per 13k-element dot on 2 loaded cores).
-    with threadpool_limits(limits=1, user_api="blas"):
-        for c in range(rhs.shape[1]):
-            b = np.ascontiguousarray(rhs[:, c])
-            out[:, c], info = cg(system, b, x0=b / diag, rtol=1e-6, atol=0.0, maxiter=10 * n, M=jacobi)
-            if info:  # pragma: no cover - the system is SPD; a direct solve if CG ever stalls
-                out[:, c] = sparse.linalg.spsolve(system.tocsc(), b)
-    return out
-
-
-def _offsets(ndim: int) -> list[tuple[int, ...]]:
-    """The 8 (2D) or 26 (3D) neighbour offsets, in :func:`itertools.product` order."""
-    return [o for o in itertools.product((-1, 0, 1), repeat=ndim) if any(o)]
-
-
-def _pick(outputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    return outputs[np.arange(len(classes)), classes].astype(np.float32)
-
-
-def _check(images, maps, n_random, fill, batch_size):
-    images = np.asarray(images, np.float32)
-    maps = np.asarray(maps, np.float32)
-    if images.ndim not in (4, 5) or maps.shape != images.shape[:-1] or not len(images):
-        raise ValueError(f"images must be (N, *spatial, C) with N >= 1 and 2D/3D spatial axes, maps "
-                         f"(N, *spatial). Received: images.shape={images.shape}, maps.shape={maps.shape}")
-    if fill not in FILLS:
-        raise ValueError(f"fill must be one of {list(FILLS)}. Received: fill={fill!r}")
-    if isinstance(n_random, bool) or not isinstance(n_random, int) or n_random < 1:
-        raise ValueError(f"n_random must be an integer >= 1. Received: n_random={n_random!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1. Received: batch_size={batch_size!r}")
-    return images, maps

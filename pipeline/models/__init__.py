@@ -1,12 +1,14 @@
 """Model builders for the train stage: 2D keras.applications backbones, 3D CNNs, shared head.
 
 - :data:`BACKBONES`: 2D registry (name → :class:`BackboneSpec`: constructor, family,
-  preprocessing, Grad-CAM layer).
+  preprocessing, Grad-CAM layer; :mod:`~pipeline.models.backbones`).
 - :data:`ARCHITECTURES_3D`: 3D registry (``resnet18_3d``, ``resnet34_3d``, ``resnet50_3d``,
-  ``densenet121_3d``).
-- :func:`build_model`: one flat functional model, input float32 in [0, 1].
+  ``densenet121_3d``; :mod:`~pipeline.models.cnn3d`).
+- :func:`build_model`: one flat functional model, input float32 in [0, 1]
+  (:mod:`~pipeline.models.builder`; its in-model ImageNet preprocessing layers:
+  :mod:`~pipeline.models.preprocessing`).
 - :func:`backbone_layers`, :func:`backbone_blocks`, :func:`unfreeze_top`: freezing for
-  fine-tuning; :func:`gradcam_layer`: Grad-CAM target layer name.
+  fine-tuning; :func:`gradcam_layer`: Grad-CAM target layer name (:mod:`~pipeline.models.blocks`).
 - :func:`inflate_2d_weights`: I3D inflation of 2D weights into a 3D model.
 - :func:`build_ensemble`, :func:`ensemble_members`: the mean of several classifiers as one
   functional model (k-fold cross-validation, ``train.folds``), and recognising one.
@@ -16,16 +18,9 @@ Importing this package imports Keras (and TensorFlow).
 
 from __future__ import annotations
 
-from pipeline.models.backbones import (
-    BACKBONES,
-    BackboneSpec,
-    backbone_blocks,
-    backbone_layers,
-    build_model,
-    get_backbone,
-    gradcam_layer,
-    unfreeze_top,
-)
+from pipeline.models.backbones import BACKBONES, BackboneSpec, get_backbone
+from pipeline.models.blocks import backbone_blocks, backbone_layers, gradcam_layer, unfreeze_top
+from pipeline.models.builder import build_model
 from pipeline.models.cnn3d import ARCHITECTURES_3D
 from pipeline.models.ensemble import build_ensemble, ensemble_members
 from pipeline.models.heads import classification_head

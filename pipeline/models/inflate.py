@@ -22,7 +22,7 @@ First layer, grayscale: a 1-channel 3D input receives the 2D kernel summed over 
 channels. That is exactly what the 2D kernel computes on a gray image repeated to every
 channel, ``sum_c W_c * g = (sum_c W_c) * g``, so it equals the channel repetition the 2D
 models do, at a third of the first layer's cost. (Per-channel input offsets, such as
-caffe-style BGR means, cannot be folded this way; see ``pipeline.models.backbones``.)
+caffe-style BGR means, cannot be folded this way; see ``pipeline.models.preprocessing``.)
 """
 
 from __future__ import annotations

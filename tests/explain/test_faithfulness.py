@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from pipeline.explain import FILLS, DeletionResult, compute_maps, deletion_curve, deletion_test
-from pipeline.explain.faithfulness import _filler, _n_deleted, noisy_linear_imputation, rank_by_map
+from pipeline.explain.imputation import noisy_linear_imputation
+from pipeline.explain.masking import _filler, _n_deleted, rank_by_map
 from tests.explain.nets import GEOMETRY, region_model, small_cnn, square_images
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from pipeline.io import series as series_module
+from pipeline.io import series_decode
 from pipeline.io.errors import InputRejected
 from pipeline.io.series import read_dicom_series, series_patient_id
 from tests.io.conftest import (
@@ -202,7 +202,7 @@ def test_voxel_cap_rejects_before_any_decoding(axial_series, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("decode_pixels must not run")
 
-    monkeypatch.setattr(series_module, "decode_pixels", fail)
+    monkeypatch.setattr(series_decode, "decode_pixels", fail)
     with pytest.raises(InputRejected, match="exceeds the cap") as info:
         read_dicom_series(axial_series, max_voxels=int(np.prod(REF_SHAPE)) - 1)
     assert info.value.code == "too_large"
