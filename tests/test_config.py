@@ -60,6 +60,8 @@ def test_repo_params_are_valid_and_typed():
          "tasks.ct.evaluate.tta must be one of ['none', 'flip', 'shift', 'flip_shift']. Received: 'rotate'"),
         (lambda r: r["tasks"]["cxr"]["evaluate"].update(tta=None),
          "tasks.cxr.evaluate.tta must be one of ['none', 'flip', 'shift', 'flip_shift']. Received: None"),
+        (lambda r: r["tasks"]["cxr"]["explain"].update(tta="mirror"),
+         "tasks.cxr.explain.tta must be one of ['none', 'flip', 'shift', 'flip_shift']. Received: 'mirror'"),
         (lambda r: r["tasks"]["cxr"]["train"].update(augment_preset="heavy"),
          "tasks.cxr.train.augment_preset Input should be 'mild' or 'strong'. Received: 'heavy'"),
     ],

@@ -39,11 +39,13 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.explain.averaged import view_averaged_maps
 from pipeline.explain.ensemble import average_maps, common_layer
 from pipeline.explain.maps import to_input_grid
 from pipeline.explain.scores import ClassIndex, n_outputs, resolve_class_index
 from pipeline.explain.target_layer import AUTO, resolve_target_layer
 from pipeline.explain.view import explanation_model, output_activation
+from pipeline.rules import check_tta_mode
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam", "layercam-fusion")
 #: Methods that read one target layer (``layercam-fusion`` reads several, :func:`fusion_layers`).
@@ -99,11 +101,17 @@ class Explainer:
         return self._layer
 
     def maps(self, images: np.ndarray, *, method: str = "gradcam", class_index: ClassIndex = None,
-             batch_size: int = 16, max_n: int | None = DEFAULT_MAX_N, backend: str = "auto") -> np.ndarray:
+             batch_size: int = 16, max_n: int | None = DEFAULT_MAX_N, backend: str = "auto",
+             tta: str = "none") -> np.ndarray:
         """Heatmaps for ``images``; see :func:`compute_maps` for the arguments."""
         _check_options(method, backend, batch_size, max_n, self.spatial_rank)
+        check_tta_mode(tta)
         images = _check_images(self.model, images)
         classes = resolve_class_index(self.model, images, class_index, batch_size=batch_size)
+        if tta != "none":  # the class chosen on the original image, explained on every view
+            return view_averaged_maps(
+                lambda batch: self.maps(batch, method=method, class_index=classes, batch_size=batch_size,
+                                        max_n=max_n, backend=backend), images, tta)
         if self.members:  # the ensemble's class, explained by every member
             return average_maps([m.maps(images, method=method, class_index=classes, batch_size=batch_size,
                                         max_n=max_n, backend=backend) for m in self.members])
@@ -316,7 +324,7 @@ def fusion_layers(model: Any, layer: str, *, max_layers: int = 3) -> tuple[str, 
 
 def compute_maps(model: Any, images: np.ndarray, *, method: str = "gradcam", layer: str = AUTO,
                  class_index: ClassIndex = None, batch_size: int = 16, max_n: int | None = DEFAULT_MAX_N,
-                 backbone: str | None = None, backend: str = "auto") -> np.ndarray:
+                 backbone: str | None = None, backend: str = "auto", tta: str = "none") -> np.ndarray:
     """Class activation maps at the input's resolution.
 
     Args:
@@ -334,6 +342,8 @@ def compute_maps(model: Any, images: np.ndarray, *, method: str = "gradcam", lay
         backbone: Registry backbone name for ``layer="auto"`` (optional).
         backend: Grad-CAM library: ``"auto"`` (tf-explain 2D, tf-keras-vis 3D), ``"tf-explain"``
             (2D only) or ``"tf-keras-vis"``. Other methods always use tf-keras-vis.
+        tta: ``none``, or the views the map is averaged over (``flip``, ``shift``,
+            ``flip_shift``; :mod:`pipeline.explain.averaged`), the class fixed on the original.
 
     Returns:
         float32 ``(N, H, W)`` or ``(N, D, H, W)`` in [0, 1] (see :mod:`pipeline.explain.maps`).
@@ -343,7 +353,7 @@ def compute_maps(model: Any, images: np.ndarray, *, method: str = "gradcam", lay
     """
     explainer = Explainer(model, layer=layer, backbone=backbone)
     return explainer.maps(images, method=method, class_index=class_index, batch_size=batch_size,
-                          max_n=max_n, backend=backend)
+                          max_n=max_n, backend=backend, tta=tta)
 
 
 def _tf_keras_vis_classes() -> tuple[Any, Any, Any]:

@@ -68,8 +68,8 @@ def read_explained(out_dir: Path, methods: tuple[str, ...] | None = None) -> Exp
         return None
     faithfulness = json.loads((out_dir / FAITHFULNESS).read_text(encoding="utf-8"))
     if methods is None:
-        methods = tuple(faithfulness.get("methods") or
-                        (k for k in faithfulness if k not in ("layer", "methods", "selection", "audit")))
+        not_methods = ("layer", "methods", "selection", "audit", "tta")
+        methods = tuple(faithfulness.get("methods") or (k for k in faithfulness if k not in not_methods))
     maps = {m: open_array(out_dir / maps_file(m)) for m in methods}
     per_label = out_dir / label_maps_file(methods[0]) if methods else None
     label_maps = open_array(per_label) if per_label is not None and per_label.is_file() else None

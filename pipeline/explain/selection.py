@@ -75,7 +75,7 @@ def candidate_layers(model: Any, *, n: int = AUTO_LAYERS) -> tuple[str, ...]:
 
 def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods: Sequence[str],
            layers: Sequence[str], fraction: float, n_random: int, seed: int, batch_size: int,
-           fill: str = "mean", backbone: str | None = None) -> Choice:
+           fill: str = "mean", backbone: str | None = None, tta: str = "none") -> Choice:
     """Score every (method, layer) candidate on ``images`` and choose one (module docstring).
 
     Args:
@@ -86,6 +86,8 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
         layers: Candidate layer names or rules (``auto:N``).
         fraction, n_random, seed, batch_size, fill: The deletion test's settings.
         backbone: Model-card backbone, for ``auto`` layer rules.
+        tta: Views every candidate's maps are averaged over (:mod:`pipeline.explain.averaged`):
+            candidates are scored as they would be reported.
 
     Raises:
         ValueError: No image, or no candidate.
@@ -110,7 +112,7 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
         if layer not in explainers:
             explainers[layer] = Explainer(model, layer=layer, backbone=backbone)
         explainer = explainers[layer]
-        maps = explainer.maps(images, method=method, batch_size=batch_size)
+        maps = explainer.maps(images, method=method, batch_size=batch_size, tta=tta)
         deletion = deletion_test(model, images, maps, fraction=fraction, n_random=n_random, seed=seed,
                                  batch_size=batch_size, fill=fill).summary(scored_on="predicted")
         row: dict[str, Any] = {"method": method, "layer": explainer.layer,

@@ -73,6 +73,15 @@ def explanation_notes(explain: Mapping[str, Any], in_body: Mapping[str, Any] | N
                      f"split ({choice.get('n_cases', '?')} cases, {choice.get('n_masked', 0)} with lesion "
                      f"masks) among {len(choice.get('candidates') or [])} candidates: "
                      f"{choice.get('rule', '')}. Never chosen on these test cases.")
+    tta = explain.get("tta")
+    if isinstance(tta, str) and tta != "none":
+        views = {"flip": "the image and its left-right mirror",
+                 "shift": "the image and 4 copies shifted by 4% of its side",
+                 "flip_shift": "10 views of the image (4 shifts by 4% of its side, and the same "
+                               "for its left-right mirror)"}.get(tta, tta)
+        notes.append(f"Each heatmap is the mean of the maps of {views}, each moved back onto the "
+                     "image: evidence that holds under these small changes, at a finer scale than "
+                     "one map of the coarse feature grid. The label explained is chosen on the image itself.")
     audit = (explain.get("audit") or {}).get("summary") if isinstance(explain.get("audit"), Mapping) else None
     if isinstance(audit, Mapping):
         if audit.get("warning"):

@@ -188,7 +188,8 @@ def display_2d(source: Any, path: Path, ing: Any, geometry: Any, heat: np.ndarra
         label_heats: Per-label maps on the model grid (label -> map), mapped like ``heat``.
 
     Returns:
-        CaseRecord fields: ``image`` (uint8, the model's window), ``heatmap``, ``label_heatmaps``, ``mask``,
+        CaseRecord fields: ``image`` (uint8, the model's window), ``heatmap``, ``label_heatmaps``,
+        ``mask``,
         ``attributes``, ``intensity`` (the whole value range at up to 12 bits, for
         window/level) and ``orientation`` (from the DICOM header; None for image files).
 
@@ -202,9 +203,11 @@ def display_2d(source: Any, path: Path, ing: Any, geometry: Any, heat: np.ndarra
     heat_full = geometry.to_source(heat, nearest=False, shape=shape)
     mask_full = geometry.to_source(mask, nearest=True, shape=shape) if mask is not None else None
     bits = int(source.meta.get("bits_stored") or 16)
-    label_full = {k: geometry.to_source(v, nearest=False, shape=shape) for k, v in (label_heats or {}).items()}
+    label_full = {k: geometry.to_source(v, nearest=False, shape=shape)
+                  for k, v in (label_heats or {}).items()}
     return {"image": np.rint(np.clip(source.image, 0, 1) * 255).astype(np.uint8), "heatmap": heat_full,
-            "label_heatmaps": label_full, "mask": mask_full, "attributes": source_attributes(source, free_text=free_text),
+            "label_heatmaps": label_full, "mask": mask_full,
+            "attributes": source_attributes(source, free_text=free_text),
             "intensity": radiograph_intensity(full, source.image, bits=bits),
             "orientation": _patient_orientation(source.dataset)}
 

@@ -83,7 +83,7 @@ def run_explain(task: TaskParams, *, data_dir: Path, model_dir: Path, out_dir: P
     layer = choice.layer if choice is not None else library_layer(ep.layer)
     explainer = Explainer(model, layer=layer, backbone=card.get("backbone"))
     spatial = tuple(images.shape[1:-1])
-    faithfulness: dict[str, Any] = {"layer": explainer.layer, "methods": list(methods)}
+    faithfulness: dict[str, Any] = {"layer": explainer.layer, "methods": list(methods), "tta": ep.tta}
     if choice is not None:
         faithfulness["selection"] = choice.as_dict()
     for method in methods:
@@ -92,7 +92,7 @@ def run_explain(task: TaskParams, *, data_dir: Path, model_dir: Path, out_dir: P
                          dtype="float32") as writer:
             for start in range(0, len(cases), CHUNK):
                 x = load_inputs(images, cases.indices[start:start + CHUNK])
-                maps = explainer.maps(x, method=method, batch_size=ep.batch_size)
+                maps = explainer.maps(x, method=method, batch_size=ep.batch_size, tta=ep.tta)
                 for heatmap in maps:
                     writer.append(heatmap)
                 parts.append(deletion_test(model, x, maps, fraction=ep.deletion_fraction,
@@ -130,8 +130,8 @@ def _label_maps(task: TaskParams, explainer: Any, images: Any, cases: Any, metho
     with ArrayWriter(path, capacity=len(cases), item_shape=(n_labels, *spatial), dtype="float32") as writer:
         for start in range(0, len(cases), CHUNK):
             x = load_inputs(images, cases.indices[start:start + CHUNK])
-            per_label = [explainer.maps(x, method=method, class_index=k, batch_size=task.explain.batch_size)
-                         for k in range(n_labels)]
+            per_label = [explainer.maps(x, method=method, class_index=k, batch_size=task.explain.batch_size,
+                                        tta=task.explain.tta) for k in range(n_labels)]
             for stack in np.stack(per_label, axis=1):
                 writer.append(stack)
     log.info("explain %s: %s maps for each of %d labels on %d cases", task.name, method, n_labels,
@@ -202,7 +202,7 @@ def _choose(task: TaskParams, model: Any, card: dict[str, Any], data_dir: Path, 
     layers = candidate_layers(model) if ep.layer == "auto" else (library_layer(ep.layer),)
     choice = select(model, x, masks, methods=methods, layers=layers, fraction=ep.deletion_fraction,
                     n_random=ep.deletion_random, seed=seed, batch_size=ep.batch_size,
-                    fill=ep.deletion_fill, backbone=card.get("backbone"))
+                    fill=ep.deletion_fill, backbone=card.get("backbone"), tta=ep.tta)
     log.info("explain %s: chose %s at %s (%s)", task.name, choice.method, choice.layer, choice.rule)
     return choice
 

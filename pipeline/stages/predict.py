@@ -5,7 +5,8 @@ preprocessing recorded in the model card, then the model and Grad-CAM; the outpu
 report (``index.html`` + one page per study) and ``predictions.csv``. Studies that cannot be read
 are listed in ``rejected.csv`` with their reason, like ingest's quarantine. The probabilities use
 the test-time augmentation the evaluate stage validated the threshold with (see
-:mod:`pipeline.evaluate.tta`); heatmaps are of the original image. Multi-class and multi-label
+:mod:`pipeline.evaluate.tta`); heatmaps are averaged over the views the explain stage used
+(``explain.tta``, recorded in the metrics; :mod:`pipeline.explain.averaged`). Multi-class and multi-label
 models get a map for every label (the page's "Heatmap for" selector), as the report has.
 """
 
@@ -96,11 +97,15 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
         layer = str(recorded.get("layer") or "auto")
     if method is None:
         method = str((recorded.get("methods") or ["gradcam"])[0])
+    map_views = check_tta_mode(str(recorded.get("tta") or "none"))  # as the explain stage averaged them
     tta = check_tta_mode(_resolve_tta(tta, metrics))
     log.info("predict: test-time augmentation %s (%d view(s))", tta, n_views(tta))
     if tta != "none":
         notes.append(f"Probabilities are the mean over {n_views(tta)} views of each study "
-                     f"(test-time augmentation: {tta}); heatmaps are of the original image.")
+                     f"(test-time augmentation: {tta}).")
+    notes.append(f"Heatmaps are the mean of the maps of {n_views(map_views)} views of each study "
+                 f"({map_views}), as the explain stage made them for this model." if map_views != "none"
+                 else "Heatmaps are of the original image.")
     model = load_model(model_dir)
     explainer = Explainer(model, layer=layer, backbone=card.get("backbone"))
     log.info("predict: heatmaps from layer %s", explainer.layer)
@@ -119,9 +124,10 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
             x = prepared.image[None].astype(np.float32) / np.float32(255.0)
             out = tta_predict(model.predict_on_batch, x, mode=tta)[0]
             probs = np.array([1.0 - out[0], out[0]]) if problem == "binary" else out
-            heat = explainer.maps(x, method=method)[0]
+            heat = explainer.maps(x, method=method, tta=map_views)[0]
             label_heats = {} if problem == "binary" else {  # every label's evidence, as the report has
-                label: explainer.maps(x, method=method, class_index=k)[0] for k, label in enumerate(labels)}
+                label: explainer.maps(x, method=method, class_index=k, tta=map_views)[0]
+                for k, label in enumerate(labels)}
             predicted, probability = point.decide(probs, labels)
             per_label = dict(zip(labels, map(float, probs), strict=True))
             results.append(Prediction(sid, predicted, probability, per_label))

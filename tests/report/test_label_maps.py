@@ -54,7 +54,8 @@ def _page_data(page: Path, element: str) -> dict:
 def reports(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("label_maps")
     build_report(root / "2d", task_name="multi", kind="2d", labels=LABELS,
-                 cases=[_case_2d("S0001"), _case_2d("S0002", label_heatmaps={}, heatmap=gaussian(SHAPE_2D, (40, 60), 6.0))])
+                 cases=[_case_2d("S0001"),
+                        _case_2d("S0002", label_heatmaps={}, heatmap=gaussian(SHAPE_2D, (40, 60), 6.0))])
     build_report(root / "3d", task_name="multi3d", kind="3d", labels=LABELS, cases=[_case_3d()])
     return {"2d": root / "2d", "3d": root / "3d"}
 
@@ -87,7 +88,8 @@ def test_page_embeds_each_label_map_once_with_the_explained_label_selected(repor
     assert '<select id="heat-label">' in html and "<kbd>l</kbd>" in html
     # a case without per-label maps keeps the single map and no selector
     single = reports["2d"] / "cases" / "S0002.html"
-    assert _page_data(single, "image-data")["heat"] and '<select id="heat-label">' not in single.read_text(encoding="utf-8")
+    assert _page_data(single, "image-data")["heat"]
+    assert '<select id="heat-label">' not in single.read_text(encoding="utf-8")
     volume = _page_data(reports["3d"] / "cases" / "S1001.html", "volume-data")
     assert volume["start"] == list(SPOTS_3D["nodule"])  # opens at the explained label's peak
     assert [h["peak"] for h in volume["heats"]] == [list(SPOTS_3D[k]) for k in LABELS]
@@ -95,7 +97,8 @@ def test_page_embeds_each_label_map_once_with_the_explained_label_selected(repor
 
 def _alpha(driver, canvas_js: str, col: int, row: int) -> int:
     return driver.execute_script(
-        f"var c = {canvas_js}; return c.getContext('2d').getImageData(arguments[0], arguments[1], 1, 1).data[3];",
+        f"var c = {canvas_js};"
+        "return c.getContext('2d').getImageData(arguments[0], arguments[1], 1, 1).data[3];",
         col, row)
 
 

@@ -15,6 +15,7 @@ from pipeline.dataset.store import open_array
 from pipeline.dataset.tables import read_table
 from pipeline.evaluate.inference import predict_probs
 from pipeline.explain import Explainer, average_maps
+from pipeline.explain.averaged import view_averaged_maps
 from pipeline.models import ensemble_members
 from pipeline.stages.evaluate import run_evaluate
 from pipeline.stages.explain import run_explain
@@ -47,11 +48,18 @@ def test_explain_maps_are_the_mean_of_the_members_maps(trained_2d_folds, staged)
     assert layer == "conv2_block2_out"  # auto:8 on 32 px (8x8), resolved inside each member
     x = load_inputs(open_array(trained_2d_folds["data"] / "images.npy"),
                     np.array([int(r["index"]) for r in explained.rows[:4]]))
+    tta = explained.faithfulness["tta"]  # each view's map is the members' mean, then views are averaged
+    classes = np.zeros(len(x), np.int64)
     for method in explained.methods:
-        members = [Explainer(m, layer=layer).maps(x, method=method, batch_size=8)
-                   for m in ensemble_members(model)]
+        explainers = [Explainer(m, layer=layer) for m in ensemble_members(model)]
+        members = [e.maps(x, method=method, batch_size=8) for e in explainers]
+        def ensemble_maps(b, method=method, explainers=explainers):
+            return average_maps([e.maps(b, method=method, class_index=classes, batch_size=8)
+                                 for e in explainers])
+
+        expected = view_averaged_maps(ensemble_maps, x, tta)
         stored = np.asarray(explained.maps[method][:4])
-        np.testing.assert_allclose(stored, average_maps(members), atol=1e-5)
+        np.testing.assert_allclose(stored, expected, atol=1e-5)
         assert not np.allclose(members[0], members[1], atol=1e-3)
     assert {"gradcam", "gradcam++"} <= set(explained.faithfulness)
 

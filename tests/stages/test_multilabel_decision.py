@@ -159,7 +159,6 @@ def test_report_stage_shows_label_sets_and_cases_without_labels(multilabel_run, 
 def test_explain_writes_every_labels_map_and_pages_offer_them(multilabel_run, tmp_path):
     """``explain.per_label`` (default on): one map per label; the most probable label's equals
     the reported map; report and predict pages get the "Heatmap for" selector."""
-    from pipeline.explain.outputs import read_explained
     from pipeline.explain.scores import predict as model_outputs
     from pipeline.stages.explain import run_explain
     from pipeline.train.card import load_trained
