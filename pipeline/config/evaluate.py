@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from pipeline.config.common import Frozen
-from pipeline.rules import check_tta_mode, validate_threshold_rule
+from pipeline.config.common import Frozen, tta_mode
+from pipeline.rules import validate_threshold_rule
 
 
 class EvaluateParams(Frozen):
@@ -30,10 +30,7 @@ class EvaluateParams(Frozen):
     @field_validator("tta", mode="before")
     @classmethod
     def _tta_mode(cls, value: Any) -> Any:
-        try:
-            return check_tta_mode(value)
-        except ValueError as exc:  # the key path is prefixed by the caller
-            raise ValueError(str(exc).removeprefix("tta ")) from None
+        return tta_mode(value)
 
     @field_validator("threshold", mode="before")
     @classmethod

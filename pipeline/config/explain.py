@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from pipeline.config.common import Frozen
-from pipeline.rules import check_tta_mode, parse_min_cells
+from pipeline.config.common import Frozen, tta_mode
+from pipeline.rules import parse_min_cells
 
 EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam", "layercam-fusion")
 #: Methods tried by ``explain.methods: auto`` (Score-CAM is left out: one forward pass per channel).
@@ -57,10 +57,7 @@ class ExplainParams(Frozen):
     @field_validator("tta", mode="before")
     @classmethod
     def _tta_mode(cls, value: Any) -> Any:
-        try:
-            return check_tta_mode(value)
-        except ValueError as exc:  # the key path is prefixed by the caller
-            raise ValueError(str(exc).removeprefix("tta ")) from None
+        return tta_mode(value)
 
     @field_validator("layer")
     @classmethod

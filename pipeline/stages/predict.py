@@ -124,10 +124,12 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
             x = prepared.image[None].astype(np.float32) / np.float32(255.0)
             out = tta_predict(model.predict_on_batch, x, mode=tta)[0]
             probs = np.array([1.0 - out[0], out[0]]) if problem == "binary" else out
-            heat = explainer.maps(x, method=method, tta=map_views)[0]
-            label_heats = {} if problem == "binary" else {  # every label's evidence, as the report has
-                label: explainer.maps(x, method=method, class_index=k, tta=map_views)[0]
-                for k, label in enumerate(labels)}
+            if problem == "binary":
+                heat, label_heats = explainer.maps(x, method=method, tta=map_views)[0], {}
+            else:  # every label's evidence, as the report has; the shown one is the most probable
+                label_heats = {label: explainer.maps(x, method=method, class_index=k, tta=map_views)[0]
+                               for k, label in enumerate(labels)}
+                heat = label_heats[labels[int(np.argmax(model.predict_on_batch(x)[0]))]]
             predicted, probability = point.decide(probs, labels)
             per_label = dict(zip(labels, map(float, probs), strict=True))
             results.append(Prediction(sid, predicted, probability, per_label))
