@@ -15,3 +15,7 @@ Subpackages, one concept each:
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from pipeline._runtime import prefer_onednn as _prefer_onednn
+
+_prefer_onednn()  # before any TensorFlow import: fast CPU kernels on AVX2-only machines
