@@ -24,7 +24,7 @@ class ExplainParams(Frozen):
     methods: Literal["auto"] | Annotated[
         tuple[Literal["gradcam", "gradcam++", "scorecam", "hirescam", "layercam", "layercam-fusion"], ...],
         Field(min_length=1)] = ("gradcam", "gradcam++")
-    #: auto = chosen on the validation split among the last block of the 3 coarsest feature
+    #: auto = chosen on the validation split among the last block of the 4 coarsest feature
     #: resolutions (with methods); last = the last convolutional block; auto:N = last block whose
     #: map has >= N cells per spatial axis; or a layer name (checked against the model later)
     layer: Annotated[str, Field(min_length=1)] = "last"

@@ -74,7 +74,9 @@ def test_candidate_layers_are_the_coarsest_resolutions_fine_to_coarse():
 
     model = build_model(kind="2d", backbone="resnet18", input_shape=(128, 128, 1), n_outputs=1,
                         activation="sigmoid", base_width=8)
-    assert candidate_layers(model) == ("conv3_block2_out", "conv4_block2_out", "conv5_block2_out")
+    assert candidate_layers(model) == ("conv2_block2_out", "conv3_block2_out", "conv4_block2_out",
+                                       "conv5_block2_out")
+    assert candidate_layers(model, n=2) == ("conv4_block2_out", "conv5_block2_out")
     volume = build_model(kind="3d", backbone="resnet18_3d", input_shape=(16, 32, 32, 1), n_outputs=1,
                          activation="sigmoid", base_width=4)
     names = candidate_layers(volume)
