@@ -6,7 +6,8 @@ anatomy. Every function takes images on the model's input grid, float32 ``(N, H,
 ``(N, D, H, W, 1)`` in [0, 1] (the trailing channel is optional; the stored uint8 arrays are read
 as ``value / 255``), and returns bool ``(N, H, W)`` / ``(N, D, H, W)`` on the same grid. Each
 image is processed on its own, all images at once (``scipy.ndimage`` on the stack, connectivity
-within an image only).
+within an image only). This module checks the inputs and holds the field of view and border; the
+body and marker detectors are in :mod:`pipeline.explain.fov_masks`.
 
 Rules. Lengths are given for a 256 px image and scale with ``s = min(H, W) / 256``.
 
@@ -62,12 +63,13 @@ from typing import Literal
 
 import numpy as np
 
+from pipeline.explain.fov_masks import REFERENCE_SIDE as REFERENCE_SIDE  # re-exported: part of this API
+from pipeline.explain.fov_masks import body_2d, body_3d, markers_2d, tissue_level
+
 Kind = Literal["2d", "3d"]
 KINDS: tuple[str, ...] = ("2d", "3d")
 #: The ingest's default CT window ``[center, width]`` in HU (``tasks.<task>.ingest.hu_window``).
 DEFAULT_HU_WINDOW: tuple[float, float] = (-600.0, 1500.0)
-#: Image side (px) at which the lengths of the rules are given.
-REFERENCE_SIDE = 256
 #: Images (or volumes) processed together: bounds the memory of the stacked filters.
 CHUNK = 16
 
@@ -188,11 +190,11 @@ def body_mask(images: np.ndarray, kind: Kind, *, hu_window: Sequence[float] = DE
     if kind == "2d":
         if isinstance(dark_level, bool) or not 0.0 <= dark_level < 1.0:
             raise ValueError(f"dark_level must be in [0, 1). Received: dark_level={dark_level!r}")
-        return _chunked(lambda part: _body_2d(part, dark_level), x)
+        return _chunked(lambda part: body_2d(part, field_of_view(part, "2d"), dark_level), x)
     if isinstance(table_radius, bool) or not isinstance(table_radius, int) or table_radius < 0:
         raise ValueError(f"table_radius must be an integer >= 0. Received: table_radius={table_radius!r}")
-    level, lung_blind = _tissue_level(hu_window, air_hu)
-    return _chunked(lambda part: _body_3d(part, level, table_radius, lung_blind), x)
+    level, lung_blind = tissue_level(hu_window, air_hu)
+    return _chunked(lambda part: body_3d(part, level, table_radius, lung_blind), x)
 
 
 def marker_mask(images: np.ndarray, *, min_value: float = 0.45, contrast: float = 0.3,
@@ -218,8 +220,8 @@ def marker_mask(images: np.ndarray, *, min_value: float = 0.45, contrast: float 
                         ("max_area", max_area), ("max_extent", max_extent)):
         if isinstance(value, bool) or not 0.0 < value <= 1.0:
             raise ValueError(f"{name} must be in (0, 1]. Received: {name}={value!r}")
-    return _chunked(lambda part: _markers_2d(part, min_value, contrast, edge_contrast, max_area,
-                                             max_extent), x)
+    return _chunked(lambda part: markers_2d(part, min_value, contrast, edge_contrast, max_area,
+                                            max_extent), x)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -231,10 +233,6 @@ def _chunked(function: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.
     for start in range(0, len(x), CHUNK):
         out[start:start + CHUNK] = function(_to_float(np.asarray(x[start:start + CHUNK])))
     return out
-
-
-def _scale(shape: Sequence[int]) -> float:
-    return min(shape) / REFERENCE_SIDE
 
 
 def _between_first_and_last(flags: np.ndarray) -> np.ndarray:
@@ -255,133 +253,3 @@ def _band(flags: np.ndarray, fraction: float) -> np.ndarray:
     width = np.ceil(fraction * (last - first + 1) - 1e-9).astype(int)
     inside = (idx >= first) & (idx <= last)
     return inside & ((idx < first + width) | (idx > last - width))
-
-
-def _in_plane(rank: int, full: bool = False) -> np.ndarray:
-    """Structuring element connecting pixels within one image/slice of a stacked array only."""
-    from scipy import ndimage as ndi
-
-    plane = np.ones((3, 3), bool) if full else ndi.generate_binary_structure(2, 1)
-    out = np.zeros((3,) * (rank - 2) + (3, 3), bool)
-    out[(1,) * (rank - 2)] = plane
-    return out
-
-
-def _within_image(rank: int) -> np.ndarray:
-    """Face connectivity inside each image/volume of a stack, none across the stack axis."""
-    from scipy import ndimage as ndi
-
-    out = np.zeros((3,) * rank, bool)
-    out[1] = ndi.generate_binary_structure(rank - 1, 1)
-    return out
-
-
-def _component_image(labels: np.ndarray, n: int) -> np.ndarray:
-    """Index of the image (axis 0) holding each label ``0..n`` (label 0: image 0)."""
-    owner = np.zeros(n + 1, np.int64)
-    index = np.arange(labels.shape[0]).reshape((-1,) + (1,) * (labels.ndim - 1))
-    stack = np.broadcast_to(index, labels.shape)
-    owner[labels.ravel()] = stack.ravel()
-    return owner
-
-
-def _body_2d(x: np.ndarray, dark_level: float) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    fov = field_of_view(x, "2d")
-    if x.size == 0 or not fov.any():
-        return fov
-    scale = _scale(x.shape[1:])
-    blurred = ndi.gaussian_filter(x, (0.0,) + (2.0 * max(scale, 0.5),) * 2)
-    dark = (blurred <= dark_level) & fov
-    plane = _in_plane(3)
-    labels, _ = ndi.label(dark, structure=plane)
-    # Seeds in a band, not on the edge line: a thin frame around a screen capture would hide them.
-    width = max(2, int(round(6 * scale)))
-    band = fov & ~ndi.binary_erosion(fov, structure=plane, iterations=max(3, width), border_value=0)
-    seeded = np.zeros(labels.max() + 1, bool)
-    seeded[labels[band & dark]] = True
-    seeded[0] = False
-    # Blurring moved the edge outwards by a pixel or two: follow the raw dark pixels back to it.
-    background = ndi.binary_dilation(seeded[labels], structure=plane, iterations=width,
-                                     mask=(x <= dark_level) & fov)
-    candidate = fov & ~background
-    candidate = ndi.binary_opening(candidate, structure=_in_plane(3, full=True), iterations=width)
-    labels, n = ndi.label(candidate, structure=plane)
-    if n == 0:
-        return candidate
-    sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
-    owner = _component_image(labels, n)
-    largest = np.zeros(len(x))
-    np.maximum.at(largest, owner[1:], sizes[1:])
-    fov_area = fov.sum(axis=(1, 2))
-    keep = (sizes >= 0.01 * fov_area[owner]) & (sizes >= 0.1 * largest[owner])
-    keep[0] = False
-    return ndi.binary_fill_holes(keep[labels], structure=plane) & fov
-
-
-def _tissue_level(hu_window: Sequence[float], air_hu: float) -> tuple[float, bool]:
-    """``air_hu`` in the window's [0, 1] units, and whether the window's floor is above it (the
-    level is then just above 0)."""
-    values = [float(v) for v in hu_window]
-    if len(values) != 2 or not (np.isfinite(values).all() and values[1] > 0) or not np.isfinite(air_hu):
-        raise ValueError(f"hu_window must be [center, width] (HU, width > 0) and air_hu finite. "
-                         f"Received: hu_window={list(hu_window)}, air_hu={air_hu!r}")
-    center, width = values
-    level = (air_hu - (center - width / 2)) / width
-    if level >= 1.0:
-        raise ValueError(f"air_hu={air_hu} is above the window's ceiling ({center + width / 2} HU): no "
-                         f"voxel could be tissue. Received: hu_window={list(hu_window)}")
-    return max(level, 0.5 / 255.0), level <= 0.0
-
-
-def _body_3d(x: np.ndarray, level: float, radius: int, lung_blind: bool) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    if x.size == 0:
-        return np.zeros(x.shape, bool)
-    in_plane = _in_plane(4)
-    tissue = ndi.median_filter(x, size=(1, 1, 3, 3)) > level
-    if lung_blind:  # lungs are not tissue here: the opening must not break a thin chest wall
-        tissue = ndi.binary_fill_holes(tissue, structure=in_plane)
-    square = _in_plane(4, full=True)
-    core = ndi.binary_opening(tissue, structure=square, iterations=radius) if radius else tissue
-    labels, n = ndi.label(core, structure=_within_image(4))
-    if n == 0:
-        return core
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    owner = _component_image(labels, n)
-    best = np.zeros(len(x), np.int64)
-    np.maximum.at(best, owner, sizes)
-    keep = (sizes == best[owner]) & (sizes > 0)
-    # One component per volume even on ties: the lowest label of the largest size.
-    first = np.full(len(x), n + 1)
-    np.minimum.at(first, owner[keep], np.flatnonzero(keep))
-    keep &= np.arange(n + 1) == first[owner]
-    return ndi.binary_fill_holes(keep[labels], structure=in_plane)
-
-
-def _markers_2d(x: np.ndarray, min_value: float, contrast: float, edge_contrast: float,
-                max_area: float, max_extent: float) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    scale = _scale(x.shape[1:])
-    size = max(3, int(round(21 * scale)) | 1)
-    tophat = x - ndi.grey_opening(x, size=(1, size, size))
-    candidate = (x >= min_value) & (tophat >= contrast)
-    labels, n = ndi.label(candidate, structure=_in_plane(3, full=True))
-    if n == 0:
-        return candidate
-    index = np.arange(1, n + 1)
-    area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    boxes = ndi.find_objects(labels)
-    extent = np.array([max(b[1].stop - b[1].start, b[2].stop - b[2].start) for b in boxes])
-    grown = ndi.grey_dilation(labels, size=(1, 3, 3))
-    ring = np.where((labels == 0) & (grown > 0), grown, 0)
-    inner = ndi.mean(x, labels, index)
-    outer = np.nan_to_num(ndi.mean(x, ring, index), nan=0.0)  # no ring: touches nothing
-    plane_area = x.shape[1] * x.shape[2]
-    keep = ((area >= max(2.0, 4.0 * scale**2)) & (area <= max_area * plane_area)
-            & (extent <= max(3.0, max_extent * min(x.shape[1:]))) & (inner - outer >= edge_contrast))
-    return np.concatenate([[False], keep])[labels]

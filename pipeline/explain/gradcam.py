@@ -28,6 +28,9 @@ implemented by tf-keras-vis) scales its terms by ``exp(score)``, which overflows
 weights channels by the class *probability* of the masked inputs; tf-keras-vis takes a softmax of
 the model output, so for sigmoid outputs the copy emits the two logits ``(0, z_c)``, whose
 softmax is ``(1 - sigmoid(z_c), sigmoid(z_c))``.
+
+The method and backend names, their checks, the formulas this module computes itself (HiResCAM,
+LayerCAM fusion) and the layers LayerCAM fusion reads are in :mod:`pipeline.explain.cam_rules`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.explain.averaged import view_averaged_maps
+from pipeline.explain.cam_rules import cam_formula, check_options, fusion_layers, tf_keras_vis_classes
 from pipeline.explain.ensemble import average_maps, common_layer
 from pipeline.explain.maps import to_input_grid
 from pipeline.explain.scores import ClassIndex, n_outputs, resolve_class_index
@@ -47,11 +51,6 @@ from pipeline.explain.target_layer import AUTO, resolve_target_layer
 from pipeline.explain.view import explanation_model, output_activation
 from pipeline.rules import check_tta_mode
 
-METHODS = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam", "layercam-fusion")
-#: Methods that read one target layer (``layercam-fusion`` reads several, :func:`fusion_layers`).
-SINGLE_LAYER = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam")
-#: Library computing ``gradcam``: ``auto`` = tf-explain in 2D, tf-keras-vis in 3D.
-BACKENDS = ("auto", "tf-explain", "tf-keras-vis")
 DEFAULT_MAX_N = 32
 
 
@@ -104,7 +103,7 @@ class Explainer:
              batch_size: int = 16, max_n: int | None = DEFAULT_MAX_N, backend: str = "auto",
              tta: str = "none") -> np.ndarray:
         """Heatmaps for ``images``; see :func:`compute_maps` for the arguments."""
-        _check_options(method, backend, batch_size, max_n, self.spatial_rank)
+        check_options(method, backend, batch_size, max_n, self.spatial_rank)
         check_tta_mode(tta)
         images = _check_images(self.model, images)
         classes = resolve_class_index(self.model, images, class_index, batch_size=batch_size)
@@ -173,7 +172,7 @@ class Explainer:
         ``(n, *feature_spatial)``."""
         import tensorflow as tf
 
-        gradcam, gradcam_plus_plus, _ = _tf_keras_vis_classes()
+        gradcam, gradcam_plus_plus, _ = tf_keras_vis_classes()
 
         def score(output):
             logit = output[:, class_index]
@@ -192,7 +191,7 @@ class Explainer:
 
     @functools.cached_property
     def fusion_layers(self) -> tuple[str, ...]:
-        """Layers fused by ``layercam-fusion``: see :func:`fusion_layers`."""
+        """Layers fused by ``layercam-fusion``: see :func:`pipeline.explain.cam_rules.fusion_layers`."""
         return fusion_layers(self.view, self.layer)
 
     @functools.cache  # noqa: B019 (one traced function per layer set, lives with the explainer)
@@ -241,7 +240,7 @@ class Explainer:
     def _scorecam(self, images: np.ndarray, class_index: int, *, batch_size: int,
                   max_n: int | None) -> np.ndarray:
         """Score-CAM (Faster Score-CAM with ``max_n`` channels) of one image; ``(1, *feature_spatial)``."""
-        *_, scorecam = _tf_keras_vis_classes()
+        *_, scorecam = tf_keras_vis_classes()
         model, target = self._scorecam_model(class_index)
         channels = int(self.view.get_layer(self.layer).output.shape[-1])
         tool = scorecam(model, clone=False)
@@ -272,56 +271,6 @@ class Explainer:
         return model, target
 
 
-def cam_formula(acts: np.ndarray, grads: np.ndarray, rule: str) -> np.ndarray:
-    """Class activation map at feature resolution, ``(n, *cells)``, before the ReLU.
-
-    - ``gradcam``: ``sum_k mean(dS/dA_k) A_k`` (Selvaraju et al. 2017);
-    - ``hirescam``: ``sum_k dS/dA_k * A_k`` element-wise (Draelos & Carin 2020): the gradients are
-      not averaged over space, so the map shows where each feature moved the score, provably for a
-      head of global average pooling + dense;
-    - ``layercam``: ``sum_k relu(dS/dA_k) * A_k`` (Jiang et al. 2021).
-
-    Args:
-        acts, grads: ``(n, *cells, channels)``.
-        rule: One of the three names above.
-    """
-    acts, grads = np.asarray(acts, np.float32), np.asarray(grads, np.float32)
-    if rule == "gradcam":
-        weights = grads.mean(axis=tuple(range(1, grads.ndim - 1)), keepdims=True)
-        return (acts * weights).sum(axis=-1)
-    if rule == "hirescam":
-        return (acts * grads).sum(axis=-1)
-    if rule == "layercam":
-        return (acts * np.maximum(grads, 0.0)).sum(axis=-1)
-    raise ValueError(f"rule must be 'gradcam', 'hirescam' or 'layercam'. Received: {rule!r}")
-
-
-def fusion_layers(model: Any, layer: str, *, max_layers: int = 3) -> tuple[str, ...]:
-    """The layers ``layercam-fusion`` reads: the last layer of each feature resolution from
-    ``layer``'s resolution down to the coarsest, plus one finer resolution (LayerCAM's finer maps
-    outline the object, the coarser ones find it), at most ``max_layers``, ordered fine to coarse.
-
-    Args:
-        model: The explanation view (functional).
-        layer: The resolved target layer.
-    """
-    from pipeline.explain.target_layer import spatial_layers
-
-    def cells(name: str) -> tuple[int, ...]:
-        return tuple(int(d) for d in model.get_layer(name).output.shape[1:-1])
-
-    last_of: dict[tuple[int, ...], str] = {}
-    for name in spatial_layers(model):
-        last_of[cells(name)] = name  # topological order: the last layer of each resolution wins
-    groups = sorted(last_of, key=lambda g: -int(np.prod(g)))  # fine to coarse
-    target = cells(layer)
-    start = max(0, groups.index(target) - 1) if target in groups else 0
-    chosen = [last_of[g] for g in groups[start:start + max_layers]]
-    if target in groups and last_of[target] != layer:  # an explicit name inside a resolution group
-        chosen[chosen.index(last_of[target])] = layer
-    return tuple(chosen)
-
-
 def compute_maps(model: Any, images: np.ndarray, *, method: str = "gradcam", layer: str = AUTO,
                  class_index: ClassIndex = None, batch_size: int = 16, max_n: int | None = DEFAULT_MAX_N,
                  backbone: str | None = None, backend: str = "auto", tta: str = "none") -> np.ndarray:
@@ -331,7 +280,7 @@ def compute_maps(model: Any, images: np.ndarray, *, method: str = "gradcam", lay
         model: Trained classifier (2D or 3D, float32 or mixed precision, flat or nested), or an
             ensemble of such (the mean of its members' maps, :mod:`pipeline.explain.ensemble`).
         images: float32 ``(N, H, W, C)`` or ``(N, D, H, W, C)`` in the model's input range.
-        method: One of :data:`METHODS`.
+        method: One of :data:`pipeline.explain.cam_rules.METHODS`.
         layer: ``"auto"`` (last spatial layer before the head) or a layer name.
         class_index: Output explained: None = positive class (binary) / predicted class; an
             int; or one int per image.
@@ -354,30 +303,6 @@ def compute_maps(model: Any, images: np.ndarray, *, method: str = "gradcam", lay
     explainer = Explainer(model, layer=layer, backbone=backbone)
     return explainer.maps(images, method=method, class_index=class_index, batch_size=batch_size,
                           max_n=max_n, backend=backend, tta=tta)
-
-
-def _tf_keras_vis_classes() -> tuple[Any, Any, Any]:
-    """``Gradcam``, ``GradcamPlusPlus``, ``Scorecam`` (their modules import a deprecated scipy path)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from tf_keras_vis.gradcam import Gradcam
-        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-        from tf_keras_vis.scorecam import Scorecam
-    return Gradcam, GradcamPlusPlus, Scorecam
-
-
-def _check_options(method: str, backend: str, batch_size: int, max_n: int | None, spatial_rank: int) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}. Received: method={method!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {list(BACKENDS)}. Received: backend={backend!r}")
-    if backend == "tf-explain" and (method != "gradcam" or spatial_rank != 2):
-        raise ValueError(f"backend 'tf-explain' computes 2D Grad-CAM only. Received: method={method!r} "
-                         f"on a {spatial_rank}D model")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1. Received: batch_size={batch_size!r}")
-    if max_n is not None and (isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 1):
-        raise ValueError(f"max_n must be None or an integer >= 1. Received: max_n={max_n!r}")
 
 
 def _check_images(model: Any, images: np.ndarray) -> np.ndarray:

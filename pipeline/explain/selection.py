@@ -85,7 +85,7 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
         model: The trained classifier (or a k-fold ensemble).
         images: float32 validation inputs of the explained class, ``(N, *spatial, C)``.
         masks: Their lesion masks ``(N, *spatial[, 1])`` or None.
-        methods: Candidate methods (:data:`pipeline.explain.gradcam.METHODS`).
+        methods: Candidate methods (:data:`pipeline.explain.cam_rules.METHODS`).
         layers: Candidate layer names or rules (``auto:N``).
         fraction, n_random, seed, batch_size, fill: The deletion test's settings.
         backbone: Model-card backbone, for ``auto`` layer rules.

@@ -6,36 +6,29 @@ kept for the index. Each case's thumbnail (a small overlay) is streamed to a scr
 embedded once in the index, as an SVG ``<image>`` that the case table and the review cards both
 reference with ``<use>`` (data URIs only, as the Content-Security-Policy allows). The site is
 built in a temporary sibling folder and moved over the target at the end, so an interrupted build
-never leaves a half-written report.
+never leaves a half-written report (:mod:`pipeline.report.staging`).
+
+A case page's image data (base image, heatmaps, outline or 3D views, thumbnail) comes from
+:mod:`pipeline.report.case_view`; this module validates the cases, renders the pages and
+assembles the index (review groups, tables, performance figures).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import shutil
-import tempfile
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pipeline.report import imaging
-from pipeline.report.case import (
-    UNKNOWN,
-    CaseRecord,
-    CaseRow,
-    orientation_marks,
-    summarize,
-    validate,
-)
+from pipeline.report.case import UNKNOWN, CaseRecord, CaseRow, summarize, validate
+from pipeline.report.case_view import case_view, explained_label, model_size, with_label_heats
 from pipeline.report.pages import CASE_SCRIPT, INDEX_SCRIPT, render
 from pipeline.report.performance import OperatingMark, performance_figures, subgroup_table
 from pipeline.report.review import Review
+from pipeline.report.staging import staging_dir
 from pipeline.report.tables import (
     HEADLINE_KEYS,
     card_summary,
@@ -50,13 +43,9 @@ from pipeline.report.tables import (
 KINDS = ("2d", "3d")
 INDEX_FILE = "index.html"
 CASES_DIR = "cases"
-#: The three 3D views: key, title, volume axis, patient-direction letters (top, bottom, left, right).
-_VIEWS = (("axial", "Axial", 0, ("A", "P", "R", "L")),
-          ("coronal", "Coronal", 1, ("S", "I", "R", "L")),
-          ("sagittal", "Sagittal", 2, ("S", "I", "A", "P")))
-_THUMB_OPACITY = 0.6
-#: Thumbnails are at most this many pixels on a side (:func:`imaging.thumbnail_uri`'s default)
-#: and shown letterboxed in a square of that size.
+#: Thumbnails (:func:`pipeline.report.case_view.case_view`) are at most this many pixels on a side
+#: (:func:`pipeline.report.imaging.thumbnail_uri`'s default) and shown letterboxed in a square of
+#: that size.
 _THUMB_BOX = 96
 #: Where the index template's thumbnail definitions go (template text is escaped, so no data
 #: can forge this comment), and the scratch file they are streamed to.
@@ -130,12 +119,12 @@ def build_report(
     shared = {"task_name": task_name, "kind": kind, "positive_label": positive, "labels": list(labels),
               "margin": low_confidence_margin,
               "headline": metric_rows(metrics, HEADLINE_KEYS),
-              "model_size": _model_size(card or {}, kind)}
+              "model_size": model_size(card or {}, kind)}
     review = Review(positive_label=positive, limit=highlight_limit)
     rows: list[CaseRow] = []
     methods: set[str] = set()
     thumbs: set[str] = set()
-    with _staging_dir(target) as tmp:
+    with staging_dir(target) as tmp:
         (tmp / CASES_DIR).mkdir()
         part = tmp / _THUMB_PART
         with part.open("w", encoding="utf-8") as defs:
@@ -260,117 +249,17 @@ def _with_neighbours(cases: Iterable[CaseRecord], *, kind: str, labels: Sequence
 def _write_case(root: Path, case: CaseRecord, prev_id: str | None, next_id: str | None,
                 shared: Mapping[str, Any]) -> CaseRow:
     """Render and write one case page; return its index row (with a thumbnail)."""
-    view = _case_view(case, kind=shared["kind"])
+    view = case_view(case, kind=shared["kind"])
     row = summarize(case, low_confidence_margin=shared["margin"],
                     positive_label=shared["positive_label"], thumbnail=view.pop("thumbnail"))
     probabilities = sorted(case.probabilities.items(), key=lambda kv: (-float(kv[1]), kv[0]))
     explains = explained_label(case, shared["positive_label"])
-    view = _with_label_heats(view, case, explains, labels=shared["labels"])
+    view = with_label_heats(view, case, explains, labels=shared["labels"])
     html = render("case.html", script=CASE_SCRIPT, row=row, prev_id=prev_id, next_id=next_id,
                   method=case.method, probabilities=probabilities, explained_label=explains,
                   attributes=sorted(case.attributes.items()), **view, **shared)
     (root / CASES_DIR / f"{case.sample_id}.html").write_text(html, encoding="utf-8")
     return row
-
-
-def explained_label(case: CaseRecord, positive_label: str | None) -> str | None:
-    """The label a case's heatmap is evidence for, as :mod:`pipeline.explain` picks it by
-    default (``resolve_class_index``): the positive class of a binary decision (a threshold),
-    else the most probable label; None without a heatmap."""
-    if case.heatmap is None:
-        return None
-    if case.threshold is not None and positive_label is not None:
-        return positive_label
-    if case.probabilities:
-        return max(case.probabilities.items(), key=lambda kv: float(kv[1]))[0]
-    return case.predicted_label
-
-
-def _with_label_heats(view: dict[str, Any], case: CaseRecord, explains: str | None, *,
-                      labels: Sequence[str]) -> dict[str, Any]:
-    """Per-label maps on the page (``heats`` in the page data, the "Heatmap for" selector): each
-    label's map embedded once, in label order, the explained label's chosen first; the single
-    ``heat`` is then left out (each image is embedded once). 3D maps carry their own peak."""
-    if not case.label_heatmaps or case.heatmap is None:
-        return {**view, "heat_labels": []}
-    pixels = view["image_data"] if "image_data" in view else view["volume"]
-    ordered = [label for label in labels if label in case.label_heatmaps]
-    heats = []
-    for label in ordered:
-        heat = case.label_heatmaps[label]
-        entry: dict[str, Any] = {"label": label, "png": imaging.pack_png(imaging.quantize(heat))}
-        if case.image.ndim == 3:
-            entry["peak"] = list(imaging.peak_index(heat, case.mask, case.image.shape))
-        heats.append(entry)
-    selected = ordered.index(explains) if explains in ordered else 0
-    pixels.update(heat=None, heats=heats, heat_selected=selected, predicted=case.predicted_label.split("|"))
-    if case.image.ndim == 3 and "peak" in heats[selected]:
-        pixels["start"] = heats[selected]["peak"]
-    return {**view, "heat_labels": [h["label"] for h in heats], "heat_selected": selected}
-
-
-def _model_size(card: Mapping[str, Any], kind: str) -> tuple[int, int] | None:
-    """``(width, height)`` of a 2D model's input from the card's ``input_shape`` (H, W, C)."""
-    shape = card.get("input_shape")
-    if kind != "2d" or not isinstance(shape, Sequence) or len(shape) < 2:
-        return None
-    try:
-        height, width = int(shape[0]), int(shape[1])
-    except (TypeError, ValueError):
-        return None
-    return (width, height) if width > 0 and height > 0 else None
-
-
-def _case_view(case: CaseRecord, *, kind: str) -> dict[str, Any]:
-    """The case page's image data (each array embedded once, see :func:`_pixels`) and the
-    index thumbnail."""
-    heat, mask = case.heatmap, case.mask
-    view: dict[str, Any] = {"has_heatmap": heat is not None, "has_mask": mask is not None,
-                            "colorbar_uri": imaging.colorbar_uri() if heat is not None else ""}
-    pixels = _pixels(case)
-    if kind == "2d":
-        image = case.image
-        marks = orientation_marks(case.orientation) if case.orientation is not None else None
-        if mask is not None:
-            pixels["outline"] = imaging.pack_png(imaging.outline(mask).astype(np.uint8))
-        view.update(
-            width=image.shape[1], height=image.shape[0], image_data=pixels, marks_2d=marks,
-            thumbnail=imaging.thumbnail_uri(imaging.render_overlay(image, heat, opacity=_THUMB_OPACITY)),
-        )
-        return view
-    start = imaging.peak_index(heat, mask, case.image.shape)
-    z = start[0]
-    fov = case.field_of_view
-    pixels.update(
-        spacing=[float(s) for s in case.spacing] if case.spacing is not None else None,
-        mask=imaging.pack_png((np.asarray(mask) != 0).astype(np.uint8)) if mask is not None else None,
-        start=list(start),
-        fov=[[int(a), int(b)] for a, b in fov] if fov is not None else None,
-    )
-    view.update(
-        views=[{"key": k, "title": t, "count": case.image.shape[a], "marks": m} for k, t, a, m in _VIEWS],
-        volume=pixels, has_fov=fov is not None,
-        thumbnail=imaging.thumbnail_uri(imaging.render_overlay(
-            case.image[z], None if heat is None else heat[z], opacity=_THUMB_OPACITY)),
-    )
-    return view
-
-
-def _pixels(case: CaseRecord) -> dict[str, Any]:
-    """What the page's script draws: the base image once, as levels with their value mapping
-    and the model's window (window/level), and the heatmap as 8-bit levels it colours itself."""
-    intensity = case.intensity if case.intensity is not None else imaging.grey_intensity(case.image)
-    values = intensity.values
-    return {
-        "shape": list(case.image.shape),
-        "base": imaging.pack_png(values),
-        "max_level": int(np.iinfo(values.dtype).max) if values.size == 0 else int(values.max()),
-        "offset": float(intensity.offset), "scale": float(intensity.scale), "unit": intensity.unit,
-        "window": [float(v) for v in intensity.window], "exact": bool(intensity.exact),
-        "presets": [[name, float(c), float(w)] for name, (c, w) in intensity.presets.items()],
-        "heat": imaging.pack_png(imaging.quantize(case.heatmap)) if case.heatmap is not None else None,
-        "lut": imaging.colormap_lut().ravel().tolist(),
-    }
 
 
 def _index_context(rows: list[CaseRow], review: Review, *, labels: list[str], methods: list[str],
@@ -395,30 +284,3 @@ def _index_context(rows: list[CaseRow], review: Review, *, labels: list[str], me
         "categories": sorted({r.category for r in rows if r.category}),
         "card_rows": card_summary(card), "card_flat": flatten(card), "notes": notes,
     }
-
-
-@contextlib.contextmanager
-def _staging_dir(target: Path) -> Iterator[Path]:
-    """A fresh sibling folder of ``target``, moved over ``target`` if the block succeeds."""
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"out_dir must be a folder. Received a file: {target}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        tmp.chmod(0o755)
-        yield tmp
-        _replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an existing ``target`` is moved aside first, then deleted."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
-    os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)

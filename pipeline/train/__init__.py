@@ -12,6 +12,9 @@
 - :mod:`pipeline.train.phases`: the two fine-tuning phases of one model (freezing, optimizer,
   resumable ``fit`` calls).
 - :mod:`pipeline.train.trainer`: the train stage's run: data, one model or k fold models, card.
+- :mod:`pipeline.train.inputs`: the run's splits, tf.data pipelines and augmentation list.
+- :mod:`pipeline.train.run_record`: the model card's contents, the kept epoch in DVCLive, the
+  resumable state's key.
 - :mod:`pipeline.train.crossval`: k-fold cross-validation by patient (``train.folds``): what
   each member trains and validates on, resuming per member, the card section.
 - :mod:`pipeline.train.folds`: fitting the members, their ensemble (the saved model), DVCLive.

@@ -11,11 +11,13 @@ marker).
 ``train.folds = 1`` trains one model, validated on the ingest ``val`` split. ``train.folds = k``
 trains one such model per patient fold of the ``train`` split, each validated on its held-out
 fold, and saves their mean (:mod:`pipeline.train.crossval`).
+
+The splits and datasets come from :mod:`pipeline.train.inputs`; the model card, the DVCLive
+logger and the resumable state's key from :mod:`pipeline.train.run_record`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -25,20 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pipeline.config import TaskParams
 from pipeline.dataset.layout import InterimLayout
 from pipeline.dataset.tables import read_table
 from pipeline.train import objective
-from pipeline.train.callbacks import BestRecord, read_best
+from pipeline.train.callbacks import read_best
 from pipeline.train.card import MODEL_FILE, data_fingerprint, load_model, write_card
 from pipeline.train.crossval import Fitted
 from pipeline.train.crossval import Split as _Split
 from pipeline.train.distribute import is_chief, make_strategy
+from pipeline.train.inputs import augment_spec, datasets, manifest_splits, val_dataset
 from pipeline.train.phases import fit_phases
 from pipeline.train.phases import make_optimizer as _optimizer  # noqa: F401  (tests, bench)
 from pipeline.train.precision import apply_precision
+from pipeline.train.run_record import checkpoint_card, log_choice, model_card, open_live, state_key
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
     chief = is_chief()
 
     info = json.loads(InterimLayout(data_dir).info.read_text())
-    splits = _splits(task, read_table(InterimLayout(data_dir).manifest))
+    splits = manifest_splits(task, read_table(InterimLayout(data_dir).manifest))
     from pipeline.train.crossval import fold_plan, resolve_folds
 
     folds, folds_reason = resolve_folds(tp.folds, splits["train"])
@@ -110,14 +112,14 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
     if folds > 1:
         fold_of = fold_plan(splits["train"], folds=folds, seed=seed, key=f"tasks.{task.name}.train")
     fingerprint = data_fingerprint(data_dir)
-    state_dir = backup_root / _state_key(task, fingerprint, seed)
+    state_dir = backup_root / state_key(task, fingerprint, seed)
     model_dir.mkdir(parents=True, exist_ok=True)
     # The best model so far lives with the resumable state (DVC deletes outputs before a rerun).
     checkpoint_dir = state_dir if chief else state_dir / "nonchief"
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
     global_batch = tp.batch_size * replicas
-    live = _live(live_dir, resume=state_dir.exists()) if chief and live_dir else None
+    live = open_live(live_dir, resume=state_dir.exists()) if chief and live_dir else None
     run = _Run(task, data_dir, tuple(info["item_shape"]), policy, strategy, chief, global_batch, live)
     cv = None
     if fold_of is None:
@@ -136,7 +138,7 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
         checkpoint = {"rule": tp.checkpoint, "epoch": None,
                       "reason": f"an ensemble of {folds} fold models: each kept its best epoch on "
                                 "its held-out fold (cross_validation.members[i].checkpoint)"}
-        val_ds = _val_dataset(data_dir, splits["val"], global_batch=global_batch, seed=seed)
+        val_ds = val_dataset(data_dir, splits["val"], global_batch=global_batch, seed=seed)
 
     val_metrics = _evaluate(result_model, val_ds, task)
     if chief:
@@ -146,9 +148,9 @@ def train(task: TaskParams, *, data_dir: Path, model_dir: Path, live_dir: Path |
         tmp.replace(final)
         ratio = objective.class_ratio(splits["train"].targets, problem=task.problem)
         balance = objective.resolve_class_balance(tp.class_balance, ratio=ratio, problem=task.problem)
-        card = _card(task, info, fingerprint, val_metrics, policy, replicas, global_batch, seed, splits,
-                     epochs_run, checkpoint, {"param": tp.class_balance, "resolved": balance,
-                                              "train_majority_minority_ratio": round(ratio, 4)})
+        card = model_card(task, info, fingerprint, val_metrics, policy, replicas, global_batch, seed, splits,
+                          epochs_run, checkpoint, {"param": tp.class_balance, "resolved": balance,
+                                                   "train_majority_minority_ratio": round(ratio, 4)})
         card["folds"] = {"param": tp.folds, "resolved": folds, "reason": folds_reason}
         if cv is not None:
             cv.write_oof(model_dir, task.labels)
@@ -172,8 +174,8 @@ def _fit(run: _Run, train_split: _Split, val_split: _Split, *, state_dir: Path, 
     from pipeline.train import guidance
 
     guided = guidance.active(task, run.data_dir, train_split.indices)
-    train_ds, val_ds = _datasets(task, run.data_dir, {"train": train_split, "val": val_split},
-                                 global_batch=run.global_batch, seed=seed, masks=guided)
+    train_ds, val_ds = datasets(task, run.data_dir, {"train": train_split, "val": val_split},
+                                global_batch=run.global_batch, seed=seed, masks=guided)
     steps = math.ceil(len(train_split.indices) / run.global_batch)
     ratio = objective.class_ratio(train_split.targets, problem=task.problem)
     balance = objective.resolve_class_balance(tp.class_balance, ratio=ratio, problem=task.problem)
@@ -196,9 +198,11 @@ def _fit(run: _Run, train_split: _Split, val_split: _Split, *, state_dir: Path, 
                             strategy=run.strategy, chief=run.chief, live_prefix=live_prefix)
     best = read_best(checkpoint_dir)
     if run.live is not None:
-        _log_choice(run.live, best, prefix=live_prefix)
+        log_choice(run.live, best, prefix=live_prefix)
+        if best is not None:
+            log.info("kept %s", best.reason)
     model = load_model(best.model_path) if best is not None else getattr(model, "classifier", model)
-    return Fitted(model, epochs_run, _checkpoint_card(best, tp.checkpoint), balance), val_ds
+    return Fitted(model, epochs_run, checkpoint_card(best, tp.checkpoint), balance), val_ds
 
 
 def _validate(task: TaskParams) -> None:
@@ -218,62 +222,6 @@ def _validate(task: TaskParams) -> None:
     if task.train.class_balance == "class_weights" and task.problem == "multilabel":
         raise ParamsError(f"tasks.{task.name}.train.class_balance 'class_weights' is not defined for "
                           "multi-label tasks; use 'focal'. Received: 'class_weights'")
-
-
-def augment_spec(task: TaskParams) -> list[dict[str, Any]]:
-    """The training augmentation: the explicit ``train.augment`` list if given, else the
-    ``train.augment_preset`` list for the task's kind (validated; errors name the key)."""
-    from pipeline.augment import resolve_spec
-
-    return list(resolve_spec(task.train.augment, preset=task.train.augment_preset, kind=task.kind,
-                             key=f"tasks.{task.name}.train"))
-
-
-def _splits(task: TaskParams, manifest: list[dict[str, str]]) -> dict[str, _Split]:
-    out = {}
-    for name in ("train", "val", "test"):
-        rows = [r for r in manifest if r["split"] == name]
-        if name != "test" and not rows:
-            raise ValueError(f"the '{name}' split of task {task.name!r} is empty; check "
-                             f"tasks.{task.name}.ingest.splits and the dataset size")
-        out[name] = _Split(np.array([int(r["index"]) for r in rows], np.int64),
-                           objective.targets_from_manifest(rows, problem=task.problem,
-                                                           n_labels=len(task.labels)),
-                           patients=tuple(r["patient"] for r in rows),
-                           labels=tuple(r["label"] for r in rows),
-                           sample_ids=tuple(r["sample_id"] for r in rows))
-    return out
-
-
-def _datasets(task: TaskParams, data_dir: Path, splits: dict[str, _Split], *, global_batch: int,
-              seed: int, masks: bool = False) -> tuple[Any, Any]:
-    """Training and validation datasets; ``masks``: training batches carry the (augmented) lesion
-    masks for ``train.mask_guidance`` (:func:`pipeline.train.guidance.guided_batches`)."""
-    from pipeline.augment import Augmenter
-    from pipeline.dataset.store import open_array
-    from pipeline.dataset.tfdata import make_dataset
-
-    images = open_array(InterimLayout(data_dir).images)
-    spec = augment_spec(task)
-    augmenter = Augmenter(spec, kind=task.kind) if spec else None
-    tr, va = splits["train"], splits["val"]
-    train_ds = make_dataset(images, tr.targets, tr.indices, batch_size=global_batch, training=True,
-                            seed=seed, augmenter=augmenter, deterministic=task.train.deterministic,
-                            masks=open_array(InterimLayout(data_dir).masks) if masks else None,
-                            return_masks=masks)
-    if masks:
-        from pipeline.train.guidance import guided_batches
-
-        train_ds = guided_batches(train_ds, problem=task.problem)
-    return train_ds, _val_dataset(data_dir, va, global_batch=global_batch, seed=seed)
-
-
-def _val_dataset(data_dir: Path, split: _Split, *, global_batch: int, seed: int) -> Any:
-    from pipeline.dataset.store import open_array
-    from pipeline.dataset.tfdata import make_dataset
-
-    return make_dataset(open_array(InterimLayout(data_dir).images), split.targets, split.indices,
-                        batch_size=global_batch, training=False, seed=seed)
 
 
 def build_task_model(task: TaskParams, item_shape: tuple[int, ...]) -> Any:
@@ -301,81 +249,9 @@ def width_for(task: TaskParams) -> int | None:
     return tp.width
 
 
-def _live(live_dir: Path, *, resume: bool) -> Any:
-    from dvclive import Live
-
-    return Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None)
-
-
-def _log_choice(live: Any, best: BestRecord | None, *, prefix: str | None = None) -> None:
-    """The kept epoch and its scores in the DVCLive summary (``metrics.json``: ``checkpoint``, or
-    ``<prefix>/checkpoint`` for a k-fold member)."""
-    if best is None:
-        return
-    folder = f"{prefix}/checkpoint" if prefix else "checkpoint"
-    for name, value in (("epoch", best.score.epoch), ("val_auroc", best.score.auroc),
-                        ("val_loss", best.score.loss)):
-        live.log_metric(f"{folder}/{name}", value, plot=False)
-    log.info("kept %s", best.reason)
-
-
-def _checkpoint_card(best: BestRecord | None, rule: str) -> dict[str, Any]:
-    if best is None:
-        return {"rule": rule, "epoch": None, "reason": "no epoch had a finite val AUROC and loss; "
-                "the last weights were kept"}
-    return {"rule": best.rule, "epoch": best.score.epoch, "val_auroc": round(best.score.auroc, 6),
-            "val_loss": round(best.score.loss, 6), "reason": best.reason,
-            "note": "val_loss here is the training loss function (label smoothing, focal); "
-                    "val_metrics are recomputed on the saved model with plain cross-entropy"}
-
-
 def _evaluate(model: Any, val_ds: Any, task: TaskParams) -> dict[str, float]:
     model.compile(loss=objective.make_loss(task.problem, class_balance="none", label_smoothing=0.0,
                                            focal_gamma=0.0),
                   metrics=objective.make_metrics(task.problem, task.n_outputs), jit_compile=False)
     values = model.evaluate(val_ds, verbose=0, return_dict=True)
     return {k: round(float(v), 6) for k, v in values.items()}
-
-
-def _state_key(task: TaskParams, fingerprint: str, seed: int) -> str:
-    blob = json.dumps({"task": task.model_dump(mode="json"), "data": fingerprint, "seed": seed},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _card(task: TaskParams, info: dict, fingerprint: str, val_metrics: dict[str, float], policy: str,
-          replicas: int, global_batch: int, seed: int, splits: dict[str, _Split], epochs_run: int,
-          checkpoint: dict[str, Any], class_balance: dict[str, Any]) -> dict:
-    import keras
-    import tensorflow as tf
-
-    from pipeline.models import BACKBONES
-
-    tp = task.train
-    spec = BACKBONES.get(tp.backbone)
-    return {
-        "task": task.name,
-        "kind": task.kind,
-        "problem": task.problem,
-        "labels": list(task.labels),
-        "backbone": tp.backbone,
-        "weights": tp.weights if tp.weights in (None, "imagenet") else "file",
-        "input_shape": info["item_shape"],
-        "input": "float32 in [0, 1] = stored uint8 / 255 (windowed intensity, white = dense)",
-        "model_preprocessing": getattr(spec, "preprocessing", "none (3D model takes [0, 1] input)"),
-        "ingest_preprocessing": info.get("preprocessing", {}),
-        "training_data_sha256": fingerprint,
-        "samples": {k: int(len(v.indices)) for k, v in splits.items()},
-        "val_metrics": val_metrics,
-        "checkpoint": checkpoint,
-        "weight_averaging": (f"EMA of the trainable weights (momentum {tp.ema_momentum}); "
-                             "BatchNorm statistics are not averaged" if tp.ema else "none"),
-        "class_balance": class_balance,
-        "params": tp.model_dump(mode="json"),
-        "seed": seed,
-        "epochs_run": epochs_run,
-        "precision": policy,
-        "replicas": replicas,
-        "global_batch_size": global_batch,
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-    }

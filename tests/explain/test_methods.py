@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline.explain import Explainer, compute_maps
-from pipeline.explain.gradcam import cam_formula, fusion_layers
+from pipeline.explain.cam_rules import cam_formula, fusion_layers
 from pipeline.explain.maps import to_input_grid
 from pipeline.explain.view import explanation_model
 from tests.explain.nets import box, region_model, small_cnn, square_images

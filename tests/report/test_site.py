@@ -355,7 +355,7 @@ def test_case_page_says_which_label_the_heatmap_explains(reader_report: Path) ->
 
 
 def test_explained_label_follows_the_explain_default() -> None:
-    from pipeline.report.site import explained_label
+    from pipeline.report.case_view import explained_label
 
     binary = case_2d(SPECS_2D[2])  # predicted normal, threshold 0.5
     assert explained_label(binary, "opacity") == "opacity"

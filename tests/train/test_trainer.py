@@ -184,7 +184,7 @@ def test_bad_train_params_name_the_key(tmp_path, tiny_data, change, message):
 def test_augment_preset_reaches_training_and_an_explicit_list_wins(kind):
     from pipeline.augment import STRONG_2D, STRONG_3D, validate_spec
     from pipeline.config import TaskParams
-    from pipeline.train.trainer import augment_spec
+    from pipeline.train.inputs import augment_spec
 
     shape = {"image_size": [32, 32]} if kind == "2d" else {"volume_shape": [8, 16, 16]}
     doc = {"name": "t", "kind": kind, "labels": ["a", "b"], "data": {"source": "x"}, "ingest": shape,

@@ -1,0 +1,101 @@
+"""The class activation map methods and their rules, independent of any model.
+
+- :data:`METHODS`, :data:`BACKENDS` and :func:`check_options`: the method names, the libraries
+  that may compute ``gradcam`` and which combinations are valid (tf-explain computes 2D Grad-CAM
+  only).
+- :func:`cam_formula`: the Grad-CAM, HiResCAM and LayerCAM formulas on activations and gradients
+  at one layer, as :class:`pipeline.explain.gradcam.Explainer` computes ``hirescam`` and each
+  layer of ``layercam-fusion``.
+- :func:`fusion_layers`: the layers ``layercam-fusion`` reads, one per feature resolution.
+- :func:`tf_keras_vis_classes`: tf-keras-vis's Grad-CAM, Grad-CAM++ and Score-CAM classes,
+  imported without their deprecation warnings.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+METHODS = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam", "layercam-fusion")
+#: Methods that read one target layer (``layercam-fusion`` reads several, :func:`fusion_layers`).
+SINGLE_LAYER = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam")
+#: Library computing ``gradcam``: ``auto`` = tf-explain in 2D, tf-keras-vis in 3D.
+BACKENDS = ("auto", "tf-explain", "tf-keras-vis")
+
+
+def check_options(method: str, backend: str, batch_size: int, max_n: int | None, spatial_rank: int) -> None:
+    """Raises ValueError for an unknown method or backend, a backend that cannot compute
+    ``method`` on a ``spatial_rank``-D model, or a bad ``batch_size`` / ``max_n``."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}. Received: method={method!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}. Received: backend={backend!r}")
+    if backend == "tf-explain" and (method != "gradcam" or spatial_rank != 2):
+        raise ValueError(f"backend 'tf-explain' computes 2D Grad-CAM only. Received: method={method!r} "
+                         f"on a {spatial_rank}D model")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1. Received: batch_size={batch_size!r}")
+    if max_n is not None and (isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 1):
+        raise ValueError(f"max_n must be None or an integer >= 1. Received: max_n={max_n!r}")
+
+
+def cam_formula(acts: np.ndarray, grads: np.ndarray, rule: str) -> np.ndarray:
+    """Class activation map at feature resolution, ``(n, *cells)``, before the ReLU.
+
+    - ``gradcam``: ``sum_k mean(dS/dA_k) A_k`` (Selvaraju et al. 2017);
+    - ``hirescam``: ``sum_k dS/dA_k * A_k`` element-wise (Draelos & Carin 2020): the gradients are
+      not averaged over space, so the map shows where each feature moved the score, provably for a
+      head of global average pooling + dense;
+    - ``layercam``: ``sum_k relu(dS/dA_k) * A_k`` (Jiang et al. 2021).
+
+    Args:
+        acts, grads: ``(n, *cells, channels)``.
+        rule: One of the three names above.
+    """
+    acts, grads = np.asarray(acts, np.float32), np.asarray(grads, np.float32)
+    if rule == "gradcam":
+        weights = grads.mean(axis=tuple(range(1, grads.ndim - 1)), keepdims=True)
+        return (acts * weights).sum(axis=-1)
+    if rule == "hirescam":
+        return (acts * grads).sum(axis=-1)
+    if rule == "layercam":
+        return (acts * np.maximum(grads, 0.0)).sum(axis=-1)
+    raise ValueError(f"rule must be 'gradcam', 'hirescam' or 'layercam'. Received: {rule!r}")
+
+
+def fusion_layers(model: Any, layer: str, *, max_layers: int = 3) -> tuple[str, ...]:
+    """The layers ``layercam-fusion`` reads: the last layer of each feature resolution from
+    ``layer``'s resolution down to the coarsest, plus one finer resolution (LayerCAM's finer maps
+    outline the object, the coarser ones find it), at most ``max_layers``, ordered fine to coarse.
+
+    Args:
+        model: The explanation view (functional).
+        layer: The resolved target layer.
+    """
+    from pipeline.explain.target_layer import spatial_layers
+
+    def cells(name: str) -> tuple[int, ...]:
+        return tuple(int(d) for d in model.get_layer(name).output.shape[1:-1])
+
+    last_of: dict[tuple[int, ...], str] = {}
+    for name in spatial_layers(model):
+        last_of[cells(name)] = name  # topological order: the last layer of each resolution wins
+    groups = sorted(last_of, key=lambda g: -int(np.prod(g)))  # fine to coarse
+    target = cells(layer)
+    start = max(0, groups.index(target) - 1) if target in groups else 0
+    chosen = [last_of[g] for g in groups[start:start + max_layers]]
+    if target in groups and last_of[target] != layer:  # an explicit name inside a resolution group
+        chosen[chosen.index(last_of[target])] = layer
+    return tuple(chosen)
+
+
+def tf_keras_vis_classes() -> tuple[Any, Any, Any]:
+    """``Gradcam``, ``GradcamPlusPlus``, ``Scorecam`` (their modules import a deprecated scipy path)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+        from tf_keras_vis.scorecam import Scorecam
+    return Gradcam, GradcamPlusPlus, Scorecam
