@@ -10,10 +10,16 @@ validation cases of the explained class are scored by
    area? A candidate passes when it is not flagged (mean drop above random and wins on more than
    half of the images);
 2. **localization**, where lesion masks exist (at least :data:`MIN_MASKED` cases): the pointing
-   game (the map's peak inside the lesion), then the IoU as a tie-break.
+   game (the map's peak inside the lesion) and the IoU of the map's top region with the lesion.
 
 Rule: among the candidates that pass (1) — all of them if none passes, which the choice then
 says — the best by (2); without masks the one whose deletion drop exceeds random the most.
+Localization weighs both measures with a one-standard-error rule (:func:`choose`): the
+candidates whose pointing game lies within one binomial standard error of the best one
+(``sqrt(p (1 - p) / n)`` over the ``n`` masked cases) are indistinguishable on a validation split
+of tens of cases, and among them the highest IoU wins (then the pointing game, then the deletion
+drop). A map that points at the lesion and also outlines it is preferred to one that only
+points, but never at the cost of a clearly worse pointing game.
 Faithfulness first, because a map that lands on the lesion but does not explain the model would
 tell a clinician something the model did not do.
 """
@@ -29,7 +35,7 @@ import numpy as np
 
 from pipeline.config import EXPLAIN_AUTO_METHODS as AUTO_METHODS  # Score-CAM left out: too slow
 
-__all__ = ["AUTO_METHODS", "Choice", "candidate_layers", "select"]
+__all__ = ["AUTO_METHODS", "Choice", "candidate_layers", "choose", "select"]
 
 log = logging.getLogger(__name__)
 #: Masked validation cases needed before localization takes part in the choice.
@@ -131,20 +137,40 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
         log.info("explain candidate %s @ %s: deletion %+.3f (win %.2f%s)%s", method, row["layer"],
                  row["deletion_difference"], row["deletion_win_rate"],
                  ", FLAG" if row["deletion_flag"] else "", located)
+    best, rule = choose(rows, n_masked=n_masked if has_masks else 0)
+    for r in rows:
+        r["chosen"] = r is best
+    return Choice(best["method"], best["layer"], rule, tuple(rows), len(images), n_masked)
+
+
+def choose(rows: Sequence[dict[str, Any]], *, n_masked: int) -> tuple[dict[str, Any], str]:
+    """The chosen candidate row and the rule's wording (module docstring).
+
+    Args:
+        rows: Candidate records with ``deletion_flag`` and ``deletion_difference``, and, when
+            ``n_masked`` > 0, ``pointing_game`` and ``iou`` (None where not scored).
+        n_masked: Masked validation cases the localization was scored on; 0 = no localization.
+
+    Raises:
+        ValueError: No candidate.
+    """
+    if not rows:
+        raise ValueError("no candidate explanation to choose from")
     passing = [r for r in rows if not r["deletion_flag"]]
-    pool = passing or rows
-    if has_masks:
-        best = max(pool, key=lambda r: (_key(r["pointing_game"]), _key(r["iou"]),
-                                        r["deletion_difference"]))
-        rule = "highest pointing game (then IoU) on validation"
+    pool = passing or list(rows)
+    if n_masked > 0:
+        top = max(_key(r["pointing_game"]) for r in pool)
+        margin = float(np.sqrt(max(top, 0.0) * (1.0 - max(top, 0.0)) / n_masked))
+        near = [r for r in pool if _key(r["pointing_game"]) >= top - margin - 1e-9]
+        best = max(near, key=lambda r: (_key(r["iou"]), _key(r["pointing_game"]), r["deletion_difference"]))
+        rule = (f"highest IoU among the candidates within one standard error ({margin:.2f}) of the "
+                f"best pointing game ({top:.2f}) on validation")
     else:
         best = max(pool, key=lambda r: r["deletion_difference"])
         rule = "largest deletion drop over random on validation (no lesion masks)"
     rule = (f"{rule}, among the candidates that pass the deletion check" if passing
             else f"{rule}; no candidate passed the deletion check")
-    for r in rows:
-        r["chosen"] = r is best
-    return Choice(best["method"], best["layer"], rule, tuple(rows), len(images), n_masked)
+    return best, rule
 
 
 def _mean(values: np.ndarray) -> float | None:

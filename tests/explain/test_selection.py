@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.explain.selection import AUTO_METHODS, MIN_MASKED, Choice, candidate_layers, select
+from pipeline.explain.selection import AUTO_METHODS, MIN_MASKED, Choice, candidate_layers, choose, select
 from tests.explain.nets import GEOMETRY, box, region_model, small_cnn, square_images
 
 
@@ -31,7 +33,8 @@ def test_selection_prefers_a_faithful_localizing_candidate_and_records_the_evide
     assert best["pointing_game"] == max(c["pointing_game"] for c in choice.candidates
                                          if not c["deletion_flag"])
     assert best["pointing_game"] == 1.0
-    assert "pointing game" in choice.rule and "pass the deletion check" in choice.rule
+    assert "pointing game" in choice.rule and "IoU" in choice.rule
+    assert "pass the deletion check" in choice.rule
     record = choice.as_dict()
     assert record["split"] == "val" and record["n_masked"] == len(images)
 
@@ -82,3 +85,48 @@ def test_candidate_layers_are_the_coarsest_resolutions_fine_to_coarse():
     names = candidate_layers(volume)
     cells = [min(volume.get_layer(n).output.shape[1:4]) for n in names]
     assert len(names) >= 1 and min(cells) >= 2 and cells == sorted(cells, reverse=True)
+
+
+def _row(pointing, iou, *, flag=False, drop=0.1, name="m"):
+    return {"method": name, "layer": "l", "pointing_game": pointing, "iou": iou, "deletion_flag": flag,
+            "deletion_difference": drop}
+
+
+def test_a_pointing_game_within_one_standard_error_lets_the_iou_decide():
+    # cxr-like validation: 29 masked cases, best pointing 0.79 (SE 0.075)
+    sharp = _row(0.76, 0.24, name="sharp")
+    rows = [_row(0.79, 0.07, name="points"), sharp, _row(0.52, 0.30, name="worse-pointing")]
+    best, rule = choose(rows, n_masked=29)
+    assert best is sharp
+    assert "one standard error (0.08)" in rule and "best pointing game (0.79)" in rule
+    # outside the margin the pointing game wins, whatever the IoU
+    best, _ = choose([_row(0.79, 0.07, name="points"), _row(0.66, 0.24)], n_masked=29)
+    assert best["method"] == "points"
+    # a flagged candidate is not chosen while another passes
+    best, rule = choose([_row(1.0, 0.9, flag=True), _row(0.5, 0.1, name="faithful")], n_masked=29)
+    assert best["method"] == "faithful" and rule.endswith("pass the deletion check")
+    best, rule = choose([_row(1.0, 0.9, flag=True, name="a"), _row(0.5, 0.1, flag=True)], n_masked=29)
+    assert best["method"] == "a" and "no candidate passed" in rule
+    with pytest.raises(ValueError, match="no candidate"):
+        choose([], n_masked=3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), st.floats(0, 1)), st.one_of(st.none(), st.floats(0, 1)),
+                          st.booleans(), st.floats(-1, 1)), min_size=1, max_size=12),
+       st.integers(1, 200))
+def test_the_choice_is_never_clearly_worse_at_pointing_and_prefers_faithful_maps(specs, n):
+    rows = [_row(p, i, flag=f, drop=d, name=str(k)) for k, (p, i, f, d) in enumerate(specs)]
+    best, _ = choose(rows, n_masked=n)
+    pool = [r for r in rows if not r["deletion_flag"]] or rows
+    assert best in pool
+    def key(v):
+        return -1.0 if v is None else v
+
+    top = max(key(r["pointing_game"]) for r in pool)
+    mine = key(best["pointing_game"])
+    assert mine >= top - np.sqrt(max(top, 0) * (1 - max(top, 0)) / n) - 1e-9
+    # no candidate as good at pointing has a higher IoU
+    for r in pool:
+        if key(r["pointing_game"]) >= mine and r is not best:
+            assert key(r["iou"]) <= key(best["iou"])
