@@ -117,8 +117,25 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="for sources without orientation, e.g. 'L\\F' (PA chest, conventional display)")
     export.set_defaults(func=_stage("pipeline.stages.report:main_export_dicom"))
 
+    serving = sub.add_parser("export", help="SavedModel, TFLite (and ONNX) exports for serving, verified")
+    serving.add_argument("--model", type=Path, required=True, help="model folder, models/<task>")
+    serving.add_argument("--out", type=Path, required=True,
+                         help="export folder, e.g. exports/serving/<task> (an earlier export is replaced)")
+    serving.add_argument("--metrics", type=Path, default=None,
+                         help="metrics/<task>.json holding the validated threshold (default: that path)")
+    serving.add_argument("--data", type=Path, default=None,
+                         help="ingest outputs, data/interim/<task>: verify on rows of its images.npy "
+                              "(default: random uint8 grids)")
+    serving.add_argument("--samples", type=int, default=8, help="verification inputs (default: 8)")
+    serving.add_argument("--seed", type=int, default=0, help="seed of the random verification grids")
+    serving.add_argument("--onnx", action="store_true",
+                         help="also write model.onnx (needs: pip install 'medvision[onnx]')")
+    serving.set_defaults(func=_stage("pipeline.stages.export"))
+
     predict = sub.add_parser("predict", help="run a trained model on new studies and write the case report")
-    predict.add_argument("--model", type=Path, required=True, help="model folder, models/<task>")
+    predict.add_argument("--model", type=Path, required=True,
+                         help="model folder, models/<task>, or an export folder, exports/serving/<task> "
+                              "(SavedModel: no heatmaps)")
     predict.add_argument("--input", type=Path, nargs="+", required=True,
                          help="DICOM file(s), DICOM series folder(s) or NIfTI file(s)")
     predict.add_argument("--out", type=Path, required=True, help="report folder (replaced)")

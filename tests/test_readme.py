@@ -131,6 +131,13 @@ EXERCISED: tuple[tuple[str, str], ...] = (
      "tests/stages/test_report_predict.py::test_predict_cli_on_a_hostile_dicom_uses_the_pipeline_threshold_and_layer"),
     (r"python -m pipeline export-dicom --task cxr ",
      "tests/stages/test_report_predict.py::test_export_dicom_joins_the_source_study"),
+    (r"python -m pipeline export --model models/\w+ --out exports/serving/\w+ "
+     r"--data data/interim/\w+( --onnx)?$",
+     "tests/stages/test_export.py::test_export_writes_every_file_with_its_hash (its fixture runs the CLI "
+     "with --data, --metrics and --onnx)"),
+    (r'pip install -e "\.\[onnx\]"$',
+     ".ci/run (the `test` extra includes `onnx`); "
+     "tests/stages/test_export.py::test_onnx_is_opt_in_and_verified"),
     (r"dvc repro$", "tests/test_dvc_pipeline.py::test_repro_runs_every_stage_for_every_task"),
     (r"dvc repro -f demo@chest$",
      "tests/test_own_data.py::test_forced_demo_reruns_ingest_only_when_the_folder_changed"),
@@ -194,7 +201,7 @@ def test_every_readme_command_is_exercised():
 
 
 @pytest.mark.parametrize("stage", ["demo", "ingest", "train", "explain", "evaluate", "report", "predict",
-                                   "export-dicom"])
+                                   "export", "export-dicom"])
 def test_every_stage_has_help(stage):
     import subprocess
     import sys

@@ -6,7 +6,7 @@ kept for the index. Each case's thumbnail (a small overlay) is streamed to a scr
 embedded once in the index, as an SVG ``<image>`` that the case table and the review cards both
 reference with ``<use>`` (data URIs only, as the Content-Security-Policy allows). The site is
 built in a temporary sibling folder and moved over the target at the end, so an interrupted build
-never leaves a half-written report (:mod:`pipeline.report.staging`).
+never leaves a half-written report (:func:`pipeline.utils.atomic.atomic_dir`).
 
 A case page's image data (base image, heatmaps, outline or 3D views, thumbnail) comes from
 :mod:`pipeline.report.case_view`; this module validates the cases, renders the pages and
@@ -28,7 +28,6 @@ from pipeline.report.case_view import case_view, explained_label, model_size, wi
 from pipeline.report.pages import CASE_SCRIPT, INDEX_SCRIPT, render
 from pipeline.report.performance import OperatingMark, performance_figures, subgroup_table
 from pipeline.report.review import Review
-from pipeline.report.staging import staging_dir
 from pipeline.report.tables import (
     HEADLINE_KEYS,
     card_summary,
@@ -39,6 +38,7 @@ from pipeline.report.tables import (
     metric_rows,
     split_rows,
 )
+from pipeline.utils.atomic import atomic_dir
 
 KINDS = ("2d", "3d")
 INDEX_FILE = "index.html"
@@ -124,7 +124,7 @@ def build_report(
     rows: list[CaseRow] = []
     methods: set[str] = set()
     thumbs: set[str] = set()
-    with staging_dir(target) as tmp:
+    with atomic_dir(target) as tmp:
         (tmp / CASES_DIR).mkdir()
         part = tmp / _THUMB_PART
         with part.open("w", encoding="utf-8") as defs:

@@ -8,6 +8,8 @@ the test-time augmentation the evaluate stage validated the threshold with (see
 :mod:`pipeline.evaluate.tta`); heatmaps are averaged over the views the explain stage used
 (``explain.tta``, recorded in the metrics; :mod:`pipeline.explain.averaged`). Multi-class and multi-label
 models get a map for every label (the page's "Heatmap for" selector), as the report has.
+``--model`` may also name an export folder (``python -m pipeline export``): its SavedModel gives
+the probabilities, and the pages come without heatmaps (Grad-CAM needs the Keras model).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.csv"
 REJECTED = "rejected.csv"
+#: Why pages made from an export have no heatmaps (in the report's notes and the log).
+NO_HEATMAPS = ("these probabilities come from an exported SavedModel, and explanations need the "
+               "Keras model: run predict with --model models/<task> for heatmaps.")
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,11 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
     """Predict and explain ``inputs`` with the model in ``model_dir``; write the report to ``out_dir``.
 
     Args:
-        model_dir: ``models/<task>`` (model + card).
+        model_dir: ``models/<task>`` (model + card), or an export folder (``exports/serving/<task>``,
+            :mod:`pipeline.export`): probabilities then come from its SavedModel's serving
+            signature (fed the uint8 grid), and the pages have no heatmaps (explanations need the
+            Keras model; the report's notes and the log say so). Without a matching metrics file
+            the threshold and TTA mode recorded in the export's manifest are used.
         inputs: DICOM files, DICOM series folders or NIfTI files.
         out_dir: Report folder (replaced).
         threshold: Operating threshold for binary models; default: the one the evaluate stage
@@ -78,10 +87,11 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
     """
     from pipeline.dataset.tables import write_table
     from pipeline.evaluate.tta import check_tta_mode, n_views, tta_predict
-    from pipeline.explain import Explainer
+    from pipeline.export import is_export_dir
     from pipeline.report import build_report
-    from pipeline.train.card import load_model, read_card
+    from pipeline.train.card import matching_metrics, read_card
 
+    served = is_export_dir(model_dir)  # exports/serving/<task>: a SavedModel, no Keras model
     card = read_card(model_dir)
     if metrics_path is None and card.get("task"):
         metrics_path = Path("metrics") / f"{card['task']}.json"  # the pipeline's layout, from the repo root
@@ -89,7 +99,11 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
     problem = card["problem"]
     notes = ["Research use only. Not for diagnosis or treatment decisions.",
              "These studies have no ground truth here: the pages show the model's output only."]
-    metrics = _pipeline_metrics(metrics_path, card)
+    metrics = matching_metrics(metrics_path, card)
+    if metrics is None and served:  # the threshold and TTA mode recorded at export
+        from pipeline.export import read_manifest, recorded_decision
+
+        metrics = recorded_decision(read_manifest(model_dir))
     point = _operating_point(problem, labels, metrics, threshold, notes)
     threshold = point.binary_threshold
     recorded = (metrics or {}).get("explain", {})
@@ -103,12 +117,23 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
     if tta != "none":
         notes.append(f"Probabilities are the mean over {n_views(tta)} views of each study "
                      f"(test-time augmentation: {tta}).")
-    notes.append(f"Heatmaps are the mean of the maps of {n_views(map_views)} views of each study "
-                 f"({map_views}), as the explain stage made them for this model." if map_views != "none"
-                 else "Heatmaps are of the original image.")
-    model = load_model(model_dir)
-    explainer = Explainer(model, layer=layer, backbone=card.get("backbone"))
-    log.info("predict: heatmaps from layer %s", explainer.layer)
+    if served:
+        from pipeline.export import load_export
+
+        model, explainer, predict_batch = None, None, load_export(model_dir)  # uint8 grids in
+        notes.append(f"No heatmaps: {NO_HEATMAPS}")
+        log.warning("predict: %s", NO_HEATMAPS)
+    else:
+        from pipeline.explain import Explainer
+        from pipeline.train.card import load_model
+
+        notes.append(f"Heatmaps are the mean of the maps of {n_views(map_views)} views of each study "
+                     f"({map_views}), as the explain stage made them for this model." if map_views != "none"
+                     else "Heatmaps are of the original image.")
+        model = load_model(model_dir)
+        explainer = Explainer(model, layer=layer, backbone=card.get("backbone"))
+        predict_batch = model.predict_on_batch  # float32 in [0, 1] in
+        log.info("predict: heatmaps from layer %s", explainer.layer)
     ingest = _ingest_params(card)
     results: list[Prediction] = []
     rejected: list[dict[str, str]] = []
@@ -121,10 +146,13 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
                 log.warning("predict: input #%d rejected: %s", position + 1, prepared)
                 continue
             sid = study_id(Path(path))
-            x = prepared.image[None].astype(np.float32) / np.float32(255.0)
-            out = tta_predict(model.predict_on_batch, x, mode=tta)[0]
+            grid = prepared.image[None]  # uint8, as images.npy stores it
+            x = grid.astype(np.float32) / np.float32(255.0)
+            out = tta_predict(predict_batch, grid if served else x, mode=tta)[0]  # views move pixels only
             probs = np.array([1.0 - out[0], out[0]]) if problem == "binary" else out
-            if problem == "binary":
+            if explainer is None:
+                heat, label_heats = None, {}
+            elif problem == "binary":
                 heat, label_heats = explainer.maps(x, method=method, tta=map_views)[0], {}
             else:  # every label's evidence, as the report has; the shown one is the most probable
                 label_heats = {label: explainer.maps(x, method=method, class_index=k, tta=map_views)[0]
@@ -149,21 +177,6 @@ def run_predict(model_dir: Path, inputs: Sequence[Path], out_dir: Path, *, thres
     if not results:
         raise ValueError(f"none of the {len(inputs)} input(s) could be read; see {out_dir / REJECTED}")
     return results
-
-
-def _pipeline_metrics(metrics_path: Path | None, card: dict[str, Any]) -> dict[str, Any] | None:
-    """``metrics/<task>.json`` if it belongs to this model (same backbone), else None."""
-    from pipeline.utils.jsonio import read_json
-
-    if metrics_path is None or not metrics_path.is_file():
-        return None
-    metrics = read_json(metrics_path)
-    recorded = metrics.get("model", {}).get("backbone")
-    if recorded is not None and card.get("backbone") is not None and recorded != card["backbone"]:
-        log.warning("predict: %s was written for backbone %s, this model is %s; its threshold and "
-                    "explanation layer are not used", metrics_path, recorded, card["backbone"])
-        return None
-    return metrics
 
 
 def _resolve_tta(tta: str | None, metrics: dict[str, Any] | None) -> str:
@@ -232,7 +245,7 @@ def _operating_point(problem: str, labels: tuple[str, ...], metrics: dict[str, A
 
 def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, sid: str, predicted: str,
                  probability: float, probs: np.ndarray, labels: tuple[str, ...], threshold: float | None,
-                 heat: np.ndarray, method: str, show_free_text: bool,
+                 heat: np.ndarray | None, method: str, show_free_text: bool,
                  label_heats: dict[str, np.ndarray]) -> Any:
     """The case page of one new study, from the source decoded once for the model."""
     from pipeline.explain.outputs import METHOD_NAMES
@@ -241,16 +254,19 @@ def _case_record(card: dict[str, Any], ingest: Any, path: Path, prepared: Any, s
     from pipeline.report.source import display_2d, display_3d
 
     geometry = geometry_from_json(prepared.meta["geometry"])
+    on_grid = heat if heat is not None else np.zeros(prepared.image.shape[:-1], np.float32)
     if card["kind"] == "2d":
-        shown = display_2d(prepared.source, path, ingest, geometry, heat, None, free_text=show_free_text,
+        shown = display_2d(prepared.source, path, ingest, geometry, on_grid, None, free_text=show_free_text,
                            label_heats=label_heats)
         attributes = shown.pop("attributes")
         shown.pop("mask")
     else:
         volume, meta = prepared.source
-        shown = display_3d(volume, meta, ingest, geometry, heat, None, label_heats)._asdict()
+        shown = display_3d(volume, meta, ingest, geometry, on_grid, None, label_heats)._asdict()
         shown.pop("mask")
         attributes = {}
+    if heat is None:  # a prediction from an export: the page says no heatmap was computed
+        shown["heatmap"] = None
     return CaseRecord(sample_id=sid, split="new", true_label=None, predicted_label=predicted or NONE_PRESENT,
                       probability=probability,
                       probabilities=dict(zip(labels, map(float, probs), strict=True)),

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from pipeline.dataset.layout import IMAGES, INFO, MANIFEST
 from pipeline.utils.atomic import write_json
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 CARD_FILE = "model_card.json"
@@ -40,6 +43,24 @@ def write_card(model_dir: Path, card: dict[str, Any]) -> Path:
 def read_card(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a model card."""
     return json.loads((Path(model_dir) / CARD_FILE).read_text(encoding="utf-8"))
+
+
+def matching_metrics(metrics_path: Path | None, card: dict[str, Any]) -> dict[str, Any] | None:
+    """``metrics/<task>.json`` if it belongs to the model of ``card`` (same backbone), else None.
+
+    The metrics file holds the operating threshold, TTA mode and explanation layer the evaluate
+    and explain stages chose for one model; those of another backbone are not used (a warning
+    says so).
+    """
+    if metrics_path is None or not Path(metrics_path).is_file():
+        return None
+    metrics = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
+    recorded = metrics.get("model", {}).get("backbone")
+    if recorded is not None and card.get("backbone") is not None and recorded != card["backbone"]:
+        log.warning("%s was written for backbone %s, this model is %s; its threshold and "
+                    "explanation layer are not used", metrics_path, recorded, card["backbone"])
+        return None
+    return metrics
 
 
 def load_model(path: str | os.PathLike[str]) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 
 
 def pseudonym(value: str, *, salt: str, prefix: str = "", length: int = 16) -> str:
@@ -22,3 +23,12 @@ def pseudonym(value: str, *, salt: str, prefix: str = "", length: int = 16) -> s
         raise ValueError("pseudonym salt must be a non-empty string. Received: ''")
     digest = hmac.new(salt.encode("utf-8"), value.encode("utf-8"), hashlib.sha256).hexdigest()
     return f"{prefix}{digest[:length]}"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (bounded memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
