@@ -10,9 +10,10 @@ from pydantic import Field, field_validator
 from pipeline.config.common import Frozen, tta_mode
 from pipeline.rules import parse_min_cells
 
-EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam", "layercam-fusion")
+EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam", "layercam-fusion",
+                   "gradcam-layercam")
 #: Methods tried by ``explain.methods: auto`` (Score-CAM is left out: one forward pass per channel).
-EXPLAIN_AUTO_METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "layercam-fusion")
+EXPLAIN_AUTO_METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "layercam-fusion", "gradcam-layercam")
 
 
 class ExplainParams(Frozen):
@@ -22,7 +23,8 @@ class ExplainParams(Frozen):
     #: auto = chosen on the validation split (pipeline.explain.selection): faithfulness first,
     #: then localization where masks exist; the choice and its evidence go to metrics and report.
     methods: Literal["auto"] | Annotated[
-        tuple[Literal["gradcam", "gradcam++", "scorecam", "hirescam", "layercam", "layercam-fusion"], ...],
+        tuple[Literal["gradcam", "gradcam++", "scorecam", "hirescam", "layercam", "layercam-fusion",
+                      "gradcam-layercam"], ...],
         Field(min_length=1)] = ("gradcam", "gradcam++")
     #: auto = chosen on the validation split among the last block of the 4 coarsest feature
     #: resolutions (with methods); last = the last convolutional block; auto:N = last block whose

@@ -7,6 +7,8 @@
   at one layer, as :class:`pipeline.explain.gradcam.Explainer` computes ``hirescam`` and each
   layer of ``layercam-fusion``.
 - :func:`fusion_layers`: the layers ``layercam-fusion`` reads, one per feature resolution.
+- :func:`finer_layer` and :func:`gate`: ``gradcam-layercam``, Grad-CAM at the target layer gated
+  by LayerCAM one feature resolution finer (their per-pixel geometric mean).
 - :func:`tf_keras_vis_classes`: tf-keras-vis's Grad-CAM, Grad-CAM++ and Score-CAM classes,
   imported without their deprecation warnings.
 """
@@ -18,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam", "layercam-fusion")
-#: Methods that read one target layer (``layercam-fusion`` reads several, :func:`fusion_layers`).
+METHODS = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam", "layercam-fusion", "gradcam-layercam")
+#: Methods that read one target layer (``layercam-fusion`` reads several, :func:`fusion_layers`;
+#: ``gradcam-layercam`` two, :func:`finer_layer`).
 SINGLE_LAYER = ("gradcam", "gradcam++", "scorecam", "hirescam", "layercam")
 #: Library computing ``gradcam``: ``auto`` = tf-explain in 2D, tf-keras-vis in 3D.
 BACKENDS = ("auto", "tf-explain", "tf-keras-vis")
@@ -89,6 +92,47 @@ def fusion_layers(model: Any, layer: str, *, max_layers: int = 3) -> tuple[str, 
     if target in groups and last_of[target] != layer:  # an explicit name inside a resolution group
         chosen[chosen.index(last_of[target])] = layer
     return tuple(chosen)
+
+
+def finer_layer(model: Any, layer: str) -> str:
+    """The last layer of the next finer feature resolution than ``layer``'s (``layer`` itself
+    when it is already the finest), the LayerCAM layer of ``gradcam-layercam``.
+
+    Args:
+        model: The explanation view (functional).
+        layer: The resolved target layer.
+    """
+    from pipeline.explain.target_layer import spatial_layers
+
+    def cells(name: str) -> tuple[int, ...]:
+        return tuple(int(d) for d in model.get_layer(name).output.shape[1:-1])
+
+    last_of: dict[tuple[int, ...], str] = {}
+    for name in spatial_layers(model):
+        last_of[cells(name)] = name
+    target = cells(layer)
+    finer = [g for g in last_of if int(np.prod(g)) > int(np.prod(target)) and len(g) == len(target)]
+    return last_of[min(finer, key=lambda g: int(np.prod(g)))] if finer else layer
+
+
+def gate(coarse: np.ndarray, fine: np.ndarray) -> np.ndarray:
+    """``gradcam-layercam``: the per-pixel geometric mean of two maps on the input grid, scaled
+    to a maximum of 1 per map (all zero where either map has no evidence).
+
+    Why: Grad-CAM at a coarse layer is class-discriminative and finds the lesion, but its cells
+    are large; LayerCAM one resolution finer outlines structures, including ones the class does
+    not rest on. Their product keeps the heat where both agree, as Guided Grad-CAM multiplies
+    Grad-CAM with guided backpropagation (Selvaraju et al. 2017) to get maps that are both
+    class-discriminative and fine. Measured on the demo cxr validation split (29 lesions, maps
+    averaged over views): pointing game 0.93 and IoU 0.41 against 0.69 / 0.26 for Grad-CAM at the
+    same layer and 0.90 / 0.28 for LayerCAM one resolution finer (a mask-guided model).
+    """
+    from pipeline.explain.maps import normalize
+
+    coarse, fine = np.asarray(coarse, np.float32), np.asarray(fine, np.float32)
+    if coarse.shape != fine.shape:
+        raise ValueError(f"maps to gate must have the same shape. Received: {coarse.shape} and {fine.shape}")
+    return normalize(np.sqrt(np.maximum(coarse, 0.0) * np.maximum(fine, 0.0)))
 
 
 def tf_keras_vis_classes() -> tuple[Any, Any, Any]:

@@ -43,7 +43,14 @@ from typing import Any
 import numpy as np
 
 from pipeline.explain.averaged import view_averaged_maps
-from pipeline.explain.cam_rules import cam_formula, check_options, fusion_layers, tf_keras_vis_classes
+from pipeline.explain.cam_rules import (
+    cam_formula,
+    check_options,
+    finer_layer,
+    fusion_layers,
+    gate,
+    tf_keras_vis_classes,
+)
 from pipeline.explain.ensemble import average_maps, common_layer
 from pipeline.explain.maps import to_input_grid
 from pipeline.explain.scores import ClassIndex, n_outputs, resolve_class_index
@@ -107,6 +114,10 @@ class Explainer:
         check_tta_mode(tta)
         images = _check_images(self.model, images)
         classes = resolve_class_index(self.model, images, class_index, batch_size=batch_size)
+        if method == "gradcam-layercam":  # two maps of the same class and views, then gated
+            options = {"class_index": classes, "batch_size": batch_size, "max_n": max_n, "tta": tta}
+            return gate(self.maps(images, method="gradcam", backend=backend, **options),
+                        self.finer.maps(images, method="layercam", **options))
         if tta != "none":  # the class chosen on the original image, explained on every view
             return view_averaged_maps(
                 lambda batch: self.maps(batch, method=method, class_index=classes, batch_size=batch_size,
@@ -188,6 +199,12 @@ class Explainer:
         cam = tool(score, tf.constant(images), penultimate_layer=self.layer,
                    seek_penultimate_conv_layer=False, expand_cam=False, normalize_cam=False)
         return np.asarray(cam, np.float32)
+
+    @functools.cached_property
+    def finer(self) -> Explainer:
+        """The explainer of the next finer feature resolution (``gradcam-layercam``'s LayerCAM)."""
+        view = self.members[0].view if self.members else self.view
+        return Explainer(self.model, layer=finer_layer(view, self.layer))
 
     @functools.cached_property
     def fusion_layers(self) -> tuple[str, ...]:

@@ -22,7 +22,8 @@ import numpy as np
 #: Display names of the explanation methods (reports, predict).
 METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
                 "hirescam": "HiResCAM", "layercam": "LayerCAM",
-                "layercam-fusion": "LayerCAM (fused over several layers)"}
+                "layercam-fusion": "LayerCAM (fused over several layers)",
+                "gradcam-layercam": "Grad-CAM gated by LayerCAM (one resolution finer)"}
 
 CASES = "cases.csv"
 FAITHFULNESS = "faithfulness.json"

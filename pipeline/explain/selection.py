@@ -2,7 +2,8 @@
 ``explain.layer: auto``), on the **validation** split, never on test.
 
 Candidates: every method of ``methods`` at every layer of ``layers`` (``layercam-fusion`` once:
-it fuses several layers itself, centred on the middle candidate). Each candidate's maps of the
+it fuses several layers itself, centred on the middle candidate; ``gradcam-layercam`` reuses the
+Grad-CAM and LayerCAM maps already computed for the candidates). Each candidate's maps of the
 validation cases of the explained class are scored by
 
 1. **faithfulness**: the deletion test (:func:`pipeline.explain.faithfulness.deletion_test`):
@@ -102,6 +103,7 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
         ValueError: No image, or no candidate.
     """
     from pipeline.evaluate.localization import localization_scores
+    from pipeline.explain.cam_rules import gate
     from pipeline.explain.faithfulness import deletion_test
     from pipeline.explain.gradcam import Explainer
 
@@ -112,16 +114,31 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
         pairs.append(("layercam-fusion", layers[len(layers) // 2]))
     if not pairs:
         raise ValueError(f"no candidate explanation: methods={list(methods)}, layers={list(layers)}")
+    pairs.sort(key=lambda pair: pair[0] == "gradcam-layercam")  # gated last: reuses the maps below
     has_masks = masks is not None and int(np.count_nonzero(
         np.asarray(masks).reshape(len(images), -1).any(axis=1))) >= MIN_MASKED
     n_masked = 0 if masks is None else int(np.asarray(masks).reshape(len(images), -1).any(axis=1).sum())
     explainers: dict[str, Any] = {}
+    reusable: dict[tuple[str, str], np.ndarray] = {}  # (method, layer) -> maps, for gradcam-layercam
+
+    def maps_of(method: str, explainer: Any) -> np.ndarray:
+        key = (method, explainer.layer)
+        if key not in reusable:
+            maps = explainer.maps(images, method=method, batch_size=batch_size, tta=tta)
+            if method not in ("gradcam", "layercam"):
+                return maps
+            reusable[key] = maps
+        return reusable[key]
+
     rows = []
     for method, layer in pairs:
         if layer not in explainers:
             explainers[layer] = Explainer(model, layer=layer, backbone=backbone)
         explainer = explainers[layer]
-        maps = explainer.maps(images, method=method, batch_size=batch_size, tta=tta)
+        if method == "gradcam-layercam":
+            maps = gate(maps_of("gradcam", explainer), maps_of("layercam", explainer.finer))
+        else:
+            maps = maps_of(method, explainer)
         deletion = deletion_test(model, images, maps, fraction=fraction, n_random=n_random, seed=seed,
                                  batch_size=batch_size, fill=fill).summary(scored_on="predicted")
         row: dict[str, Any] = {"method": method, "layer": explainer.layer,

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline.explain import Explainer, compute_maps
-from pipeline.explain.cam_rules import cam_formula, fusion_layers
+from pipeline.explain.cam_rules import cam_formula, finer_layer, fusion_layers, gate
 from pipeline.explain.maps import to_input_grid
 from pipeline.explain.view import explanation_model
 from tests.explain.nets import box, region_model, small_cnn, square_images
@@ -103,3 +103,53 @@ def test_fusion_is_the_mean_of_per_layer_layercam_maps():
     from pipeline.explain.maps import normalize
 
     np.testing.assert_allclose(fused, normalize(np.mean(per_layer, axis=0)), atol=1e-5)
+
+
+def test_gate_is_the_normalized_geometric_mean_and_needs_both_maps():
+    coarse = np.array([[[1.0, 0.5], [0.0, 0.25]]], np.float32)
+    fine = np.array([[[0.25, 1.0], [1.0, 1.0]]], np.float32)
+    gated = gate(coarse, fine)
+    expected = np.sqrt(coarse * fine)
+    np.testing.assert_allclose(gated, expected / expected.max(), rtol=1e-6)
+    assert gated[0, 1, 0] == 0.0  # heat in one map only is no heat
+    assert not gate(np.zeros_like(coarse), fine).any()
+    with pytest.raises(ValueError, match="same shape"):
+        gate(coarse, fine[:, :1])
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_gradcam_layercam_gates_gradcam_with_layercam_one_resolution_finer(rank):
+    size = 32 if rank == 2 else 16
+    model = small_cnn(rank, size=size, seed=7)
+    images = _noise(rank, 3, size, seed=8)
+    explainer = Explainer(model, layer="last")
+    assert explainer.finer.layer == "first" == finer_layer(explainer.view, "last")
+    assert finer_layer(explainer.view, "first") == "first"  # already the finest
+    gated = explainer.maps(images, method="gradcam-layercam", batch_size=2)
+    expected = gate(compute_maps(model, images, method="gradcam", layer="last"),
+                    compute_maps(model, images, method="layercam", layer="first"))
+    np.testing.assert_allclose(gated, expected, atol=1e-5)
+    assert gated.shape == images.shape[:-1] and np.isclose(gated.reshape(3, -1).max(axis=1), 1).all()
+    averaged = explainer.maps(images, method="gradcam-layercam", tta="flip")  # views, then the gate
+    expected = gate(explainer.maps(images, method="gradcam", tta="flip"),
+                    explainer.finer.maps(images, method="layercam", tta="flip"))
+    np.testing.assert_allclose(averaged, expected, atol=1e-5)
+
+
+def test_finer_layer_of_a_resnet_is_the_previous_stage():
+    from pipeline.models import build_model
+
+    model = build_model(kind="2d", backbone="resnet18", input_shape=(64, 64, 1), n_outputs=1,
+                        activation="sigmoid", base_width=8)
+    view = Explainer(model).view
+    assert finer_layer(view, "conv4_block2_out") == "conv3_block2_out"
+    assert finer_layer(view, "conv3_block2_out") == "conv2_block2_out"
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_gated_maps_land_on_the_evidence(rank):
+    model = region_model(rank)
+    images = square_images(rank, n=3)
+    maps = compute_maps(model, images, method="gradcam-layercam", layer="features")
+    for heat in maps:
+        assert heat[box(rank, "square")].mean() > 3 * heat[box(rank, "distractor")].mean()
