@@ -1,7 +1,7 @@
 """Decoder plugins side by side, per transfer syntax, on the cxr demo's compressed files.
 
 Prints the total decode time of each installed pydicom plugin (best of 3 per file) and of
-pydicom's default choice, so ``pipeline.io.dicom.PREFERRED_PLUGINS`` can be checked::
+pydicom's default choice, so ``pipeline.io.dicom_pixels.PREFERRED_PLUGINS`` can be checked::
 
     python bench/decoders.py [--patients 100]
 
@@ -43,7 +43,7 @@ def main() -> None:
     import pydicom
 
     from pipeline.demo import generate_demo
-    from pipeline.io.dicom import PREFERRED_PLUGINS
+    from pipeline.io.dicom_pixels import PREFERRED_PLUGINS
 
     totals: dict[str, dict[str, float]] = collections.defaultdict(lambda: collections.defaultdict(float))
     counts: collections.Counter[str] = collections.Counter()

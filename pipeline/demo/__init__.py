@@ -5,11 +5,14 @@ POSIX) and the files it names. The demos deliberately contain the pitfalls of re
 (see :mod:`pipeline.demo.cxr` and :mod:`pipeline.demo.ct`) and fake PHI inside the DICOM
 headers, never in file names or in labels.csv. Output is byte-for-byte reproducible for a seed.
 
-Modules: :mod:`~pipeline.demo.cxr` and :mod:`~pipeline.demo.ct` (the two demos), their phantoms
+Modules: :mod:`~pipeline.demo.cxr` and :mod:`~pipeline.demo.ct` (the two demos), with the CXR
+files' encodings in :mod:`~pipeline.demo.cxr_encoding` and the CT volumes' plan and files in
+:mod:`~pipeline.demo.ct_plan` and :mod:`~pipeline.demo.ct_files`; their phantoms
 :mod:`~pipeline.demo.xray_phantom` and :mod:`~pipeline.demo.ct_phantom` (shared shapes in
 :mod:`~pipeline.demo.shapes`), and the DICOM side: :mod:`~pipeline.demo.dicom_writer` (build
-datasets), :mod:`~pipeline.demo.dicom_files` (encode and write files) and
-:mod:`~pipeline.demo.fake_phi` (fake identifiers).
+datasets) with :mod:`~pipeline.demo.dicom_elements` (their elements),
+:mod:`~pipeline.demo.dicom_files` (encode and write files) and :mod:`~pipeline.demo.fake_phi`
+(fake identifiers).
 """
 
 from __future__ import annotations

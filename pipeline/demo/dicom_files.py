@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.demo.dicom_elements import ds_str, set_file_meta
 from pipeline.demo.dicom_writer import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -24,8 +25,6 @@ from pipeline.demo.dicom_writer import (
     JPEG_BASELINE_8BIT,
     JPEG_LS_LOSSLESS,
     RLE_LOSSLESS,
-    _ds_str,
-    _set_file_meta,
 )
 from pipeline.utils.atomic import atomic_path
 
@@ -87,7 +86,7 @@ def save_dataset(
         raise ValueError(f"save_dataset needs an uncompressed dataset. Received: {current}")
     ds = _copy_elements(ds)
     if current is None:  # compress() reads the current (uncompressed) syntax from file_meta
-        _set_file_meta(ds, EXPLICIT_VR_LITTLE_ENDIAN)
+        set_file_meta(ds, EXPLICIT_VR_LITTLE_ENDIAN)
     if transfer_syntax == JPEG_BASELINE_8BIT:
         _encode_jpeg_baseline(ds, jpeg_quality)
     elif transfer_syntax == JPEG_2000:
@@ -97,7 +96,7 @@ def save_dataset(
     elif transfer_syntax in _ENCODING_PLUGINS:
         ds.compress(transfer_syntax, encoding_plugin=_ENCODING_PLUGINS[transfer_syntax],
                     generate_instance_uid=False)
-    _set_file_meta(ds, transfer_syntax)
+    set_file_meta(ds, transfer_syntax)
     _write(ds, path)
 
 
@@ -175,5 +174,5 @@ def _frames(ds: Any) -> np.ndarray:
 
 def _mark_lossy(ds: Any, method: str, ratio: float) -> None:
     ds.LossyImageCompression = "01"
-    ds.LossyImageCompressionRatio = _ds_str(round(float(ratio), 2))
+    ds.LossyImageCompressionRatio = ds_str(round(float(ratio), 2))
     ds.LossyImageCompressionMethod = method

@@ -18,7 +18,7 @@ package does not import TensorFlow; the functions do.
 
 from __future__ import annotations
 
-from pipeline.explain.audit import AuditRegions, audit_regions, audit_shares, restrict_to_fov, shortcut_audit
+from pipeline.explain.audit import audit_shares, shortcut_audit
 from pipeline.explain.cam_rules import BACKENDS, METHODS
 from pipeline.explain.ensemble import average_maps
 from pipeline.explain.faithfulness import DeletionCurve, DeletionResult, deletion_curve, deletion_test
@@ -26,6 +26,7 @@ from pipeline.explain.fov import body_mask, border_mask, field_of_view, marker_m
 from pipeline.explain.gradcam import Explainer, compute_maps
 from pipeline.explain.masking import FILLS
 from pipeline.explain.scores import resolve_class_index
+from pipeline.explain.shortcut_regions import AuditRegions, audit_regions, restrict_to_fov
 from pipeline.explain.target_layer import resolve_target_layer, spatial_layers
 
 __all__ = [

@@ -1,11 +1,14 @@
-"""Ingest orchestration: labels.csv -> worker pool -> array store + manifest + quarantine."""
+"""Ingest orchestration: labels.csv -> worker pool -> array store + manifest + quarantine.
+
+The worker pool (process pool, start method, crash isolation) is :mod:`pipeline.ingest.pool`;
+this module reads labels.csv, collects the results into the array store, manifest and
+quarantine, assigns the splits and pseudonyms, and writes ``dataset.json``.
+"""
 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,8 @@ from pipeline.dataset.splits import assign_splits
 from pipeline.dataset.store import ArrayWriter
 from pipeline.dataset.tables import MANIFEST_LEADING, QUARANTINE_COLUMNS, write_table
 from pipeline.errors import UserInputError
-from pipeline.ingest.samples import SampleJob, SampleResult, process
+from pipeline.ingest.pool import run_jobs
+from pipeline.ingest.samples import SampleJob
 from pipeline.utils.atomic import write_json
 from pipeline.utils.hashing import pseudonym
 
@@ -86,7 +90,7 @@ def run_ingest(task: TaskParams, *, source: Path, out_dir: Path, seed: int, salt
     with ArrayWriter(out_dir / IMAGES, capacity=len(jobs), item_shape=item_shape, dtype="uint8") as im_w, \
          ArrayWriter(out_dir / MASKS, capacity=len(jobs), item_shape=item_shape, dtype="uint8") as mk_w:
         seen: set[int] = set()
-        for result in _run_jobs(jobs, workers=workers, progress=progress, label=task.name):
+        for result in run_jobs(jobs, workers=workers, progress=progress, label=task.name):
             seen.add(result.position)
             row = rows[result.position]
             shown = _shown_path(row.path, ing.redact_paths, salt)
@@ -151,116 +155,6 @@ def _item_shape(task: TaskParams) -> tuple[int, ...]:
     if task.kind == "2d":
         return (*task.ingest.image_size, 1)
     return (*task.ingest.volume_shape, 1)
-
-
-def _run_jobs(jobs: list[SampleJob], *, workers: int, progress: bool, label: str) -> Iterator[SampleResult]:
-    """Results in job order (so outputs do not depend on the worker count)."""
-    from tqdm import tqdm
-
-    pooled = workers > 1 and len(jobs) > 1
-    ctx = start_context() if pooled else None  # before tqdm, whose monitor is a thread
-    bar = tqdm(total=len(jobs), desc=f"ingest {label}", unit="sample", disable=not progress)
-    try:
-        # 2D files take milliseconds: batch them to amortise the round trip. 3D series take
-        # seconds each: one per task keeps the workers evenly loaded.
-        chunk = 16 if jobs and jobs[0].kind == "2d" else 1
-        source = _pooled(jobs, workers=workers, ctx=ctx, chunk=chunk) if pooled else map(process, jobs)
-        for result in source:
-            yield result
-            bar.update()
-    finally:
-        bar.close()
-
-
-def start_context() -> Any:
-    """The multiprocessing context for decoding workers.
-
-    ``fork`` when it is safe: this process has imported no TensorFlow (whose thread pools and
-    locks do not survive a fork) and runs no other Python thread. Forked workers inherit the
-    imported decoders, so they start in milliseconds; that is what the ingest stage (a process
-    of its own that never imports TensorFlow) gets. tqdm's monitor thread does not count: it
-    only sleeps and touches tqdm's own lock, which workers never use. Otherwise (a notebook
-    that trained a model, a caller with threads) ``spawn``: every worker starts a fresh
-    interpreter and imports the decoders again (about a second), but nothing is inherited.
-    """
-    import sys
-    import threading
-
-    others = [t for t in threading.enumerate()
-              if t is not threading.main_thread() and t.name != "tqdm_monitor"]
-    if "fork" in mp.get_all_start_methods() and "tensorflow" not in sys.modules and not others:
-        return mp.get_context("fork")
-    return mp.get_context("spawn")
-
-
-def _worker_init() -> None:
-    """One thread per native library per worker: the pool already uses every core, and
-    OpenCV's/BLAS's own thread pools on top would oversubscribe them."""
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover (opencv comes with albumentations)
-        pass
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
-
-def _process_chunk(jobs: list[SampleJob]) -> list[SampleResult]:
-    return [process(job) for job in jobs]
-
-
-def _pooled(jobs: list[SampleJob], *, workers: int, ctx: Any, chunk: int = 4) -> Iterator[SampleResult]:
-    """Run jobs in a process pool, in order, with a bounded number in flight (bounded memory).
-
-    Jobs travel in chunks of ``chunk`` (one inter-process round trip per chunk, not per file);
-    at most ``2 * workers`` chunks are in flight. A worker that dies (a C decoder crashing on a
-    hostile file) breaks the pool; the jobs that were in flight are then retried one by one in
-    a fresh single-process pool, so the culprit is quarantined with its reason and every other
-    file is still processed.
-    """
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    window = workers * 2
-    chunk = max(1, min(chunk, len(jobs) // (workers * 4)))  # small inputs: every worker busy
-    pending = deque(jobs)
-    while pending:
-        retry: list[SampleJob] = []
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-            in_flight: deque = deque()
-            try:
-                while pending or in_flight:
-                    while pending and len(in_flight) < window:
-                        batch = [pending.popleft() for _ in range(min(chunk, len(pending)))]
-                        # in flight before submitting: a pool found broken at submit time
-                        # raises here, and the batch must still be retried, not lost
-                        in_flight.append((batch, None))
-                        in_flight[-1] = (batch, pool.submit(_process_chunk, batch))
-                    results = in_flight[0][1].result()
-                    in_flight.popleft()
-                    yield from results
-            except BrokenProcessPool:
-                retry = [job for batch, _ in in_flight for job in batch]
-                log.warning("a decoding process died; retrying %d input(s) one at a time", len(retry))
-        for job in retry:  # they precede everything still pending: order is kept
-            yield _isolated(job, ctx)
-
-
-def _isolated(job: SampleJob, ctx: Any) -> SampleResult:
-    """Run one job in its own process; a crash becomes a quarantine reason."""
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        try:
-            return pool.submit(process, job).result()
-        except BrokenProcessPool:
-            return SampleResult(job.position, rejection=(
-                "the decoding process crashed on this file (decoder bug triggered by corrupt or "
-                "hostile data)", "crash"))
 
 
 def _assign(records: list[dict[str, Any]], val: float, test: float, seed: int) -> None:
@@ -354,4 +248,3 @@ def _check_limit(task: TaskParams, summary: IngestSummary) -> None:
             f"tasks.{task.name}.ingest.max_quarantine_fraction={limit}; see quarantine.csv "
             f"(codes: {summary.reasons})"
         )
-

@@ -23,13 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.io.dicom import (
-    DEFAULT_MAX_PIXEL_BYTES,
-    check_pixel_data,
-    decode_pixels,
-    open_dicom,
-    pixel_geometry,
-)
+from pipeline.io.dicom import open_dicom
+from pipeline.io.dicom_pixels import DEFAULT_MAX_PIXEL_BYTES, check_pixel_data, decode_pixels, pixel_geometry
 from pipeline.io.errors import InputRejected
 from pipeline.preprocess.intensity import linear_window, percentile_window, voi_window
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.io.dicom import DEFAULT_MAX_PIXEL_BYTES
+from pipeline.io.dicom_pixels import DEFAULT_MAX_PIXEL_BYTES
 from pipeline.io.image_file import DEFAULT_MAX_COLOUR_SHARE, read_image_file, sniff_format
 
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.io.dicom import DEFAULT_MAX_PIXEL_BYTES, open_dicom
+from pipeline.io.dicom import open_dicom
+from pipeline.io.dicom_pixels import DEFAULT_MAX_PIXEL_BYTES
 from pipeline.io.errors import InputRejected
 from pipeline.io.orientation import LPS_TO_RAS, geometry_meta, reorient_to_canonical
 from pipeline.io.series_decode import decode_stack
@@ -60,7 +61,7 @@ def read_dicom_series(
             ``"reject"`` when the position steps show missing slices.
         min_slices: Fewest slices (after exclusions and de-duplication) accepted.
         max_pixel_bytes: Per-slice decoded-size cap passed to
-            :func:`pipeline.io.dicom.decode_pixels`.
+            :func:`pipeline.io.dicom_pixels.decode_pixels`.
 
     Returns:
         ``(volume, meta)``: ``volume`` float32 ``(D, H, W)`` (D Superior, H Posterior, W Left)

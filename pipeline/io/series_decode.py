@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.io.dicom import decode_pixels, open_dicom
+from pipeline.io.dicom import open_dicom
+from pipeline.io.dicom_pixels import decode_pixels
 from pipeline.io.errors import InputRejected
 from pipeline.io.series_selection import Slice
 

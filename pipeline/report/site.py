@@ -23,8 +23,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from pipeline.report.case import UNKNOWN, CaseRecord, CaseRow, summarize, validate
+from pipeline.report.case import UNKNOWN, CaseRecord, CaseRow, summarize
+from pipeline.report.case_checks import validate
 from pipeline.report.case_view import case_view, explained_label, model_size, with_label_heats
+from pipeline.report.localization import localization_rows, localization_warnings
 from pipeline.report.pages import CASE_SCRIPT, INDEX_SCRIPT, render
 from pipeline.report.performance import OperatingMark, performance_figures, subgroup_table
 from pipeline.report.review import Review
@@ -33,8 +35,6 @@ from pipeline.report.tables import (
     card_summary,
     confusion_matrix,
     flatten,
-    localization_rows,
-    localization_warnings,
     metric_rows,
     split_rows,
 )

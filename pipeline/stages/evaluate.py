@@ -180,8 +180,8 @@ def _in_body(task: TaskParams, data_dir: Path, explained: Any, keep: list[int], 
     renormalised. Reported beside, never instead of, the unrestricted measures."""
     from pipeline.dataset.store import open_array
     from pipeline.evaluate import localization_scores
-    from pipeline.explain.audit import restrict_to_fov
     from pipeline.explain.fov import body_mask
+    from pipeline.explain.shortcut_regions import restrict_to_fov
 
     images = open_array(InterimLayout(data_dir).images)
     x = np.stack([np.asarray(images[int(explained.rows[i]["index"])]) for i in keep])

@@ -15,7 +15,7 @@ from PIL import Image
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from pipeline.config import IngestParams
-from pipeline.demo import ct, cxr, generate_demo, patients
+from pipeline.demo import ct, ct_files, ct_plan, cxr, generate_demo, patients
 from pipeline.demo import ct_phantom as ctp
 from pipeline.demo import dicom_writer as dw
 from pipeline.demo import xray_phantom as xr
@@ -316,11 +316,11 @@ def _ct_renders(n_patients: int, seed: int = 0):
 
     Yields ``(grid, mask, added, nodules)``; ``added`` = the HU the nodules add (noise cancels).
     """
-    anatomy, _ = patients(seed, ct._KIND, n_patients, ct.DEFAULT_PATIENTS, ctp.draw_thorax_anatomy)
-    for spec in ct.plan(seed, len(anatomy)):
+    anatomy, _ = patients(seed, ct_plan.KIND, n_patients, ct.DEFAULT_PATIENTS, ctp.draw_thorax_anatomy)
+    for spec in ct_plan.plan(seed, len(anatomy)):
         if spec.label != "nodule":
             continue
-        rng = np.random.default_rng([seed, ct._KIND, 3, spec.number])
+        rng = np.random.default_rng([seed, ct_plan.KIND, 3, spec.number])
         a = anatomy[spec.patient]
         grid = ct.make_grid(spec, a, rng)
         nodules, halos = ct._draw_nodules(a, grid, rng)
@@ -400,8 +400,8 @@ def test_ct_model_grid_mask_covers_each_nodule_peak(tmp_path: Path) -> None:
 
     checked = 0
     for n, (grid, mask, added, _) in enumerate(_ct_renders(6)):
-        ct.write_nifti(tmp_path / f"a{n}.nii.gz", added.astype(np.int16), grid)
-        ct.write_nifti(tmp_path / f"m{n}.nii.gz", mask.astype(np.uint8), grid)
+        ct_files.write_nifti(tmp_path / f"a{n}.nii.gz", added.astype(np.int16), grid)
+        ct_files.write_nifti(tmp_path / f"m{n}.nii.gz", mask.astype(np.uint8), grid)
         image, mask_grid = _ingest_3d(tmp_path / f"a{n}.nii.gz", tmp_path / f"m{n}.nii.gz",
                                       hu_window=(500.0, 1000.0))  # 0..1000 HU -> 0..255
         regions, count = ndimage.label(image >= VISIBLE_HU * 255 / 1000)
@@ -415,7 +415,7 @@ def test_ct_model_grid_mask_covers_each_nodule_peak(tmp_path: Path) -> None:
 
 
 def test_default_plans_have_the_documented_proportions() -> None:
-    specs = ct.plan(0, ct.DEFAULT_PATIENTS)
+    specs = ct_plan.plan(0, ct.DEFAULT_PATIENTS)
     assert len(specs) == 160
     assert sum(s.label == "nodule" for s in specs) == 72
     assert sum(s.fmt == "nifti" for s in specs) == 40

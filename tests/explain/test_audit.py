@@ -16,14 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline.explain.audit import (
+from pipeline.explain.audit import audit_shares, shortcut_audit
+from pipeline.explain.shortcut_regions import (
     REGIONS,
     audit_regions,
-    audit_shares,
     chance_levels,
     heat_shares,
     restrict_to_fov,
-    shortcut_audit,
 )
 from tests.explain.test_fov import chest_radiograph, ct_phantom, plant_letter
 

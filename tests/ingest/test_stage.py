@@ -18,6 +18,7 @@ from pipeline.config import TaskParams
 from pipeline.dataset.store import open_array
 from pipeline.dataset.tables import read_table
 from pipeline.ingest import QuarantineLimitExceeded, run_ingest
+from pipeline.ingest import pool as pool_module
 from pipeline.ingest import run as stage_module
 from tests.builders import PHI_STRINGS, make_2d_folder, make_3d_folder, make_mixed_2d_folder
 
@@ -109,9 +110,9 @@ def test_patients_come_from_dicom_patient_id_pseudonymised(ingested_2d):
 def run_fresh(folder: Path, out: Path, *, workers: int = 2) -> str:
     """Ingest as the CLI does, in a fresh interpreter (no TensorFlow, no test-runner threads,
     so workers fork); returns the start method the stage chose."""
-    code = ("import sys\nfrom pathlib import Path\nfrom pipeline.ingest import run as stage, run_ingest\n"
+    code = ("import sys\nfrom pathlib import Path\nfrom pipeline.ingest import pool, run_ingest\n"
             "from tests.ingest.test_stage import task_2d\n"
-            "print(stage.start_context().get_start_method())\n"
+            "print(pool.start_context().get_start_method())\n"
             f"run_ingest(task_2d(), source=Path({str(folder)!r}), out_dir=Path({str(out)!r}), "
             f"seed=1, salt='pepper', workers={workers})\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -127,7 +128,7 @@ def ingest_2_workers(request, monkeypatch):
         def go(folder: Path, out: Path) -> None:
             assert run_fresh(folder, out) == "fork"
     else:
-        monkeypatch.setattr(stage_module, "start_context", lambda: mp.get_context("spawn"))
+        monkeypatch.setattr(pool_module, "start_context", lambda: mp.get_context("spawn"))
 
         def go(folder: Path, out: Path) -> None:
             run(folder, out, workers=2)
@@ -204,17 +205,17 @@ def test_a_crashing_decoder_is_isolated_and_quarantined(folder_2d, ingested_2d, 
 
 def test_workers_fork_only_without_tensorflow_or_threads(monkeypatch):
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
-    assert stage_module.start_context().get_start_method() == "fork", threading.enumerate()
+    assert pool_module.start_context().get_start_method() == "fork", threading.enumerate()
     stop = threading.Event()
     worker = threading.Thread(target=stop.wait)
     worker.start()
     try:  # a live thread may hold a lock the child would inherit locked
-        assert stage_module.start_context().get_start_method() == "spawn"
+        assert pool_module.start_context().get_start_method() == "spawn"
     finally:
         stop.set()
         worker.join()
     monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
-    assert stage_module.start_context().get_start_method() == "spawn"
+    assert pool_module.start_context().get_start_method() == "spawn"
 
 
 def test_mixed_dicom_png_jpeg_tiff_folder(tmp_path):
@@ -278,22 +279,22 @@ def test_a_pool_that_breaks_at_submit_loses_no_input(monkeypatch):
             return future
 
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
-    monkeypatch.setattr(stage_module, "process", lambda job: SampleResult(job.position))
-    jobs = [stage_module.SampleJob(position=i, path=Path(f"{i}.dcm"), mask=None, kind="2d",
+    monkeypatch.setattr(pool_module, "process", lambda job: SampleResult(job.position))
+    jobs = [pool_module.SampleJob(position=i, path=Path(f"{i}.dcm"), mask=None, kind="2d",
                                    settings=None, needs_patient_id=False) for i in range(12)]
-    positions = [r.position for r in stage_module._pooled(jobs, workers=1, ctx=None)]
+    positions = [r.position for r in pool_module._pooled(jobs, workers=1, ctx=None)]
     assert sorted(positions) == list(range(12)) and len(positions) == 12
     assert positions == sorted(positions)  # order kept
 
 
 def test_an_input_that_vanishes_stops_ingest_before_the_manifest(folder_2d, tmp_path, monkeypatch):
-    real = stage_module._run_jobs
+    real = stage_module.run_jobs
 
     def drops_one(jobs, **kwargs):
         results = list(real(jobs, **kwargs))
         return results[:3] + results[4:]
 
-    monkeypatch.setattr(stage_module, "_run_jobs", drops_one)
+    monkeypatch.setattr(stage_module, "run_jobs", drops_one)
     with pytest.raises(RuntimeError, match="ingest lost 1 of"):
         run(folder_2d, tmp_path)
     assert not (tmp_path / "manifest.csv").exists()

@@ -13,8 +13,9 @@ import pytest
 
 from pipeline.demo.dicom_files import save_dataset
 from pipeline.demo.dicom_writer import make_image_dataset
-from pipeline.io.dicom import PREFERRED_PLUGINS, decode_pixels, open_dicom
+from pipeline.io.dicom import open_dicom
 from pipeline.io.dicom_image import image_from_dataset
+from pipeline.io.dicom_pixels import PREFERRED_PLUGINS, decode_pixels
 
 JPEG_LOSSLESS = {"1.2.840.10008.1.2.4.57": "JPEGLosslessProcess14",
                  "1.2.840.10008.1.2.4.70": "JPEGLosslessProcess14_1"}

@@ -20,8 +20,8 @@ from pipeline.report.case import (
     decision_margin,
     orientation_marks,
     summarize,
-    validate,
 )
+from pipeline.report.case_checks import validate
 from tests.report.conftest import LABELS, SHAPE_2D, SPECS_2D, case_2d, case_3d
 
 

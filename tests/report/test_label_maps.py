@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pipeline.report import CaseRecord, build_report
-from pipeline.report.case import validate
+from pipeline.report.case_checks import validate
 from tests.report.conftest import SHAPE_2D, SHAPE_3D, gaussian, image_2d, volume_3d
 from tests.report.test_browser import browser, open_page  # noqa: F401  (the module's fixture)
 

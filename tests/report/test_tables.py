@@ -112,7 +112,8 @@ CXR_LOCALIZATION = {
 
 
 def test_localization_rows_have_chance_levels_and_leave_the_accuracy_table() -> None:
-    from pipeline.report.tables import localization_rows, split_rows
+    from pipeline.report.localization import localization_rows
+    from pipeline.report.tables import split_rows
 
     rows = localization_rows(CXR_LOCALIZATION)
     assert [r.key for r in rows] == ["pointing_game", "energy_in_mask", "iou", "deletion_win_rate"]
@@ -127,7 +128,7 @@ def test_localization_rows_have_chance_levels_and_leave_the_accuracy_table() -> 
 
 
 def test_poor_heatmaps_get_plain_warnings() -> None:
-    from pipeline.report.tables import localization_warnings
+    from pipeline.report.localization import localization_warnings
 
     text = localization_warnings({**CXR_LOCALIZATION, "pointing_game": 0.33, "pointing_game_chance": 0.05})
     assert text[0] == ("The heatmaps' peak falls inside the lesion in only 33% of cases (pointing game "

@@ -140,8 +140,8 @@ def test_predict_refuses_a_binary_threshold_for_a_multilabel_model(multilabel_ru
 
 def test_report_stage_shows_label_sets_and_cases_without_labels(multilabel_run, tmp_path):
     from pipeline.report import NONE_PRESENT
+    from pipeline.report.run import run_report
     from pipeline.stages.explain import run_explain
-    from pipeline.stages.report import run_report
 
     run = multilabel_run
     tmp, task = Path(run["tmp"]), run["task"]
@@ -179,7 +179,7 @@ def test_explain_writes_every_labels_map_and_pages_offer_them(multilabel_run, tm
     assert np.asarray(explained.maps["gradcam"]).max(axis=(1, 2)).mean() > 0.5  # not flat maps
     assert not np.allclose(np.asarray(explained.label_maps)[:, 0], np.asarray(explained.label_maps)[:, 1])
 
-    from pipeline.stages.report import run_report
+    from pipeline.report.run import run_report
 
     run_report(task, data_dir=run["data"], source_dir=run["raw"], model_dir=tmp / "model",
                explain_dir=tmp_path / "explain", eval_dir=tmp / "eval", metrics_path=Path(run["metrics"]),

@@ -11,10 +11,10 @@ import pytest
 
 from pipeline.dataset.tables import read_table
 from pipeline.preprocess.geometry import PadResize, geometry_from_json
+from pipeline.report.run import export_dicom, run_report
 from pipeline.stages.evaluate import run_evaluate
 from pipeline.stages.explain import run_explain
 from pipeline.stages.predict import run_predict
-from pipeline.stages.report import export_dicom, run_report
 from tests.builders import PHI_STRINGS, make_mixed_2d_folder
 from tests.stages.conftest import task_2d, task_3d
 
@@ -412,8 +412,8 @@ def test_report_notes_say_when_probabilities_are_averaged_over_views():
 
 
 def test_report_notes_mark_exact_intervals_and_headline_carries_the_deletion_check():
+    from pipeline.report.inputs import Decision
     from pipeline.report.notes import headline, report_notes
-    from pipeline.stages.report import _Decision
 
     metrics = {"threshold": {"rule": "youden", "value": 0.4},
                "test": {"n": 10, "n_patients": 5, "specificity_ci_method": "clopper-pearson"}}
@@ -421,6 +421,6 @@ def test_report_notes_mark_exact_intervals_and_headline_carries_the_deletion_che
     assert any("marked † are exact (Clopper-Pearson)" in n for n in notes)
     plain = report_notes({**metrics, "test": {"n": 10, "specificity_ci_method": "bootstrap"}}, {}, "gradcam")
     assert not any("Clopper-Pearson" in n for n in plain)
-    flat = headline(metrics, _Decision(task_2d(), metrics).threshold, {"win_rate": 0.4, "flag": True,
+    flat = headline(metrics, Decision(task_2d(), metrics).threshold, {"win_rate": 0.4, "flag": True,
                                                                        "fraction": 0.1})
     assert flat["deletion_win_rate"] == 0.4 and flat["deletion_flag"] is True and flat["threshold"] == 0.4
