@@ -55,7 +55,8 @@ sys.path.insert(0, str(ROOT))
 
 #: The recipe before real-data tuning, pinned so later default changes do not move the baseline.
 CURRENT = {"train": {"checkpoint": "auroc", "ema": False, "class_balance": "none",
-                     "augment_preset": "mild", "folds": 1},
+                     "augment_preset": "mild", "folds": 1, "mask_guidance": 0.0,
+                     "mask_guidance_layer": "auto:8"},
            "evaluate": {"tta": "none"}}
 #: One change each against CURRENT.
 CHANGES = {

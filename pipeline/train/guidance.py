@@ -64,21 +64,34 @@ def guidance_weights(masks_nonempty: np.ndarray, targets: np.ndarray, *, problem
 
 
 def pool_factors(input_shape: tuple[int, ...], feature_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Average-pooling size per spatial axis from the input grid to the feature grid.
+    """Average-pooling size per spatial axis from the input grid to the feature grid:
+    ``ceil(size / cells)``. Where the cells do not divide the input (EfficientNet's odd grids,
+    image sizes that are no multiple of the stride), the mask is zero-padded evenly on both sides
+    to ``factor x cells`` first (:func:`pool_padding`), so the border cells' lesion shares are
+    slightly diluted: an approximate target at the edges, exact elsewhere.
 
     Raises:
-        ValueError: The feature grid is not the input grid divided by whole factors (the mask
-            could not be pooled exactly; use an input size divisible by the network's stride).
+        ValueError: A feature grid with no cell, or more cells than input pixels on an axis.
     """
     factors = []
     for size, cells in zip(input_shape, feature_shape, strict=True):
-        if cells < 1 or size % cells:
-            raise ValueError(f"mask guidance needs the feature map {tuple(feature_shape)} to divide the "
-                             f"input grid {tuple(input_shape)} exactly; choose an image size divisible "
-                             "by the backbone's stride (e.g. a multiple of 32) or a finer "
+        if cells < 1 or cells > size:
+            raise ValueError(f"mask guidance needs a feature map of 1 to {tuple(input_shape)} cells per "
+                             f"axis. Received: {tuple(feature_shape)}; choose another "
                              "train.mask_guidance_layer")
-        factors.append(size // cells)
+        factors.append(-(-size // cells))
     return tuple(factors)
+
+
+def pool_padding(input_shape: tuple[int, ...], feature_shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """Zero padding ``(before, after)`` per spatial axis that makes the input grid
+    ``factor x cells`` (:func:`pool_factors`); all zero where the cells divide the input."""
+    pads = []
+    for size, cells, factor in zip(input_shape, feature_shape, pool_factors(input_shape, feature_shape),
+                                   strict=True):
+        total = factor * cells - size
+        pads.append((total // 2, total - total // 2))
+    return tuple(pads)
 
 
 def make_guided_model(classifier: Any, *, layer: str, weight: float) -> Any:
@@ -148,8 +161,13 @@ def guidance_loss(logits: Any, masks: Any, weights: Any, factors: tuple[int, ...
     import keras
     from keras import ops
 
-    target = ops.average_pool(ops.cast(masks, "float32"), pool_size=factors, strides=factors,
-                              padding="valid")
+    masks = ops.cast(masks, "float32")
+    spatial = tuple(int(d) for d in masks.shape[1:-1])
+    cells = tuple(int(d) for d in logits.shape[1:-1])
+    pads = pool_padding(spatial, cells)
+    if any(any(p) for p in pads):
+        masks = ops.pad(masks, ((0, 0), *pads, (0, 0)))
+    target = ops.average_pool(masks, pool_size=factors, strides=factors, padding="valid")
     bce = keras.losses.binary_crossentropy(target, logits, from_logits=True)  # (B, *cells)
     per_image = ops.mean(ops.reshape(bce, (ops.shape(bce)[0], -1)), axis=1)
     weights = ops.cast(ops.reshape(weights, (-1,)), "float32")

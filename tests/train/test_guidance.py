@@ -16,6 +16,7 @@ from pipeline.train.guidance import (
     guidance_weights,
     make_guided_model,
     pool_factors,
+    pool_padding,
 )
 from tests.explain.nets import small_cnn
 from tests.train.test_trainer import run_train
@@ -31,11 +32,26 @@ def test_weights_keep_masked_and_negative_images_and_drop_unannotated_positives(
     np.testing.assert_array_equal(guidance_weights(nonempty, multi, problem="multilabel"), [1, 0, 1, 1])
 
 
-def test_pool_factors_and_a_clear_error_for_inexact_grids():
+def test_pool_factors_pad_inexact_grids_and_reject_impossible_ones():
     assert pool_factors((128, 128), (8, 8)) == (16, 16)
     assert pool_factors((32, 64, 64), (4, 8, 8)) == (8, 8, 8)
-    with pytest.raises(ValueError, match="divide the input grid"):
-        pool_factors((100, 100), (8, 8))
+    assert pool_padding((128, 128), (8, 8)) == ((0, 0), (0, 0))
+    # EfficientNet-like odd grid: 100 px -> 8 cells of 13 px over a 104 px padded grid
+    assert pool_factors((100, 100), (8, 8)) == (13, 13)
+    assert pool_padding((100, 100), (8, 8)) == ((2, 2), (2, 2))
+    assert pool_padding((64,), (19,)) == ((6, 6),)  # 4 x 19 = 76
+    with pytest.raises(ValueError, match="mask_guidance_layer"):
+        pool_factors((8, 8), (16, 16))
+
+
+def test_inexact_grid_targets_are_the_lesion_share_of_each_padded_cell():
+    masks = np.zeros((1, 100, 100, 1), np.uint8)
+    masks[0, 50:63, 50:63] = 1  # 13 x 13 px: padded by 2, exactly cell (4, 4)
+    target = np.full((1, 8, 8, 1), -20.0, np.float32)
+    target[0, 4, 4] = 20.0
+    factors = pool_factors((100, 100), (8, 8))
+    assert float(guidance_loss(target, masks, np.ones(1), factors)) < 1e-6
+    assert float(guidance_loss(-target, masks, np.ones(1), factors)) > 0.1
 
 
 @pytest.mark.parametrize("rank", [2, 3])
