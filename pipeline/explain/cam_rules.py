@@ -68,6 +68,22 @@ def cam_formula(acts: np.ndarray, grads: np.ndarray, rule: str) -> np.ndarray:
     raise ValueError(f"rule must be 'gradcam', 'hirescam' or 'layercam'. Received: {rule!r}")
 
 
+def resolution_groups(model: Any) -> dict[tuple[int, ...], str]:
+    """The last layer of each feature resolution of ``model`` (cells per spatial axis -> layer
+    name), ordered fine to coarse; the last layer in topological order wins within a resolution."""
+    from pipeline.explain.target_layer import spatial_layers
+
+    last_of: dict[tuple[int, ...], str] = {}
+    for name in spatial_layers(model):
+        last_of[cells_of(model, name)] = name
+    return dict(sorted(last_of.items(), key=lambda item: -int(np.prod(item[0]))))
+
+
+def cells_of(model: Any, name: str) -> tuple[int, ...]:
+    """Cells per spatial axis of layer ``name``'s output."""
+    return tuple(int(d) for d in model.get_layer(name).output.shape[1:-1])
+
+
 def fusion_layers(model: Any, layer: str, *, max_layers: int = 3) -> tuple[str, ...]:
     """The layers ``layercam-fusion`` reads: the last layer of each feature resolution from
     ``layer``'s resolution down to the coarsest, plus one finer resolution (LayerCAM's finer maps
@@ -77,16 +93,9 @@ def fusion_layers(model: Any, layer: str, *, max_layers: int = 3) -> tuple[str, 
         model: The explanation view (functional).
         layer: The resolved target layer.
     """
-    from pipeline.explain.target_layer import spatial_layers
-
-    def cells(name: str) -> tuple[int, ...]:
-        return tuple(int(d) for d in model.get_layer(name).output.shape[1:-1])
-
-    last_of: dict[tuple[int, ...], str] = {}
-    for name in spatial_layers(model):
-        last_of[cells(name)] = name  # topological order: the last layer of each resolution wins
-    groups = sorted(last_of, key=lambda g: -int(np.prod(g)))  # fine to coarse
-    target = cells(layer)
+    last_of = resolution_groups(model)
+    groups = list(last_of)  # fine to coarse
+    target = cells_of(model, layer)
     start = max(0, groups.index(target) - 1) if target in groups else 0
     chosen = [last_of[g] for g in groups[start:start + max_layers]]
     if target in groups and last_of[target] != layer:  # an explicit name inside a resolution group
@@ -102,17 +111,10 @@ def finer_layer(model: Any, layer: str) -> str:
         model: The explanation view (functional).
         layer: The resolved target layer.
     """
-    from pipeline.explain.target_layer import spatial_layers
-
-    def cells(name: str) -> tuple[int, ...]:
-        return tuple(int(d) for d in model.get_layer(name).output.shape[1:-1])
-
-    last_of: dict[tuple[int, ...], str] = {}
-    for name in spatial_layers(model):
-        last_of[cells(name)] = name
-    target = cells(layer)
-    finer = [g for g in last_of if int(np.prod(g)) > int(np.prod(target)) and len(g) == len(target)]
-    return last_of[min(finer, key=lambda g: int(np.prod(g)))] if finer else layer
+    target = cells_of(model, layer)
+    finer = [name for g, name in resolution_groups(model).items()
+             if len(g) == len(target) and int(np.prod(g)) > int(np.prod(target))]
+    return finer[-1] if finer else layer  # fine to coarse: the last finer one is the next
 
 
 def gate(coarse: np.ndarray, fine: np.ndarray) -> np.ndarray:

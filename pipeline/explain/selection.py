@@ -68,18 +68,14 @@ class Choice:
 def candidate_layers(model: Any, *, n: int = AUTO_LAYERS) -> tuple[str, ...]:
     """The last layer of each of the ``n`` coarsest feature resolutions with >= 2 cells per axis,
     fine to coarse (e.g. ResNet-18 at 128 px: the 32x32, 16x16, 8x8 and 4x4 block outputs)."""
-    from pipeline.explain.target_layer import spatial_layers
+    from pipeline.explain.cam_rules import resolution_groups
     from pipeline.explain.view import explanation_model
     from pipeline.models.ensemble import ensemble_members
 
     members = ensemble_members(model)
     view = explanation_model(members[0] if members else model)  # an ensemble: a member's layers
-    last_of: dict[tuple[int, ...], str] = {}
-    for name in spatial_layers(view):
-        last_of[tuple(int(d) for d in view.get_layer(name).output.shape[1:-1])] = name
-    groups = [g for g in sorted(last_of, key=lambda g: -int(np.prod(g))) if min(g) >= 2]
-    if not groups:  # tiny inputs: the finest available
-        groups = sorted(last_of, key=lambda g: -int(np.prod(g)))[:1]
+    last_of = resolution_groups(view)  # fine to coarse
+    groups = [g for g in last_of if min(g) >= 2] or list(last_of)[:1]  # tiny inputs: the finest
     return tuple(last_of[g] for g in groups[-n:])
 
 
