@@ -126,6 +126,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     serving.add_argument("--data", type=Path, default=None,
                          help="ingest outputs, data/interim/<task>: verify on rows of its images.npy "
                               "(default: random uint8 grids)")
+    serving.add_argument("--accuracy-split", default="test",
+                         help="with --data: also run every export on this split's labelled cases and "
+                              "record each AUROC and its change from the Keras model (the quantized "
+                              "variants' cost); 'none' to skip (default: test)")
     serving.add_argument("--samples", type=int, default=8, help="verification inputs (default: 8)")
     serving.add_argument("--seed", type=int, default=0, help="seed of the random verification grids")
     serving.add_argument("--onnx", action="store_true",

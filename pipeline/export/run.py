@@ -43,7 +43,7 @@ def verification_grids(grid_shape: tuple[int, ...], *, data_dir: Path | None = N
 
 def export_model(model_dir: Path, out_dir: Path, *, metrics_path: Path | None = None,
                  grids: np.ndarray | None = None, grids_source: str | None = None,
-                 seed: int = 0, onnx: bool = False) -> dict[str, Any]:
+                 seed: int = 0, onnx: bool = False, labelled: Any = None) -> dict[str, Any]:
     """Export the model of ``model_dir`` for serving, verify every export, write ``out_dir``.
 
     ``out_dir`` is built in a temporary sibling folder and replaces any previous export only when
@@ -60,6 +60,9 @@ def export_model(model_dir: Path, out_dir: Path, *, metrics_path: Path | None = 
         grids_source: What ``grids`` are, for the manifest.
         seed: Seed of the random grids.
         onnx: Also write ``model.onnx`` (needs the ``[onnx]`` extra).
+        labelled: A :class:`pipeline.export.accuracy.LabelledSplit` (e.g. the test split,
+            :func:`~pipeline.export.accuracy.labelled_split`): every export's AUROC on it and
+            its change from the Keras model's go into the manifest's ``accuracy`` section.
 
     Returns:
         The manifest written to ``out_dir/export.json``.
@@ -112,6 +115,10 @@ def export_model(model_dir: Path, out_dir: Path, *, metrics_path: Path | None = 
                         "compared_with": "the Keras model on float32(grid) / 255"}
         manifest = _manifest(card, model, layout, exports, verification,
                              decision_section(point, labels, metrics_path, metrics), versions(tool_versions))
+        if labelled is not None:
+            from pipeline.export.accuracy import accuracy_by_export
+
+            manifest["accuracy"] = accuracy_by_export(model, runners, labelled, point=point)
         write_json(layout.manifest, manifest)
     return manifest
 

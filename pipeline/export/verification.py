@@ -88,18 +88,17 @@ def verify(model: Any, exports: Mapping[str, Runner], grids: np.ndarray, *, poin
     if grids.dtype != np.uint8 or len(grids) == 0:
         raise ValueError(f"verification grids must be a non-empty uint8 array. Received: "
                          f"{grids.dtype} {grids.shape}")
-    reference = _outputs(keras_runner(model), grids, batch_size)
-    expected = point.predicted_labels(_probability_matrix(reference, labels), labels)
+    reference = run_batches(keras_runner(model), grids, batch_size)
+    expected = decisions(reference, point, labels)
     results = {}
     for name, run in exports.items():
-        out = _outputs(run, grids, batch_size)
+        out = run_batches(run, grids, batch_size)
         if out.shape != reference.shape:
             raise ValueError(f"{name}: outputs of shape {out.shape}, the Keras model's are {reference.shape}")
         if not np.isfinite(out).all():  # NaN/inf: no agreement at all, and beyond any tolerance
             results[name] = Agreement(float("inf"), 0.0, len(grids))
             continue
-        decided = point.predicted_labels(_probability_matrix(out, labels), labels)
-        same = np.mean([a == b for a, b in zip(decided, expected, strict=True)])
+        same = np.mean([a == b for a, b in zip(decisions(out, point, labels), expected, strict=True)])
         results[name] = Agreement(float(np.max(np.abs(out - reference))), float(same), len(grids))
     return results
 
@@ -116,13 +115,15 @@ def check_tolerances(results: Mapping[str, Agreement], tolerances: Mapping[str, 
         raise ExportMismatchError("exports differ from the Keras model: " + "; ".join(bad))
 
 
-def _outputs(run: Runner, grids: np.ndarray, batch_size: int) -> np.ndarray:
+def run_batches(run: Runner, grids: np.ndarray, batch_size: int) -> np.ndarray:
+    """``run`` over ``grids`` in batches of ``batch_size``: float64 ``(N, K)`` outputs."""
     parts = [np.asarray(run(grids[i:i + batch_size]), dtype=np.float64)
              for i in range(0, len(grids), batch_size)]
     return np.concatenate(parts)
 
 
-def _probability_matrix(outputs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+def decisions(outputs: np.ndarray, point: Any, labels: Sequence[str]) -> list[Any]:
+    """The predicted label(s) of each row of model ``outputs`` at the operating ``point``."""
     from pipeline.evaluate.predictions import as_probability_matrix
 
-    return as_probability_matrix(np.clip(outputs, 0.0, 1.0), len(labels))
+    return point.predicted_labels(as_probability_matrix(np.clip(outputs, 0.0, 1.0), len(labels)), labels)

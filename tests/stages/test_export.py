@@ -180,3 +180,27 @@ def test_a_folder_holding_something_else_is_not_replaced(trained_2d, tmp_path):
     with pytest.raises(ValueError, match="refusing to replace"):
         export_model(trained_2d["model"], out)
     assert (out / "overlay.dcm").read_bytes() == b"DICM"
+
+
+def test_every_export_reports_its_test_auroc_and_change(trained_2d, exported_2d, exported_3d):
+    """--data with the default --accuracy-split test: each export's AUROC on the labelled test
+    rows, set beside the Keras model's (measured again here with scikit-learn)."""
+    from sklearn.metrics import roc_auc_score
+
+    accuracy = read_manifest(exported_2d)["accuracy"]
+    rows = [r for r in read_table(trained_2d["data"] / "manifest.csv") if r["split"] == "test"]
+    y = np.array([r["label"] == "opacity" for r in rows])
+    assert accuracy["split"] == "test" and accuracy["n_cases"] == len(rows) and 0 < y.sum() < len(y)
+    images = np.load(trained_2d["data"] / "images.npy", mmap_mode="r")
+    grids = np.stack([images[int(r["index"])] for r in rows])
+    expected = roc_auc_score(y, keras_runner(load_model(trained_2d["model"]))(grids)[:, -1])
+    assert accuracy["keras"]["auroc"] == pytest.approx(expected, abs=1e-6)
+    exports = accuracy["exports"]
+    assert set(exports) == set(read_manifest(exported_2d)["exports"])
+    for name in ("saved_model", "tflite_float32"):  # the same function: the same ranking
+        assert exports[name]["auroc_change"] == pytest.approx(0.0, abs=1e-6)
+        assert exports[name]["decisions_changed"] == 0
+    for name, entry in exports.items():  # float16 / int8: measured and recorded
+        assert entry["auroc"] == pytest.approx(accuracy["keras"]["auroc"] + entry["auroc_change"], abs=2e-6)
+        assert 0 <= entry["decisions_changed"] <= len(rows), name
+    assert "accuracy" not in read_manifest(exported_3d)  # exported without labelled data
