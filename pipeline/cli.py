@@ -117,6 +117,26 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="for sources without orientation, e.g. 'L\\F' (PA chest, conventional display)")
     export.set_defaults(func=_stage("pipeline.stages.report:main_export_dicom"))
 
+    validate = sub.add_parser("validate", help="external validation: locked model and threshold on "
+                                               "the task's external cohorts")
+    _common(validate)
+    validate.add_argument("--model", type=Path, required=True, help="model folder, models/<task>")
+    validate.add_argument("--metrics", type=Path, required=True,
+                          help="metrics/<task>.json: locked threshold, TTA, explanation method and layer")
+    validate.add_argument("--eval", type=Path, required=True,
+                          help="evaluate outputs, eval/<task> (internal test predictions)")
+    validate.add_argument("--work", type=Path, required=True,
+                          help="ingested cohorts, data/external/<task> (replaced)")
+    validate.add_argument("--out-eval", type=Path, required=True,
+                          help="predictions and plot data, eval/<task>/external (replaced)")
+    validate.add_argument("--out-metrics", type=Path, required=True,
+                          help="one metrics file per cohort, metrics/<task>/external (replaced)")
+    validate.add_argument("--out-report", type=Path, required=True,
+                          help="HTML pages, reports/<task>-external (replaced)")
+    validate.add_argument("--workers", type=int, default=None, help="override ingest.workers")
+    validate.add_argument("--quiet", action="store_true", help="no progress bar")
+    validate.set_defaults(func=_stage("pipeline.stages.validate"))
+
     serving = sub.add_parser("export", help="SavedModel, TFLite (and ONNX) exports for serving, verified")
     serving.add_argument("--model", type=Path, required=True, help="model folder, models/<task>")
     serving.add_argument("--out", type=Path, required=True,

@@ -163,3 +163,41 @@ def test_evaluate_tta_defaults_to_none_and_accepts_every_mode(tmp_path, raw):
     assert typing.get_args(EvaluateParams.model_fields["tta"].annotation) == TTA_MODES
     raw["tasks"]["ct"]["evaluate"]["tta"] = "flip_shift"
     assert _load(tmp_path, raw).task("ct").evaluate.tta == "flip_shift"
+
+
+@pytest.mark.parametrize(
+    ("external", "expected"),
+    [
+        ({"site_b": {"sourc": "demo:cxr"}}, "tasks.cxr.external.site_b.sourc is not a known key"),
+        ({"site_b": {"source": "demo:mri"}},
+         "tasks.cxr.external.site_b.source must be a folder or one of ['demo:cxr', 'demo:ct']"),
+        ({"Site B": "/data/b"}, "tasks.cxr.external cohort names must match [a-z][a-z0-9_]*"),
+        ({"site_b": "demo:ct"},
+         "external.site_b.source is a 3d demo but kind is '2d'. Received: 'demo:ct'"),
+        ({"site_b": {"source": "demo:cxr", "demo_seed": "one"}}, "tasks.cxr.external.site_b.demo_seed"),
+        (["site_b"], "tasks.cxr.external must be a mapping of cohort name to a dataset source"),
+    ],
+)
+def test_bad_external_cohorts_name_the_key(tmp_path, raw, external, expected):
+    raw["tasks"]["cxr"]["external"] = external
+    with pytest.raises(ParamsError) as err:
+        _load(tmp_path, raw)
+    assert expected in str(err.value)
+
+
+def test_external_cohorts_default_empty_and_accept_a_folder_shorthand(tmp_path, raw):
+    raw["tasks"]["ct"].pop("external", None)
+    raw["tasks"]["cxr"]["external"] = {"site_b": {"source": "demo:cxr", "demo_seed": 1},
+                                       "site_c": "/data/hospital_c"}
+    params = _load(tmp_path, raw)
+    assert params.task("ct").external == {}
+    cohorts = params.task("cxr").external
+    assert cohorts["site_b"].demo_kind == "cxr" and cohorts["site_b"].demo_seed == 1
+    assert cohorts["site_c"].source == "/data/hospital_c" and cohorts["site_c"].demo_kind is None
+
+
+def test_repo_demo_has_one_small_external_cohort_for_cxr():
+    params = load_params(ROOT / "params.yaml")
+    (name, cohort), = params.task("cxr").external.items()
+    assert cohort.demo_kind == "cxr" and cohort.demo_seed != params.task("cxr").data.demo_seed
+    assert cohort.demo_patients is not None and cohort.demo_patients <= 40  # ~3 images each

@@ -24,9 +24,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pipeline"
-DVC_STAGES = ("demo", "ingest", "train", "explain", "evaluate", "report")
+DVC_STAGES = ("demo", "ingest", "train", "explain", "evaluate", "report", "validate")
 LIBRARIES = ("io", "preprocess", "dataset", "augment", "models", "train", "evaluate", "explain",
-             "report", "ingest", "demo", "utils", "export")
+             "report", "ingest", "demo", "utils", "export", "validate")
 
 
 def module_file(name: str) -> Path | None:

@@ -44,6 +44,7 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["tasks"]["cxr"]["data"]["demo_patients"] = 12
     params["tasks"]["ct"]["data"]["demo_patients"] = 6
+    params["tasks"]["cxr"]["external"]["site_b"]["demo_patients"] = 8  # validate@cxr on a 2nd site
     # 64 px: the experiments below train EfficientNet-B0 and MobileNetV3-Small, ~4x cheaper than 128 px
     params["tasks"]["cxr"]["ingest"]["image_size"] = [64, 64]
     for task in params["tasks"].values():
@@ -75,7 +76,7 @@ def first_run(repo) -> str:
 
 def test_repro_runs_every_stage_for_every_task(repo, first_run):
     dest, _ = repo
-    for step in ("demo", "ingest", "train", "explain", "evaluate", "report"):
+    for step in ("demo", "ingest", "train", "explain", "evaluate", "report", "validate"):
         for task in ("cxr", "ct"):
             assert f"Running stage '{step}@{task}'" in first_run
     for task in ("cxr", "ct"):
@@ -109,6 +110,12 @@ def test_repro_runs_every_stage_for_every_task(repo, first_run):
         assert pages == test_ids  # one page per test case, each linked from the index
         assert all(f"cases/{sid}.html" in index for sid in test_ids)
         assert f"{metrics['test']['auroc']:.3f}" in index and "Research use only" in index
+    external = json.loads((dest / "metrics" / "cxr" / "external" / "site_b.json").read_text())
+    internal = json.loads((dest / "metrics" / "cxr.json").read_text())
+    assert external["locked"]["threshold"] == internal["threshold"]
+    assert {"auroc", "recall", "specificity"} <= set(external["external"]) and "difference" in external
+    assert "External validation" in (dest / "reports" / "cxr-external" / "site_b" / "index.html").read_text()
+    assert json.loads((dest / "metrics" / "ct" / "external" / "_none.json").read_text()) == {}
 
 
 def test_second_repro_does_nothing(repo, first_run):

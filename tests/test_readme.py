@@ -122,7 +122,7 @@ EXERCISED: tuple[tuple[str, str], ...] = (
     (r"python -m pipeline --help$", "tests/test_dvc_pipeline.py::test_cli_lists_stages"),
     (r"python -m pipeline <stage> --help$|^python -m pipeline [\w-]+$",
      "tests/test_readme.py::test_every_stage_has_help"),
-    (r"python -m pipeline (demo|ingest|train|explain|evaluate|report) --task T ",
+    (r"python -m pipeline (demo|ingest|train|explain|evaluate|report|validate) --task T ",
      "tests/test_dvc_pipeline.py::test_repro_runs_every_stage_for_every_task (dvc.yaml runs them; "
      "tests/test_readme.py::test_stage_table_matches_dvc_yaml)"),
     (r"TF_CONFIG=.* python -m pipeline train --task cxr ",
@@ -139,6 +139,9 @@ EXERCISED: tuple[tuple[str, str], ...] = (
      ".ci/run (the `test` extra includes `onnx`); "
      "tests/stages/test_export.py::test_onnx_is_opt_in_and_verified"),
     (r"dvc repro$", "tests/test_dvc_pipeline.py::test_repro_runs_every_stage_for_every_task"),
+    (r"dvc repro -f validate@<task>$",
+     "tests/stages/test_validate.py::test_a_task_without_cohorts_writes_placeholders (the stage "
+     "replaces its outputs; a forced rerun is a plain rerun)"),
     (r"dvc repro -f demo@chest$",
      "tests/test_own_data.py::test_forced_demo_reruns_ingest_only_when_the_folder_changed"),
     (r"dvc exp run -S tasks\.cxr\.train\.backbone=\w+( -S tasks\.cxr\.train\.epochs=\d+)?$",

@@ -14,7 +14,8 @@ One module per part of params.yaml; import from here:
 - One module per section of a task: :mod:`~pipeline.config.data` (:class:`DataParams`, source
   prefixes, :data:`MEDMNIST_SIZES`), :mod:`~pipeline.config.ingest`,
   :mod:`~pipeline.config.train`, :mod:`~pipeline.config.evaluate`,
-  :mod:`~pipeline.config.explain` (:data:`EXPLAIN_METHODS`) and :mod:`~pipeline.config.report`.
+  :mod:`~pipeline.config.explain` (:data:`EXPLAIN_METHODS`), :mod:`~pipeline.config.report` and
+  :mod:`~pipeline.config.external` (external validation cohorts, each a :class:`DataParams`).
 - :mod:`~pipeline.config.common`: :class:`ParamsError` and the frozen base model.
 
 The package sits at the bottom of ``pipeline``: it imports only its own modules, the

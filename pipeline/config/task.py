@@ -11,6 +11,7 @@ from pipeline.config.common import Frozen
 from pipeline.config.data import DataParams
 from pipeline.config.evaluate import EvaluateParams
 from pipeline.config.explain import ExplainParams
+from pipeline.config.external import ExternalCohorts, normalize_cohorts
 from pipeline.config.ingest import IngestParams
 from pipeline.config.report import ReportParams
 from pipeline.config.train import TrainParams
@@ -29,6 +30,8 @@ class TaskParams(Frozen):
     evaluate: EvaluateParams = EvaluateParams()
     explain: ExplainParams = ExplainParams()
     report: ReportParams = ReportParams()
+    #: External validation cohorts (name -> source); see :mod:`pipeline.config.external`.
+    external: ExternalCohorts = {}
 
     @property
     def problem(self) -> Literal["binary", "multiclass", "multilabel"]:
@@ -49,6 +52,11 @@ class TaskParams(Frozen):
             raise ValueError(f"labels must be unique. Received: {list(value)}")
         return value
 
+    @field_validator("external", mode="before")
+    @classmethod
+    def _cohorts(cls, value: object) -> object:
+        return normalize_cohorts(value)
+
     @model_validator(mode="after")
     def _kind_specific(self) -> TaskParams:
         ing = self.ingest
@@ -60,11 +68,11 @@ class TaskParams(Frozen):
             raise ValueError("ingest.volume_shape is for kind '3d'; use ingest.image_size for '2d'")
         if self.kind == "3d" and ing.image_size is not None:
             raise ValueError("ingest.image_size is for kind '2d'; use ingest.volume_shape for '3d'")
-        demo = self.data.demo_kind
+        sources = {"data": self.data, **{f"external.{n}": c for n, c in self.external.items()}}
         expected = {"cxr": "2d", "ct": "3d"}
-        if demo is not None and expected[demo] != self.kind:
-            raise ValueError(
-                f"data.source {self.data.source!r} is a {expected[demo]} demo but kind is "
-                f"{self.kind!r}"
-            )
+        for key, data in sources.items():
+            demo = data.demo_kind
+            if demo is not None and expected[demo] != self.kind:
+                raise ValueError(f"{key}.source is a {expected[demo]} demo but kind is {self.kind!r}. "
+                                 f"Received: {data.source!r}")
         return self

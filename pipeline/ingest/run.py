@@ -52,7 +52,8 @@ class IngestSummary:
 
 
 def run_ingest(task: TaskParams, *, source: Path, out_dir: Path, seed: int, salt: str,
-               workers: int | None = None, progress: bool = False) -> IngestSummary:
+               workers: int | None = None, progress: bool = False,
+               split: str | None = None) -> IngestSummary:
     """Ingest ``source`` (a dataset folder) for ``task`` into ``out_dir``.
 
     Writes ``images.npy`` and ``masks.npy`` (uint8, channels-last, memory-mappable; image value
@@ -71,6 +72,9 @@ def run_ingest(task: TaskParams, *, source: Path, out_dir: Path, seed: int, salt
         workers: Process count (default: the task's ``ingest.workers``). Output does not depend
             on it.
         progress: Show a progress bar on stderr.
+        split: Put every sample in this split (an external validation cohort: ``external``),
+            ignoring labels.csv's ``split`` column and ``ingest.splits``. None: patient-level
+            train/val/test splits.
 
     Raises:
         DatasetError: labels.csv missing or malformed as a whole.
@@ -122,7 +126,7 @@ def run_ingest(task: TaskParams, *, source: Path, out_dir: Path, seed: int, salt
         raise RuntimeError(f"ingest lost {len(lost)} of {len(jobs)} inputs (labels.csv lines "
                            f"{[rows[i].row for i in lost[:10]]}); no manifest was written. This is a bug: "
                            "please report it")
-    _assign(records, ing.splits.val, ing.splits.test, seed)
+    _assign(records, ing.splits.val, ing.splits.test, seed, split)
     write_table(out_dir / MANIFEST, records, MANIFEST_LEADING)
     write_table(out_dir / QUARANTINE, [_quarantine_row(r) for r in rejections], QUARANTINE_COLUMNS)
     summary = _summary(n_rows, records, rejections)
@@ -157,7 +161,13 @@ def _item_shape(task: TaskParams) -> tuple[int, ...]:
     return (*task.ingest.volume_shape, 1)
 
 
-def _assign(records: list[dict[str, Any]], val: float, test: float, seed: int) -> None:
+def _assign(records: list[dict[str, Any]], val: float, test: float, seed: int,
+            only: str | None = None) -> None:
+    if only is not None:  # one cohort, one split: nothing is trained or tuned on it
+        for r in records:
+            r.pop("_fixed_split")
+            r["split"] = only
+        return
     splits = assign_splits([r["patient"] for r in records], [r["label"] for r in records],
                            [r.pop("_fixed_split") for r in records], val=val, test=test, seed=seed)
     for r, split in zip(records, splits, strict=True):

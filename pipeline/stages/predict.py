@@ -192,13 +192,9 @@ def _resolve_tta(tta: str | None, metrics: dict[str, Any] | None) -> str:
 
 def _ingest_params(card: dict[str, Any]) -> Any:
     """The ingest settings the model was trained with (model card), as IngestParams."""
-    from pipeline.config import IngestParams
+    from pipeline.train.card import card_ingest_params
 
-    pre = dict(card.get("ingest_preprocessing", {}))
-    if "target_spacing_mm" in pre:  # cards written before the key had one name
-        pre.setdefault("target_spacing", pre.pop("target_spacing_mm"))
-    known = set(IngestParams.model_fields)
-    return IngestParams.model_validate({k: v for k, v in pre.items() if k in known})
+    return card_ingest_params(card)
 
 
 def _prepare(kind: str, ingest: Any, position: int, path: Path) -> Any:

@@ -63,6 +63,22 @@ def matching_metrics(metrics_path: Path | None, card: dict[str, Any]) -> dict[st
     return metrics
 
 
+def card_ingest_params(card: dict[str, Any], base: Any = None) -> Any:
+    """The ingest settings the model was trained with (``ingest_preprocessing`` of its card), as
+    :class:`~pipeline.config.IngestParams`: what new images must go through to look like the
+    training data. Keys the card does not record (quarantine limit, workers, path redaction)
+    come from ``base`` (an IngestParams), else the defaults.
+    """
+    from pipeline.config import IngestParams
+
+    pre = dict(card.get("ingest_preprocessing", {}))
+    if "target_spacing_mm" in pre:  # cards written before the key had one name
+        pre.setdefault("target_spacing", pre.pop("target_spacing_mm"))
+    known = set(IngestParams.model_fields)
+    start = base.model_dump() if base is not None else {}
+    return IngestParams.model_validate({**start, **{k: v for k, v in pre.items() if k in known}})
+
+
 def load_model(path: str | os.PathLike[str]) -> Any:
     """Load a ``.keras`` model (or ``models/<task>/``) in safe mode; never ``safe_mode=False``.
 

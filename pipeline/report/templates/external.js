@@ -1,0 +1,2 @@
+// External validation pages are static tables and charts: nothing runs.
+"use strict";
