@@ -169,8 +169,8 @@ _TRAINED: dict[tuple[str, int], tuple[Path, Any, float]] = {}
 
 def run_variant(name: str, task: Any, data: Path, out: Path, seed: int, *, explain: bool = False
                 ) -> dict[str, Any]:
-    from pipeline.stages.evaluate import run_evaluate
-    from pipeline.stages.explain import run_explain
+    from pipeline.evaluate.run import run_evaluate
+    from pipeline.explain.run import run_explain
     from pipeline.train.trainer import train
 
     run_dir = out / f"{name}_s{seed}"

@@ -215,7 +215,7 @@ def test_lerf_order_rewards_a_map_whose_lowest_pixels_do_not_matter(region):
 
 
 def test_deletion_result_keeps_its_positional_constructor():
-    """``pipeline.stages.explain._merge`` builds results from five positional fields."""
+    """``pipeline.explain.run._merge`` builds results from five positional fields."""
     result = DeletionResult(0.1, "mean", np.ones(2), np.array([0.5, 0.6]), np.zeros((2, 3)))
     assert result.order == "morf" and result.summary()["flag"] is False
     lerf = DeletionResult(0.1, "road", np.ones(2), np.zeros(2), np.ones((2, 3)), "lerf")

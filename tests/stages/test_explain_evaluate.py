@@ -10,9 +10,9 @@ import pytest
 from pipeline.dataset.store import open_array
 from pipeline.dataset.tables import read_table
 from pipeline.evaluate import read_predictions
+from pipeline.evaluate.run import run_evaluate
 from pipeline.explain.outputs import maps_file, read_explained
-from pipeline.stages.evaluate import run_evaluate
-from pipeline.stages.explain import run_explain
+from pipeline.explain.run import run_explain
 from tests.stages.conftest import task_2d, task_3d
 
 
@@ -215,7 +215,7 @@ def test_auto_without_a_positive_validation_case_chooses_on_all_of_them(trained_
     import dataclasses
     import logging
 
-    from pipeline.stages import explain as stage
+    from pipeline.explain import run as stage
 
     real = stage.select_cases
 
@@ -226,7 +226,7 @@ def test_auto_without_a_positive_validation_case_chooses_on_all_of_them(trained_
         return dataclasses.replace(cases, rows=tuple({**r, "label": "normal"} for r in cases.rows))
 
     monkeypatch.setattr(stage, "select_cases", negatives_only)
-    caplog.set_level(logging.WARNING, logger="pipeline.stages.explain")
+    caplog.set_level(logging.WARNING, logger="pipeline.explain.run")
     result = run_explain(task_2d(explain={"methods": ["gradcam", "hirescam"], "layer": "auto"}),
                          data_dir=trained_2d["data"], model_dir=trained_2d["model"], out_dir=tmp_path, seed=0)
     n_val = sum(r["split"] == "val" for r in read_table(trained_2d["data"] / "manifest.csv"))

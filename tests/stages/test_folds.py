@@ -14,12 +14,12 @@ from pipeline.dataset.cases import load_inputs
 from pipeline.dataset.store import open_array
 from pipeline.dataset.tables import read_table
 from pipeline.evaluate.inference import predict_probs
+from pipeline.evaluate.run import run_evaluate
 from pipeline.explain import Explainer, average_maps
 from pipeline.explain.averaged import view_averaged_maps
+from pipeline.explain.run import run_explain
 from pipeline.models import ensemble_members
 from pipeline.report.run import run_report
-from pipeline.stages.evaluate import run_evaluate
-from pipeline.stages.explain import run_explain
 from pipeline.stages.predict import run_predict
 from pipeline.train.card import load_model, read_card
 from tests.stages.conftest import task_2d

@@ -19,8 +19,8 @@ from PIL import Image
 from pipeline.config import TaskParams
 from pipeline.evaluate import OperatingPoint
 from pipeline.evaluate.predictions import read_predictions
+from pipeline.evaluate.run import run_evaluate
 from pipeline.ingest import run_ingest
-from pipeline.stages.evaluate import run_evaluate
 from pipeline.stages.predict import run_predict
 from pipeline.train.trainer import train
 from tests.stages.conftest import FAST_TRAIN
@@ -139,9 +139,9 @@ def test_predict_refuses_a_binary_threshold_for_a_multilabel_model(multilabel_ru
 
 
 def test_report_stage_shows_label_sets_and_cases_without_labels(multilabel_run, tmp_path):
+    from pipeline.explain.run import run_explain
     from pipeline.report import NONE_PRESENT
     from pipeline.report.run import run_report
-    from pipeline.stages.explain import run_explain
 
     run = multilabel_run
     tmp, task = Path(run["tmp"]), run["task"]
@@ -159,8 +159,8 @@ def test_report_stage_shows_label_sets_and_cases_without_labels(multilabel_run, 
 def test_explain_writes_every_labels_map_and_pages_offer_them(multilabel_run, tmp_path):
     """``explain.per_label`` (default on): one map per label; the most probable label's equals
     the reported map; report and predict pages get the "Heatmap for" selector."""
+    from pipeline.explain.run import run_explain
     from pipeline.explain.scores import predict as model_outputs
-    from pipeline.stages.explain import run_explain
     from pipeline.train.card import load_trained
 
     run = multilabel_run

@@ -10,10 +10,10 @@ import pydicom
 import pytest
 
 from pipeline.dataset.tables import read_table
+from pipeline.evaluate.run import run_evaluate
+from pipeline.explain.run import run_explain
 from pipeline.preprocess.geometry import PadResize, geometry_from_json
 from pipeline.report.run import export_dicom, run_report
-from pipeline.stages.evaluate import run_evaluate
-from pipeline.stages.explain import run_explain
 from pipeline.stages.predict import run_predict
 from tests.builders import PHI_STRINGS, make_mixed_2d_folder
 from tests.stages.conftest import task_2d, task_3d

@@ -53,7 +53,7 @@ class _Text(HTMLParser):
 
 @pytest.fixture(scope="module")
 def identical(trained_2d, tmp_path_factory):
-    from pipeline.stages.evaluate import run_evaluate
+    from pipeline.evaluate.run import run_evaluate
 
     tmp = tmp_path_factory.mktemp("validate")
     task = task_2d()
