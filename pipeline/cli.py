@@ -161,8 +161,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                          help="model folder, models/<task>, or an export folder, exports/serving/<task> "
                               "(SavedModel: no heatmaps)")
     predict.add_argument("--input", type=Path, nargs="+", required=True,
-                         help="DICOM file(s), DICOM series folder(s) or NIfTI file(s)")
-    predict.add_argument("--out", type=Path, required=True, help="report folder (replaced)")
+                         help="DICOM/PNG/JPEG file(s), DICOM series folder(s), NIfTI file(s), folders "
+                              "(searched recursively) or CSV files of paths (a 'path' column)")
+    predict.add_argument("--out", type=Path, required=True,
+                         help="output folder (replaced at the end; a killed run resumes in it)")
+    predict.add_argument("--no-pages", action="store_true",
+                         help="predictions.csv and rejected.csv only: no case pages or heatmaps (fast)")
+    predict.add_argument("--workers", type=int, default=None,
+                         help="decoding processes (default: all cores)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.add_argument("--restart", action="store_true",
+                         help="discard an unfinished run in --out made with other inputs or settings")
+
     predict.add_argument("--threshold", type=float, default=None,
                          help="operating threshold (binary); default: the one evaluate chose on val")
     predict.add_argument("--metrics", type=Path, default=None,

@@ -24,6 +24,9 @@ RUNS = {
     "explain": (["--width", "16", "--size", "32", "--images", "4", "--batch", "2", "--repeats", "1"],
                 [r"speed-up \(a\) / \(b\)\s+\d+\.\d x",
                  r"Grad-CAM / fwd\+bwd \(goal <= 1\.3x\)\s+\d+\.\d\d x"]),
+    "predict": (["--patients", "4", "--pages", "1", "--models", "no-such-folder"],
+                [r"predict --no-pages +\d+\.\d studies/s",
+                 r"predict / min\(ingest, forward\) = \d+\.\d\dx \(goal ~1\)"]),
     "train_input": (["--steps", "3", "--batch", "4"],
                     [r"pipeline share of step time: \d+\.\d%", r"bfloat16/float32 = \d+\.\d\d"]),
 }

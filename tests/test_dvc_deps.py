@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pipeline"
 DVC_STAGES = ("demo", "ingest", "train", "explain", "evaluate", "report", "validate")
 LIBRARIES = ("io", "preprocess", "dataset", "augment", "models", "train", "evaluate", "explain",
-             "report", "ingest", "demo", "utils", "export", "validate")
+             "report", "ingest", "demo", "utils", "export", "validate", "predict")
 
 
 def module_file(name: str) -> Path | None:

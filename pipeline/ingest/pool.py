@@ -3,7 +3,8 @@
 :func:`run_jobs` runs :func:`pipeline.ingest.samples.process` over the jobs, in a process pool
 when there are workers and jobs to share (chunks of 2D files, one 3D series at a time, a bounded
 number in flight) and yields the results in job order, so the outputs of
-:func:`pipeline.ingest.run_ingest` do not depend on the worker count. :func:`start_context`
+:func:`pipeline.ingest.run_ingest` do not depend on the worker count. :func:`map_ordered` is the
+same machinery for any picklable job function (``predict`` decodes through it). :func:`start_context`
 chooses ``fork`` or ``spawn``; a worker that dies on a hostile file is retried in isolation, so
 the file is quarantined and every other one is still processed.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from pipeline.ingest.samples import SampleJob, SampleResult, process
@@ -31,12 +33,39 @@ def run_jobs(jobs: list[SampleJob], *, workers: int, progress: bool, label: str)
         # 2D files take milliseconds: batch them to amortise the round trip. 3D series take
         # seconds each: one per task keeps the workers evenly loaded.
         chunk = 16 if jobs and jobs[0].kind == "2d" else 1
-        source = _pooled(jobs, workers=workers, ctx=ctx, chunk=chunk) if pooled else map(process, jobs)
-        for result in source:
+        for result in map_ordered(process, jobs, workers=workers, chunk=chunk, on_crash=_crashed, ctx=ctx):
             yield result
             bar.update()
     finally:
         bar.close()
+
+
+def map_ordered(func: Callable[[Any], Any], jobs: list[Any], *, workers: int, chunk: int,
+                on_crash: Callable[[Any], Any], ctx: Any = None) -> Iterator[Any]:
+    """``func`` over ``jobs``, results in job order: in a process pool when ``workers > 1`` and
+    there is more than one job, else in this process.
+
+    Args:
+        func: A picklable (module-level) function of one job; it turns bad input into a result,
+            never an exception.
+        jobs: Picklable jobs.
+        workers: Process count.
+        chunk: Jobs per inter-process round trip (see :func:`_pooled`).
+        on_crash: Job -> the result standing for it when its process died (a decoder crash).
+        ctx: Multiprocessing context (default: :func:`start_context`).
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(func, jobs)
+        return
+    yield from _pooled(jobs, workers=workers, ctx=ctx or start_context(), chunk=chunk, func=func,
+                       on_crash=on_crash)
+
+
+def _crashed(job: SampleJob) -> SampleResult:
+    """The quarantine entry of a file whose decoding process died."""
+    return SampleResult(job.position, rejection=(
+        "the decoding process crashed on this file (decoder bug triggered by corrupt or "
+        "hostile data)", "crash"))
 
 
 def start_context() -> Any:
@@ -74,11 +103,13 @@ def _worker_init() -> None:
     threadpool_limits(1)
 
 
-def _process_chunk(jobs: list[SampleJob]) -> list[SampleResult]:
-    return [process(job) for job in jobs]
+def _process_chunk(func: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
+    return [func(job) for job in jobs]
 
 
-def _pooled(jobs: list[SampleJob], *, workers: int, ctx: Any, chunk: int = 4) -> Iterator[SampleResult]:
+def _pooled(jobs: list[Any], *, workers: int, ctx: Any, chunk: int = 4,
+            func: Callable[[Any], Any] | None = None,
+            on_crash: Callable[[Any], Any] | None = None) -> Iterator[Any]:
     """Run jobs in a process pool, in order, with a bounded number in flight (bounded memory).
 
     Jobs travel in chunks of ``chunk`` (one inter-process round trip per chunk, not per file);
@@ -91,11 +122,13 @@ def _pooled(jobs: list[SampleJob], *, workers: int, ctx: Any, chunk: int = 4) ->
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
+    func = func or process  # looked up now: tests replace the module's process
+    on_crash = on_crash or _crashed
     window = workers * 2
     chunk = max(1, min(chunk, len(jobs) // (workers * 4)))  # small inputs: every worker busy
     pending = deque(jobs)
     while pending:
-        retry: list[SampleJob] = []
+        retry: list[Any] = []
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
             in_flight: deque = deque()
             try:
@@ -105,7 +138,7 @@ def _pooled(jobs: list[SampleJob], *, workers: int, ctx: Any, chunk: int = 4) ->
                         # in flight before submitting: a pool found broken at submit time
                         # raises here, and the batch must still be retried, not lost
                         in_flight.append((batch, None))
-                        in_flight[-1] = (batch, pool.submit(_process_chunk, batch))
+                        in_flight[-1] = (batch, pool.submit(partial(_process_chunk, func), batch))
                     results = in_flight[0][1].result()
                     in_flight.popleft()
                     yield from results
@@ -113,18 +146,16 @@ def _pooled(jobs: list[SampleJob], *, workers: int, ctx: Any, chunk: int = 4) ->
                 retry = [job for batch, _ in in_flight for job in batch]
                 log.warning("a decoding process died; retrying %d input(s) one at a time", len(retry))
         for job in retry:  # they precede everything still pending: order is kept
-            yield _isolated(job, ctx)
+            yield _isolated(job, ctx, func, on_crash)
 
 
-def _isolated(job: SampleJob, ctx: Any) -> SampleResult:
-    """Run one job in its own process; a crash becomes a quarantine reason."""
+def _isolated(job: Any, ctx: Any, func: Callable[[Any], Any], on_crash: Callable[[Any], Any]) -> Any:
+    """Run one job in its own process; a crash becomes ``on_crash(job)`` (a quarantine reason)."""
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         try:
-            return pool.submit(process, job).result()
+            return pool.submit(func, job).result()
         except BrokenProcessPool:
-            return SampleResult(job.position, rejection=(
-                "the decoding process crashed on this file (decoder bug triggered by corrupt or "
-                "hostile data)", "crash"))
+            return on_crash(job)

@@ -177,7 +177,8 @@ def full_resolution_2d(ing: Any, source_dir: Path | None, row: Mapping[str, str]
 
 def display_2d(source: Any, path: Path, ing: Any, geometry: Any, heat: np.ndarray,
                mask: np.ndarray | None, *, free_text: bool = False,
-               label_heats: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+               label_heats: Mapping[str, np.ndarray] | None = None,
+               full: np.ndarray | None = None) -> dict[str, Any]:
     """The source image windowed as at ingest, with the map and mask mapped back onto it.
 
     Args:
@@ -186,6 +187,8 @@ def display_2d(source: Any, path: Path, ing: Any, geometry: Any, heat: np.ndarra
             pixels are decoded again from the dataset already in memory, not re-read).
         ing: IngestParams; ``geometry``: the sample's :class:`~pipeline.preprocess.geometry.PadResize`.
         label_heats: Per-label maps on the model grid (label -> map), mapped like ``heat``.
+        full: :func:`full_range` of ``source`` when the caller has it already (predict computes
+            it in its decoding workers); else it is computed here.
 
     Returns:
         CaseRecord fields: ``image`` (uint8, the model's window), ``heatmap``, ``label_heatmaps``,
@@ -198,7 +201,7 @@ def display_2d(source: Any, path: Path, ing: Any, geometry: Any, heat: np.ndarra
     """
     from pipeline.report.imaging import radiograph_intensity
 
-    full = _full_range(source, path, ing)
+    full = full_range(source, path, ing) if full is None else full
     shape = source.image.shape
     heat_full = geometry.to_source(heat, nearest=False, shape=shape)
     mask_full = geometry.to_source(mask, nearest=True, shape=shape) if mask is not None else None
@@ -212,8 +215,13 @@ def display_2d(source: Any, path: Path, ing: Any, geometry: Any, heat: np.ndarra
             "orientation": _patient_orientation(source.dataset)}
 
 
-def _full_range(source: Any, path: Path, ing: Any) -> np.ndarray:
-    """The whole stored range, linearly (percentiles 0 and 100), for window/level on the page."""
+def full_range(source: Any, path: Path, ing: Any) -> np.ndarray:
+    """The whole stored range of a 2D source (a Radiograph read with the IngestParams ``ing``),
+    linearly (percentiles 0 and 100), float32 ``(H, W)`` in [0, 1], for window/level on the page.
+
+    Raises:
+        InputRejected, OSError: An image file cannot be read again.
+    """
     from pipeline.io.dicom_image import image_from_dataset
     from pipeline.io.radiograph import read_radiograph
 

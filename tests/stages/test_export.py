@@ -21,7 +21,7 @@ from pipeline.export import (
 from pipeline.export.layout import TFLITE_FILES, ExportLayout
 from pipeline.export.tflite import TFLiteRunner
 from pipeline.export.verification import keras_runner
-from pipeline.stages.predict import NO_HEATMAPS, run_predict
+from pipeline.predict import NO_HEATMAPS, run_predict
 from pipeline.train.card import load_model, read_card
 from pipeline.utils.hashing import file_sha256
 

@@ -19,8 +19,8 @@ from pipeline.explain import Explainer, average_maps
 from pipeline.explain.averaged import view_averaged_maps
 from pipeline.explain.run import run_explain
 from pipeline.models import ensemble_members
+from pipeline.predict import run_predict
 from pipeline.report.run import run_report
-from pipeline.stages.predict import run_predict
 from pipeline.train.card import load_model, read_card
 from tests.stages.conftest import task_2d
 
@@ -92,7 +92,7 @@ def test_predict_on_the_ensemble_uses_the_recorded_member_layer(trained_2d_folds
     root, explained, _, _ = staged
     raw = trained_2d_folds["raw"]
     inputs = [raw / read_table(raw / "labels.csv")[0]["path"]]
-    with caplog.at_level(logging.INFO, logger="pipeline.stages.predict"):
+    with caplog.at_level(logging.INFO, logger="pipeline.predict"):
         results = run_predict(trained_2d_folds["model"], inputs, tmp_path / "out",
                               metrics_path=root / "metrics.json")
     assert f"heatmaps from layer {explained.faithfulness['layer']}" in caplog.text

@@ -21,7 +21,7 @@ from pipeline.evaluate import OperatingPoint
 from pipeline.evaluate.predictions import read_predictions
 from pipeline.evaluate.run import run_evaluate
 from pipeline.ingest import run_ingest
-from pipeline.stages.predict import run_predict
+from pipeline.predict import run_predict
 from pipeline.train.trainer import train
 from tests.stages.conftest import FAST_TRAIN
 

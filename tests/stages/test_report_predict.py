@@ -12,9 +12,9 @@ import pytest
 from pipeline.dataset.tables import read_table
 from pipeline.evaluate.run import run_evaluate
 from pipeline.explain.run import run_explain
+from pipeline.predict import run_predict
 from pipeline.preprocess.geometry import PadResize, geometry_from_json
 from pipeline.report.run import export_dicom, run_report
-from pipeline.stages.predict import run_predict
 from tests.builders import PHI_STRINGS, make_mixed_2d_folder
 from tests.stages.conftest import task_2d, task_3d
 
@@ -123,7 +123,9 @@ def test_export_without_orientation_skips_with_reason(trained_2d, report_2d, tmp
 def test_predict_new_studies(trained_2d, tmp_path):
     raw = trained_2d["raw"]
     rows = read_table(raw / "labels.csv")
-    inputs = [raw / rows[0]["path"], raw / rows[1]["path"], raw / "labels.csv"]
+    junk = tmp_path / "notes.txt"  # not an image: rejected with its reason, by position
+    junk.write_text("not a DICOM file")
+    inputs = [raw / rows[0]["path"], raw / rows[1]["path"], junk]
     results = run_predict(trained_2d["model"], inputs, tmp_path / "out", threshold=0.4)
     assert len(results) == 2
     for r in results:
@@ -338,7 +340,8 @@ def test_predict_uses_the_recorded_tta_and_the_cli_overrides_it(trained_2d, tmp_
 
     from pipeline.cli import main
     from pipeline.evaluate.tta import View, apply_view
-    from pipeline.stages.predict import _ingest_params, _prepare
+    from pipeline.predict.predictor import ingest_params
+    from pipeline.predict.worker import StudyJob, prepare
     from pipeline.train.card import load_model, read_card
 
     raw = trained_2d["raw"]
@@ -346,7 +349,8 @@ def test_predict_uses_the_recorded_tta_and_the_cli_overrides_it(trained_2d, tmp_
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"threshold": {"value": 0.5}, "tta": {"mode": "flip", "views": 2}}))
     card, model = read_card(trained_2d["model"]), load_model(trained_2d["model"])
-    x = _prepare(card["kind"], _ingest_params(card), 0, path).image[None].astype(np.float32) / np.float32(255)
+    prepared = prepare(StudyJob(0, path, card["kind"], ingest_params(card), keep_source=False))
+    x = prepared.sample.image[None].astype(np.float32) / np.float32(255)
     p = [float(np.asarray(model.predict_on_batch(v))[0, 0]) for v in (x, apply_view(x, View(flip=True)))]
     (recorded,) = run_predict(trained_2d["model"], [path], tmp_path / "a", metrics_path=metrics)
     assert recorded.probability == pytest.approx((p[0] + p[1]) / 2, abs=1e-6)
