@@ -63,9 +63,10 @@ def forward_seconds(model_dir: Path, data: Path, chunk: int) -> float:
 
 
 def bench(name: str, args: argparse.Namespace, workers: int, tmp: Path) -> None:
+    from pipeline.dataset.tables import read_table
     from pipeline.demo import generate_demo
     from pipeline.ingest import run_ingest
-    from pipeline.predict import run_predict
+    from pipeline.predict import REJECTED, run_predict
     from pipeline.predict.run import DEFAULT_CHUNK
 
     folder = tmp / name
@@ -98,8 +99,10 @@ def bench(name: str, args: argparse.Namespace, workers: int, tmp: Path) -> None:
           f"predict / serial sum = {predict_rate / serial:.2f}x")
     if args.pages:
         subset = tmp / f"{name}-subset.csv"
-        subset.write_text("path\n" + "".join(f"{folder / line.split(',')[0]}\n"
-                                             for line in listing.read_text().splitlines()[1:args.pages + 1]))
+        rejected = {r["input"] for r in read_table(tmp / f"{name}-pred" / REJECTED)}
+        readable = [line.split(",")[0] for k, line in enumerate(listing.read_text().splitlines()[1:])
+                    if f"#{k + 1}" not in rejected]  # the demo's broken files would stop a 1-study run
+        subset.write_text("path\n" + "".join(f"{folder / rel}\n" for rel in readable[:args.pages]))
         t_pages, paged = timed(run_predict, model_dir, [subset], tmp / f"{name}-pages", threshold=0.5,
                                workers=workers, metrics_path=tmp / "none.json")
         print(f"  with pages (heatmaps + case pages, {len(paged)} studies): "

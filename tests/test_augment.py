@@ -244,7 +244,10 @@ def _boxed_samples(draw, ndim: int):
     sizes += [draw(st.integers(16, 40)), draw(st.integers(16, 40))]
     box = []
     for n, size in enumerate(sizes):
-        low = 1 if n == 0 and ndim == 3 else 6
+        # in-plane boxes of >= 8 px: the strong preset can shrink a box by 0.75 x 0.85 (crop, then
+        # affine scale), and a 6 px box (hypothesis found 6x6 in a corner of a 16x20 image) becomes
+        # ~4 px whose 1 px interpolated rim is most of it: alignment is then untestable by area
+        low = 1 if n == 0 and ndim == 3 else 8
         extent = draw(st.integers(min(low, size // 2), size // 2))
         start = draw(st.integers(0, size - extent))
         box.append(slice(start, start + extent))

@@ -340,16 +340,15 @@ def test_predict_uses_the_recorded_tta_and_the_cli_overrides_it(trained_2d, tmp_
 
     from pipeline.cli import main
     from pipeline.evaluate.tta import View, apply_view
-    from pipeline.predict.predictor import ingest_params
     from pipeline.predict.worker import StudyJob, prepare
-    from pipeline.train.card import load_model, read_card
+    from pipeline.train.card import card_ingest_params, load_model, read_card
 
     raw = trained_2d["raw"]
     path = raw / read_table(raw / "labels.csv")[0]["path"]
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"threshold": {"value": 0.5}, "tta": {"mode": "flip", "views": 2}}))
     card, model = read_card(trained_2d["model"]), load_model(trained_2d["model"])
-    prepared = prepare(StudyJob(0, path, card["kind"], ingest_params(card), keep_source=False))
+    prepared = prepare(StudyJob(0, path, card["kind"], card_ingest_params(card), keep_source=False))
     x = prepared.sample.image[None].astype(np.float32) / np.float32(255)
     p = [float(np.asarray(model.predict_on_batch(v))[0, 0]) for v in (x, apply_view(x, View(flip=True)))]
     (recorded,) = run_predict(trained_2d["model"], [path], tmp_path / "a", metrics_path=metrics)
