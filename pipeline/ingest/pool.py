@@ -89,9 +89,15 @@ def start_context() -> Any:
     return mp.get_context("spawn")
 
 
+#: Seconds between a worker's checks that the process that started it is still alive.
+PARENT_CHECK_S = 1.0
+
+
 def _worker_init() -> None:
     """One thread per native library per worker: the pool already uses every core, and
-    OpenCV's/BLAS's own thread pools on top would oversubscribe them."""
+    OpenCV's/BLAS's own thread pools on top would oversubscribe them. And a worker exits when
+    its parent dies (:func:`_exit_with_parent`)."""
+    _exit_with_parent()
     try:
         import cv2
 
@@ -101,6 +107,29 @@ def _worker_init() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+
+
+def _exit_with_parent() -> None:
+    """Exit this worker when the process that started it dies.
+
+    A killed ``ingest`` or ``predict`` (SIGKILL, OOM killer, a closed notebook kernel) gets no
+    chance to stop its pool, and its workers would otherwise go on decoding, or wait forever on
+    a queue nobody writes to, holding memory and cores. A daemon thread checks every
+    :data:`PARENT_CHECK_S` seconds whether the worker was re-parented (the parent's pid is gone)
+    and then ends the process at once.
+    """
+    import os
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="medvision-parent-watch", daemon=True).start()
 
 
 def _process_chunk(func: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
@@ -154,7 +183,7 @@ def _isolated(job: Any, ctx: Any, func: Callable[[Any], Any], on_crash: Callable
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_exit_with_parent) as pool:
         try:
             return pool.submit(func, job).result()
         except BrokenProcessPool:
