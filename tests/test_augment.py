@@ -268,7 +268,9 @@ def test_preset_2d_properties(spec, sample):
     out, out_mask = Augmenter(_geometric_part(spec), kind="2d")(image, mask, seed=seed)
     _check_output(image, mask, out, out_mask)
     _check_aligned(out, out_mask)
-    assert _iou(out > 0.5, out_mask == 1) > 0.75
+    # the strong preset can shrink an 8 px box to ~6 px (crop 0.75, affine 0.85) and rotate it:
+    # a 1 px interpolated rim then costs up to ~0.27 IoU (hypothesis found 0.73 and 0.74)
+    assert _iou(out > 0.5, out_mask == 1) > (0.75 if spec is DEFAULT_2D else 0.6)
 
 
 @pytest.mark.parametrize("spec", [DEFAULT_3D, STRONG_3D], ids=["mild", "strong"])
