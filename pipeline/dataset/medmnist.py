@@ -29,7 +29,6 @@ timestamps, gzip with mtime 0 and no file name), so DVC sees no change when noth
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -199,16 +198,9 @@ def write_volume(path: Path, volume: np.ndarray) -> None:
     The affine is :data:`NIFTI_AFFINE`, so :func:`pipeline.io.nifti.read_nifti` returns the
     array unchanged; qform and sform codes are 1 (scanner), units mm.
     """
-    import nibabel as nib
+    from pipeline.utils.nifti_out import write_nifti_kji
 
-    from pipeline.utils.atomic import write_bytes
-
-    img = nib.Nifti1Image(np.ascontiguousarray(volume.transpose(2, 1, 0)), NIFTI_AFFINE)
-    img.header.set_data_dtype(volume.dtype)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(NIFTI_AFFINE, code=1)
-    img.set_sform(NIFTI_AFFINE, code=1)
-    write_bytes(path, gzip.compress(img.to_bytes(), compresslevel=6, mtime=0))
+    write_nifti_kji(path, volume, NIFTI_AFFINE, compresslevel=6)
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:

@@ -8,7 +8,6 @@ docstring; HU are stored as ``int16`` HU or ``uint16`` HU + 1024 (:func:`to_int1
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +35,9 @@ def affine_ras(grid: Grid) -> np.ndarray:
 
 def write_nifti(path: Path, data_kji: np.ndarray, grid: Grid) -> None:
     """Write ``data`` (array axes k, j, i) as NIfTI-1 (axes i, j, k), deterministic gzip."""
-    import nibabel as nib
+    from pipeline.utils.nifti_out import write_nifti_kji
 
-    from pipeline.utils.atomic import write_bytes
-
-    affine = affine_ras(grid)
-    img = nib.Nifti1Image(np.ascontiguousarray(data_kji.transpose(2, 1, 0)), affine)
-    img.header.set_data_dtype(data_kji.dtype)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    write_bytes(path, gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
+    write_nifti_kji(path, data_kji, affine_ras(grid), compresslevel=1)
 
 
 def write_series(folder: Path, spec: VolumeSpec, grid: Grid, hu: np.ndarray,
