@@ -6,7 +6,7 @@ This module imports only the standard library: :mod:`pipeline.config` sits at th
 the package and validates params with these functions without importing evaluate or explain
 (and their NumPy/TensorFlow imports). The libraries re-export the names where they are used
 (:mod:`pipeline.evaluate.threshold`, :mod:`pipeline.evaluate.tta`,
-:mod:`pipeline.explain.target_layer`).
+:mod:`pipeline.models.target_layer`).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from pipeline.explain.gradcam import Explainer, compute_maps
 from pipeline.explain.masking import FILLS
 from pipeline.explain.scores import resolve_class_index
 from pipeline.explain.shortcut_regions import AuditRegions, audit_regions, restrict_to_fov
-from pipeline.explain.target_layer import resolve_target_layer, spatial_layers
+from pipeline.models.target_layer import resolve_target_layer, spatial_layers
 
 __all__ = [
     "BACKENDS",

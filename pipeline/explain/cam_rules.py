@@ -7,8 +7,8 @@
   at one layer, as :class:`pipeline.explain.gradcam.Explainer` computes ``hirescam`` and each
   layer of ``layercam-fusion``.
 - :func:`fusion_layers`: the layers ``layercam-fusion`` reads, one per feature resolution.
-- :func:`finer_layer` and :func:`gate`: ``gradcam-layercam``, Grad-CAM at the target layer gated
-  by LayerCAM one feature resolution finer (their per-pixel geometric mean).
+- :func:`finer_layer` and :func:`blend`: ``gradcam-layercam``, Grad-CAM at the target layer
+  blended with LayerCAM one feature resolution finer (their per-pixel mean).
 - :func:`tf_keras_vis_classes`: tf-keras-vis's Grad-CAM, Grad-CAM++ and Score-CAM classes,
   imported without their deprecation warnings.
 """
@@ -71,7 +71,7 @@ def cam_formula(acts: np.ndarray, grads: np.ndarray, rule: str) -> np.ndarray:
 def resolution_groups(model: Any) -> dict[tuple[int, ...], str]:
     """The last layer of each feature resolution of ``model`` (cells per spatial axis -> layer
     name), ordered fine to coarse; the last layer in topological order wins within a resolution."""
-    from pipeline.explain.target_layer import spatial_layers
+    from pipeline.models.target_layer import spatial_layers
 
     last_of: dict[tuple[int, ...], str] = {}
     for name in spatial_layers(model):
@@ -117,24 +117,33 @@ def finer_layer(model: Any, layer: str) -> str:
     return finer[-1] if finer else layer  # fine to coarse: the last finer one is the next
 
 
-def gate(coarse: np.ndarray, fine: np.ndarray) -> np.ndarray:
-    """``gradcam-layercam``: the per-pixel geometric mean of two maps on the input grid, scaled
-    to a maximum of 1 per map (all zero where either map has no evidence).
+def blend(coarse: np.ndarray, fine: np.ndarray) -> np.ndarray:
+    """``gradcam-layercam``: the per-pixel mean of two maps on the input grid, each scaled to a
+    maximum of 1, rescaled to a maximum of 1 (all zero where neither map has evidence).
 
     Why: Grad-CAM at a coarse layer is class-discriminative and finds the lesion, but its cells
     are large; LayerCAM one resolution finer outlines structures, including ones the class does
-    not rest on. Their product keeps the heat where both agree, as Guided Grad-CAM multiplies
-    Grad-CAM with guided backpropagation (Selvaraju et al. 2017) to get maps that are both
-    class-discriminative and fine. Measured on the demo cxr validation split (29 lesions, maps
-    averaged over views): pointing game 0.93 and IoU 0.41 against 0.69 / 0.26 for Grad-CAM at the
-    same layer and 0.90 / 0.28 for LayerCAM one resolution finer (a mask-guided model).
+    not rest on. The mean peaks where both agree, so the peak keeps Grad-CAM's choice of region
+    and gains LayerCAM's detail, while the highlighted area stays as wide as the lesion.
+
+    Mean, not the geometric mean (this method's first form, after Guided Grad-CAM's product):
+    both point equally well, but the product of a peaked fine map shrinks the highlighted region
+    to a few voxels. Pointing game / IoU of the two forms on the same maps (demo models, 10-view
+    averages; the layers are the ones ``auto`` compares):
+
+    - demo ct, an independent demo cohort (seed 1, 72 nodules, the locked model): mean 0.67 /
+      0.20, geometric 0.67 / 0.12, Grad-CAM alone 0.51 / 0.14;
+    - demo ct validation (11 nodules): 0.45 / 0.15 against 0.45 / 0.09;
+    - LIDC-IDRI validation (54 nodules, Grad-CAM and LayerCAM both at ``conv1_relu``): 0.72 / 0.07
+      against 0.65 / 0.05;
+    - demo cxr validation (29 lesions, ``conv3``): 0.93 / 0.38 against 0.93 / 0.41.
     """
     from pipeline.explain.maps import normalize
 
     coarse, fine = np.asarray(coarse, np.float32), np.asarray(fine, np.float32)
     if coarse.shape != fine.shape:
-        raise ValueError(f"maps to gate must have the same shape. Received: {coarse.shape} and {fine.shape}")
-    return normalize(np.sqrt(np.maximum(coarse, 0.0) * np.maximum(fine, 0.0)))
+        raise ValueError(f"maps to blend must have the same shape. Received: {coarse.shape} and {fine.shape}")
+    return normalize((normalize(coarse) + normalize(fine)) / 2.0)
 
 
 def tf_keras_vis_classes() -> tuple[Any, Any, Any]:

@@ -16,7 +16,7 @@ Which library computes what:
   display resizes with ``cv2.resize`` (2D).
 
 All methods run on :func:`pipeline.explain.view.explanation_model` (float32 copy, logits), read
-the same target layer (:func:`pipeline.explain.target_layer.resolve_target_layer`), return maps
+the same target layer (:func:`pipeline.models.target_layer.resolve_target_layer`), return maps
 at feature resolution, and share one upsampling and normalisation
 (:mod:`pipeline.explain.maps`): float32 ``(N, *spatial)`` in [0, 1] on the input's grid, 1 = the
 strongest evidence for the class in that image, all zero where there is none.
@@ -44,18 +44,18 @@ import numpy as np
 
 from pipeline.explain.averaged import view_averaged_maps
 from pipeline.explain.cam_rules import (
+    blend,
     cam_formula,
     check_options,
     finer_layer,
     fusion_layers,
-    gate,
     tf_keras_vis_classes,
 )
 from pipeline.explain.ensemble import average_maps, common_layer
 from pipeline.explain.maps import to_input_grid
 from pipeline.explain.scores import ClassIndex, n_outputs, resolve_class_index
-from pipeline.explain.target_layer import AUTO, resolve_target_layer
 from pipeline.explain.view import explanation_model, output_activation
+from pipeline.models.target_layer import AUTO, resolve_target_layer
 from pipeline.rules import check_tta_mode
 
 DEFAULT_MAX_N = 32
@@ -114,9 +114,9 @@ class Explainer:
         check_tta_mode(tta)
         images = _check_images(self.model, images)
         classes = resolve_class_index(self.model, images, class_index, batch_size=batch_size)
-        if method == "gradcam-layercam":  # two maps of the same class and views, then gated
+        if method == "gradcam-layercam":  # two maps of the same class and views, then blended
             options = {"class_index": classes, "batch_size": batch_size, "max_n": max_n, "tta": tta}
-            return gate(self.maps(images, method="gradcam", backend=backend, **options),
+            return blend(self.maps(images, method="gradcam", backend=backend, **options),
                         self.finer.maps(images, method="layercam", **options))
         if tta != "none":  # the class chosen on the original image, explained on every view
             return view_averaged_maps(

@@ -23,7 +23,7 @@ import numpy as np
 METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM",
                 "hirescam": "HiResCAM", "layercam": "LayerCAM",
                 "layercam-fusion": "LayerCAM (fused over several layers)",
-                "gradcam-layercam": "Grad-CAM gated by LayerCAM (one resolution finer)"}
+                "gradcam-layercam": "Grad-CAM blended with LayerCAM (one resolution finer)"}
 
 CASES = "cases.csv"
 FAITHFULNESS = "faithfulness.json"

@@ -99,7 +99,7 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
         ValueError: No image, or no candidate.
     """
     from pipeline.evaluate.localization import localization_scores
-    from pipeline.explain.cam_rules import gate
+    from pipeline.explain.cam_rules import blend
     from pipeline.explain.faithfulness import deletion_test
     from pipeline.explain.gradcam import Explainer
 
@@ -110,7 +110,7 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
         pairs.append(("layercam-fusion", layers[len(layers) // 2]))
     if not pairs:
         raise ValueError(f"no candidate explanation: methods={list(methods)}, layers={list(layers)}")
-    pairs.sort(key=lambda pair: pair[0] == "gradcam-layercam")  # gated last: reuses the maps below
+    pairs.sort(key=lambda pair: pair[0] == "gradcam-layercam")  # blended last: reuses the maps below
     has_masks = masks is not None and int(np.count_nonzero(
         np.asarray(masks).reshape(len(images), -1).any(axis=1))) >= MIN_MASKED
     n_masked = 0 if masks is None else int(np.asarray(masks).reshape(len(images), -1).any(axis=1).sum())
@@ -132,7 +132,7 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
             explainers[layer] = Explainer(model, layer=layer, backbone=backbone)
         explainer = explainers[layer]
         if method == "gradcam-layercam":
-            maps = gate(maps_of("gradcam", explainer), maps_of("layercam", explainer.finer))
+            maps = blend(maps_of("gradcam", explainer), maps_of("layercam", explainer.finer))
         else:
             maps = maps_of(method, explainer)
         deletion = deletion_test(model, images, maps, fraction=fraction, n_random=n_random, seed=seed,

@@ -103,12 +103,12 @@ def make_guided_model(classifier: Any, *, layer: str, weight: float) -> Any:
 
     Args:
         classifier: A :func:`pipeline.models.build_model` model (2D or 3D).
-        layer: Target layer rule or name (:func:`pipeline.explain.target_layer.resolve_target_layer`).
+        layer: Target layer rule or name (:func:`pipeline.models.target_layer.resolve_target_layer`).
         weight: Loss weight (> 0).
     """
     import keras
 
-    from pipeline.explain.target_layer import resolve_target_layer
+    from pipeline.models.target_layer import resolve_target_layer
 
     name = resolve_target_layer(classifier, layer)
     features = classifier.get_layer(name).output

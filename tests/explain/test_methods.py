@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline.explain import Explainer, compute_maps
-from pipeline.explain.cam_rules import cam_formula, finer_layer, fusion_layers, gate
+from pipeline.explain.cam_rules import blend, cam_formula, finer_layer, fusion_layers
 from pipeline.explain.maps import to_input_grid
 from pipeline.explain.view import explanation_model
 from tests.explain.nets import box, region_model, small_cnn, square_images
@@ -105,33 +105,35 @@ def test_fusion_is_the_mean_of_per_layer_layercam_maps():
     np.testing.assert_allclose(fused, normalize(np.mean(per_layer, axis=0)), atol=1e-5)
 
 
-def test_gate_is_the_normalized_geometric_mean_and_needs_both_maps():
-    coarse = np.array([[[1.0, 0.5], [0.0, 0.25]]], np.float32)
+def test_blend_is_the_rescaled_mean_of_the_rescaled_maps():
+    coarse = np.array([[[2.0, 1.0], [0.0, 0.5]]], np.float32)  # maximum 2: rescaled to 1 first
     fine = np.array([[[0.25, 1.0], [1.0, 1.0]]], np.float32)
-    gated = gate(coarse, fine)
-    expected = np.sqrt(coarse * fine)
-    np.testing.assert_allclose(gated, expected / expected.max(), rtol=1e-6)
-    assert gated[0, 1, 0] == 0.0  # heat in one map only is no heat
-    assert not gate(np.zeros_like(coarse), fine).any()
+    blended = blend(coarse, fine)
+    expected = (coarse / 2.0 + fine) / 2.0
+    np.testing.assert_allclose(blended, expected / expected.max(), rtol=1e-6)
+    assert blended[0, 1, 0] > 0.0  # heat in one map only stays, at a lower level
+    assert np.unravel_index(blended[0].argmax(), (2, 2)) == (0, 1)  # the peak is where both are hot
+    np.testing.assert_allclose(blend(np.zeros_like(coarse), fine), fine, rtol=1e-6)
+    assert not blend(np.zeros_like(coarse), np.zeros_like(fine)).any()
     with pytest.raises(ValueError, match="same shape"):
-        gate(coarse, fine[:, :1])
+        blend(coarse, fine[:, :1])
 
 
 @pytest.mark.parametrize("rank", [2, 3])
-def test_gradcam_layercam_gates_gradcam_with_layercam_one_resolution_finer(rank):
+def test_gradcam_layercam_blends_gradcam_with_layercam_one_resolution_finer(rank):
     size = 32 if rank == 2 else 16
     model = small_cnn(rank, size=size, seed=7)
     images = _noise(rank, 3, size, seed=8)
     explainer = Explainer(model, layer="last")
     assert explainer.finer.layer == "first" == finer_layer(explainer.view, "last")
     assert finer_layer(explainer.view, "first") == "first"  # already the finest
-    gated = explainer.maps(images, method="gradcam-layercam", batch_size=2)
-    expected = gate(compute_maps(model, images, method="gradcam", layer="last"),
+    blended = explainer.maps(images, method="gradcam-layercam", batch_size=2)
+    expected = blend(compute_maps(model, images, method="gradcam", layer="last"),
                     compute_maps(model, images, method="layercam", layer="first"))
-    np.testing.assert_allclose(gated, expected, atol=1e-5)
-    assert gated.shape == images.shape[:-1] and np.isclose(gated.reshape(3, -1).max(axis=1), 1).all()
-    averaged = explainer.maps(images, method="gradcam-layercam", tta="flip")  # views, then the gate
-    expected = gate(explainer.maps(images, method="gradcam", tta="flip"),
+    np.testing.assert_allclose(blended, expected, atol=1e-5)
+    assert blended.shape == images.shape[:-1] and np.isclose(blended.reshape(3, -1).max(axis=1), 1).all()
+    averaged = explainer.maps(images, method="gradcam-layercam", tta="flip")  # views, then the blend
+    expected = blend(explainer.maps(images, method="gradcam", tta="flip"),
                     explainer.finer.maps(images, method="layercam", tta="flip"))
     np.testing.assert_allclose(averaged, expected, atol=1e-5)
 
@@ -147,7 +149,7 @@ def test_finer_layer_of_a_resnet_is_the_previous_stage():
 
 
 @pytest.mark.parametrize("rank", [2, 3])
-def test_gated_maps_land_on_the_evidence(rank):
+def test_blended_maps_land_on_the_evidence(rank):
     model = region_model(rank)
     images = square_images(rank, n=3)
     maps = compute_maps(model, images, method="gradcam-layercam", layer="features")
