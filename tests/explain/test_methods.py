@@ -55,6 +55,25 @@ def test_method_matches_its_reference_formula(rank, method):
     assert np.all((ours >= 0) & (ours <= 1))
 
 
+@pytest.mark.parametrize("rank", [2, 3])
+@pytest.mark.parametrize("method", ["gradcam", "layercam"])
+def test_compiled_maps_equal_tf_keras_vis(rank, method):
+    """The default (auto) path computes 3D Grad-CAM and LayerCAM from our compiled gradient pass;
+    tf-keras-vis computes the same maps, on several batches and on a multi-class model with a
+    different class per image."""
+    size = 32 if rank == 2 else 16
+    images = _noise(rank, 5, size, seed=6)
+    for model, classes in ((small_cnn(rank, size=size, seed=3), None),
+                           (small_cnn(rank, size=size, n_outputs=3, activation="softmax", seed=4),
+                            [0, 1, 2, 0, 1])):
+        layer = Explainer(model).layer
+        ours = compute_maps(model, images, method=method, layer=layer, class_index=classes, batch_size=2)
+        vis = compute_maps(model, images, method=method, layer=layer, class_index=classes, batch_size=2,
+                           backend="tf-keras-vis")
+        assert ours.shape == images.shape[:-1] and (ours.reshape(5, -1).max(axis=1) > 0).sum() >= 3
+        np.testing.assert_allclose(ours, vis, atol=1e-4)
+
+
 def test_cam_formulas_on_known_numbers():
     acts = np.array([[[[1.0, 2.0]], [[3.0, 0.0]]]])  # (1, 2, 1, 2): two cells, two channels
     grads = np.array([[[[1.0, -1.0]], [[-1.0, 2.0]]]])
