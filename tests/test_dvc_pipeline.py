@@ -162,46 +162,54 @@ def committed(repo, first_run) -> Path:
     return dest
 
 
-def test_experiments_compare_backbones(repo, committed):
-    """The README's experiment commands (issue 5's verbatim) work from the committed pipeline:
-    `dvc exp show` lists both with their params, `dvc metrics diff` and `dvc plots diff` compare
-    them (the ROC plot holds both experiments' curves) and `dvc exp apply` brings one back."""
+def test_experiments_compare_runs(repo, committed):
+    """The README's experiment workflow from the committed pipeline: a backbone experiment
+    (the README's first command, up to the metrics: `evaluate@cxr`) and a threshold-rule
+    experiment on top of it, which reruns evaluate only. `dvc exp show` lists both with their
+    params, `dvc metrics diff` and `dvc plots diff` compare them (the ROC plot holds both
+    experiments' curves) and `dvc exp apply` brings one back, outputs included."""
     dest, env = repo
     dvc = [sys.executable, "-m", "dvc"]
-    _sh([*dvc, "exp", "run", "-n", "effnet", "-S", "tasks.cxr.train.backbone=efficientnetb0",
-         "-S", "tasks.cxr.train.epochs=3"], dest, env)
-    # Every changed key is set: a run starts from the workspace, which keeps the last run's params.
-    _sh([*dvc, "exp", "run", "-n", "mobile", "-S", "tasks.cxr.train.backbone=mobilenetv3small",
-         "-S", "tasks.cxr.train.epochs=1"], dest, env)
+    first = _sh([*dvc, "exp", "run", "-n", "effnet", "-S", "tasks.cxr.train.backbone=efficientnetb0",
+                 "-S", "tasks.cxr.train.epochs=3", "evaluate@cxr"], dest, env)
+    assert "Running stage 'train@cxr'" in first and "Running stage 'report@cxr'" not in first
+    # A run starts from the workspace (the last experiment's params): only the changed key's
+    # stage and what depends on it up to the target rerun; the trained model is reused.
+    second = _sh([*dvc, "exp", "run", "-n", "f1", "-S", "tasks.cxr.evaluate.threshold=f1",
+                  "evaluate@cxr"], dest, env)
+    assert "Running stage 'evaluate@cxr'" in second and "Running stage 'train@cxr'" not in second
     shown = _json([*dvc, "exp", "show", "--json"], dest, env)
-    trained = {}
+    runs = {}
     for baseline in shown:
         for exp in baseline.get("experiments") or []:
             for rev in exp.get("revs", []):
                 data = rev.get("data", {})
                 name = rev.get("name") or data.get("name")
-                value = data.get("params", {}).get("params.yaml", {}).get("data", {})
-                trained[name] = value["tasks"]["cxr"]["train"]
+                runs[name] = data.get("params", {}).get("params.yaml", {}).get("data", {})["tasks"]["cxr"]
                 assert "metrics/cxr.json" in data.get("metrics", {}), name
-    assert trained["effnet"]["backbone"] == "efficientnetb0" and trained["effnet"]["epochs"] == 3
-    assert trained["mobile"]["backbone"] == "mobilenetv3small" and trained["mobile"]["epochs"] == 1
+    assert runs["effnet"]["train"]["backbone"] == "efficientnetb0" and runs["effnet"]["train"]["epochs"] == 3
+    assert runs["effnet"]["evaluate"]["threshold"] == "youden"
+    assert runs["f1"]["train"]["backbone"] == "efficientnetb0" and runs["f1"]["evaluate"]["threshold"] == "f1"
     table = _sh([*dvc, "exp", "show", "--only-changed", "--csv"], dest, env)  # the table, unclipped
     header = table.splitlines()[0].split(",")
-    assert "effnet" in table and "mobilenetv3small" in table and "efficientnetb0" in table
-    assert "tasks.cxr.train.backbone" in header and "tasks.ct.train.backbone" not in header  # changed only
-    diff = _json([*dvc, "metrics", "diff", "effnet", "mobile", "--all", "--json"], dest, env)
-    assert "test.auroc" in diff["metrics/cxr.json"]
-    plots = _json([*dvc, "plots", "diff", "effnet", "mobile", "--json"], dest, env)["data"]
+    assert "effnet" in table and "efficientnetb0" in table and "resnet18" in table
+    assert {"tasks.cxr.train.backbone", "tasks.cxr.evaluate.threshold"} <= set(header)
+    assert "tasks.ct.train.backbone" not in header  # changed only
+    diff = _json([*dvc, "metrics", "diff", "effnet", "f1", "--all", "--json"], dest, env)
+    assert "test.auroc" in diff["metrics/cxr.json"] and "threshold.value" in diff["metrics/cxr.json"]
+    plots = _json([*dvc, "plots", "diff", "effnet", "f1", "--json"], dest, env)["data"]
     (roc,) = plots["eval/cxr/plots/roc.json"]
-    assert set(roc["revisions"]) == {"effnet", "mobile"}
-    assert {v["rev"] for v in roc["content"]["data"]["values"]} == {"effnet", "mobile"}  # overlaid
-    _sh([*dvc, "plots", "diff", "effnet", "mobile", "-o", "plots_diff"], dest, env)
+    assert set(roc["revisions"]) == {"effnet", "f1"}
+    assert {v["rev"] for v in roc["content"]["data"]["values"]} == {"effnet", "f1"}  # overlaid
+    _sh([*dvc, "plots", "diff", "effnet", "f1", "-o", "plots_diff"], dest, env)
     assert "effnet" in (dest / "plots_diff" / "index.html").read_text()
     _sh([*dvc, "exp", "apply", "effnet"], dest, env)
-    applied = yaml.safe_load((dest / "params.yaml").read_text())["tasks"]["cxr"]["train"]
-    assert applied["backbone"] == "efficientnetb0"
+    applied = yaml.safe_load((dest / "params.yaml").read_text())["tasks"]["cxr"]
+    assert applied["train"]["backbone"] == "efficientnetb0" and applied["evaluate"]["threshold"] == "youden"
     card = json.loads((dest / "models" / "cxr" / "model_card.json").read_text())
     assert card["backbone"] == "efficientnetb0"  # the experiment's outputs, not only its params
+    metrics = json.loads((dest / "metrics" / "cxr.json").read_text())
+    assert metrics["threshold"]["rule"] == "youden"
 
 
 def test_push_and_pull_through_a_local_remote(repo, committed, tmp_path):

@@ -17,8 +17,8 @@ from tests.stages.conftest import task_2d, task_3d
 
 
 @pytest.fixture(scope="module")
-def explained_2d(trained_2d):
-    out = trained_2d["root"] / "explain"
+def explained_2d(trained_2d, tmp_path_factory):
+    out = tmp_path_factory.mktemp("explain2d") / "explain"  # the shared fixture stays read-only
     return run_explain(task_2d(), data_dir=trained_2d["data"], model_dir=trained_2d["model"], out_dir=out,
                        seed=0), out
 
