@@ -24,6 +24,8 @@ RUNS = {
     "explain": (["--width", "16", "--size", "32", "--images", "4", "--batch", "2", "--repeats", "1"],
                 [r"speed-up \(a\) / \(b\)\s+\d+\.\d x",
                  r"Grad-CAM / fwd\+bwd \(goal <= 1\.3x\)\s+\d+\.\d\d x"]),
+    "explain3d": (["--volumes", "2", "--shape", "8", "16", "16", "--width", "4", "--repeats", "1"],
+                  [r"gradcam .* ratio tf-keras-vis / compiled \d+\.\d x", r"layercam .* max \|difference\|"]),
     "predict": (["--patients", "4", "--pages", "1", "--models", "no-such-folder"],
                 [r"predict --no-pages +\d+\.\d studies/s",
                  r"predict / min\(ingest, forward\) = \d+\.\d\dx \(goal ~1\)"]),
