@@ -16,10 +16,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
-#: script -> (tiny arguments, regexes its output must match)
+#: script[:variant] -> (tiny arguments, regexes its output must match)
 RUNS = {
-    "ingest": (["--patients", "6", "--repeat", "2"],
+    "ingest": (["--patients", "6", "--repeat", "2", "--rounds", "1"],
                [r"ratio \d+\.\d\dx \(goal >= 1\.6x\)", r"memory ratio 2x / 1x: main \d+\.\d\d"]),
+    "ingest:small": (["--size", "28", "--files", "12", "--repeat", "1", "--rounds", "2"],
+                     [r"1x \(12 files\) +bare loop +\d+\.\d files/s \| stage +\d+\.\d files/s \| "
+                      r"ratio \d+\.\d\dx \(goal >= 1\.0x\)", r"best of 2 interleaved rounds"]),
     "decoders": (["--patients", "6"], [r"ms/file"]),
     "explain": (["--width", "16", "--size", "32", "--images", "4", "--batch", "2", "--repeats", "1"],
                 [r"speed-up \(a\) / \(b\)\s+\d+\.\d x",
@@ -40,8 +43,9 @@ _ONE_PROCESS = """
 import runpy, sys, json
 for script, args in json.loads(sys.argv[1]):
     print(f"@@@ {script}", flush=True)
-    sys.argv = [f"bench/{script}.py", *args]
-    runpy.run_path(f"bench/{script}.py", run_name="__main__")
+    path = f"bench/{script.split(':')[0]}.py"
+    sys.argv = [path, *args]
+    runpy.run_path(path, run_name="__main__")
     print(f"@@@ end {script}", flush=True)
 """
 

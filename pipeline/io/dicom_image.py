@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.io.dicom import open_dicom
-from pipeline.io.dicom_pixels import DEFAULT_MAX_PIXEL_BYTES, check_pixel_data, decode_pixels, pixel_geometry
+from pipeline.io.dicom_pixels import DEFAULT_MAX_PIXEL_BYTES, check_pixel_data, decode_pixels
 from pipeline.io.errors import InputRejected
 from pipeline.preprocess.intensity import linear_window, percentile_window, voi_window
 
@@ -70,8 +70,8 @@ def image_from_dataset(
     max_pixel_bytes: int = DEFAULT_MAX_PIXEL_BYTES,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """:func:`read_dicom_image` for a dataset already opened with :func:`open_dicom`."""
-    check_pixel_data(ds, max_pixel_bytes=max_pixel_bytes)  # rejects bad geometry before use
-    frames = pixel_geometry(ds)[0]
+    geometry = check_pixel_data(ds, max_pixel_bytes=max_pixel_bytes)  # rejects bad geometry first
+    frames = geometry[0]
     meta = technical_meta(ds)
     index = _frame_index(frames, frame)
     all_frames = frame == "max" and frames > 1
@@ -79,7 +79,7 @@ def image_from_dataset(
     # Decode only the frame that is used (all of them for the 'max' projection).
     # (F, R, C[, S]); F = 1 unless 'max'
     pixels = decode_pixels(ds, frame=None if all_frames or frames == 1 else index,
-                           max_pixel_bytes=max_pixel_bytes, checked=True)
+                           max_pixel_bytes=max_pixel_bytes, geometry=geometry)
 
     samples = pixels.shape[3] if pixels.ndim == 4 else 1
     if samples == 3:
@@ -90,14 +90,15 @@ def image_from_dataset(
                   else _modality_lut(pixels[0], ds, index))
         image, meta["voi"] = _apply_voi(values, ds, window=window, percentiles=percentiles)
         if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-            image = 1.0 - image
+            image = np.subtract(1.0, image, out=image if image.dtype == np.float32 else None)
     else:
         raise InputRejected(f"unsupported SamplesPerPixel={samples}", code="bad_header")
 
     image = np.ascontiguousarray(image, dtype=np.float32)
-    if not np.isfinite(image).all():
+    low, high = float(image.min()), float(image.max())  # NaN or inf anywhere shows in one of them
+    if not (np.isfinite(low) and np.isfinite(high)):
         raise InputRejected("non-finite values after intensity mapping", code="bad_pixels")
-    if float(image.max() - image.min()) < 1e-6:
+    if high - low < 1e-6:
         raise InputRejected("image is constant after windowing (blank or window outside data)",
                             code="blank")
     return image, meta
@@ -176,6 +177,8 @@ def _rescale(frame: np.ndarray, slope: float, intercept: float) -> np.ndarray:
     if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
         raise InputRejected("invalid Rescale Slope/Intercept (zero or non-finite)", code="bad_header")
     if frame.dtype.kind in "iu" and slope.is_integer() and intercept.is_integer():
+        if slope == 1 and intercept == 0:  # the identity (most radiographs): no int64 copy
+            return frame
         out = frame.astype(np.int64)
         if slope != 1:
             out *= int(slope)

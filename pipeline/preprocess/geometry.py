@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -80,7 +80,7 @@ class PadResize:
         return (out > 0.5).astype(np.uint8) if nearest else np.clip(out, 0.0, 1.0)
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, **asdict(self)}, separators=(",", ":"))
+        return _to_json(self)
 
 
 @dataclass(frozen=True)
@@ -130,10 +130,17 @@ class ResampleCrop:
         return uncrop_or_pad(grid, self.crop_info, pad_value=pad_value)
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, **asdict(self)}, separators=(",", ":"))
+        return _to_json(self)
 
 
 Geometry = PadResize | ResampleCrop
+
+
+def _to_json(geometry: Geometry) -> str:
+    """``{"kind": ..., field: value, ...}``, compact; fields read directly (``asdict`` deep-copies
+    every tuple: a tenth of a small file's ingest time)."""
+    fields_ = {f.name: getattr(geometry, f.name) for f in fields(geometry)}
+    return json.dumps({"kind": geometry.kind, **fields_}, separators=(",", ":"))
 
 
 def geometry_from_json(text: str | Mapping[str, Any]) -> Geometry:

@@ -13,3 +13,10 @@ def record_and_sleep(job: tuple[str, int]) -> int:
     (Path(folder) / f"pid-{os.getpid()}").write_text(str(index))
     time.sleep(60)
     return index
+
+
+def decoder_preference(_: int) -> tuple[str, ...]:
+    """The JPEG 2000 Lossless plugin order this worker decodes with."""
+    from pipeline.io.dicom_pixels import _preferred
+
+    return _preferred["1.2.840.10008.1.2.4.90"]
