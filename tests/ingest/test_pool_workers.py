@@ -32,7 +32,8 @@ assert process(job).rejection is None
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(12):
     process(job)
-print(json.dumps({"took": took, "faults": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 12}))
+faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 12
+print(json.dumps({"took": took, "faults": faults}))
 """
 
 
