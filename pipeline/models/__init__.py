@@ -13,18 +13,42 @@
 - :func:`build_ensemble`, :func:`ensemble_members`: the mean of several classifiers as one
   functional model (k-fold cross-validation, ``train.folds``), and recognising one.
 
-Importing this package imports Keras (and TensorFlow).
+Importing this package does not import Keras: each name above loads its module when first used
+(so :mod:`~pipeline.models.target_layer`, which the report reaches through
+:mod:`pipeline.explain`, costs no TensorFlow import: 5 s per stage process on a slow CPU).
 """
 
 from __future__ import annotations
 
-from pipeline.models.backbones import BACKBONES, BackboneSpec, get_backbone
-from pipeline.models.blocks import backbone_blocks, backbone_layers, gradcam_layer, unfreeze_top
-from pipeline.models.builder import build_model
-from pipeline.models.cnn3d import ARCHITECTURES_3D
-from pipeline.models.ensemble import build_ensemble, ensemble_members
-from pipeline.models.heads import classification_head
-from pipeline.models.inflate import inflate_2d_weights
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.models.backbones import BACKBONES, BackboneSpec, get_backbone
+    from pipeline.models.blocks import backbone_blocks, backbone_layers, gradcam_layer, unfreeze_top
+    from pipeline.models.builder import build_model
+    from pipeline.models.cnn3d import ARCHITECTURES_3D
+    from pipeline.models.ensemble import build_ensemble, ensemble_members
+    from pipeline.models.heads import classification_head
+    from pipeline.models.inflate import inflate_2d_weights
+
+#: Public name -> the module that defines it.
+_HOMES = {
+    "BACKBONES": "backbones", "BackboneSpec": "backbones", "get_backbone": "backbones",
+    "backbone_blocks": "blocks", "backbone_layers": "blocks", "gradcam_layer": "blocks",
+    "unfreeze_top": "blocks", "build_model": "builder", "ARCHITECTURES_3D": "cnn3d",
+    "build_ensemble": "ensemble", "ensemble_members": "ensemble",
+    "classification_head": "heads", "inflate_2d_weights": "inflate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'pipeline.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pipeline.models.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ARCHITECTURES_3D",
