@@ -29,11 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def task_params(name: str, workers: int, tiny: bool):
+def task_params(name: str, workers: int, tiny: bool, grid: dict | None = None):
     from pipeline.config import load_params
 
     task = load_params(ROOT / "params.yaml").task(name)
-    ingest = task.ingest.model_copy(update={"workers": workers, "max_quarantine_fraction": 1.0})
+    update = {"workers": workers, "max_quarantine_fraction": 1.0}
+    if tiny and grid:  # a stand-in model may take a smaller grid; a real model keeps its own
+        update.update(grid)
+    ingest = task.ingest.model_copy(update=update)
     update = {"ingest": ingest}
     if tiny:  # a stand-in model: same input grid, one short epoch
         update["train"] = task.train.model_copy(update={"epochs": 1, "weights": None, "folds": 1,
@@ -72,7 +75,9 @@ def bench(name: str, args: argparse.Namespace, workers: int, tmp: Path) -> None:
     folder = tmp / name
     generate_demo(name, folder, seed=0, n_patients=args.patients)
     model_dir = Path(args.models) / name
-    task = task_params(name, workers, tiny=not (model_dir / "model_card.json").is_file())
+    grid = ({"image_size": (args.image_size,) * 2} if name == "cxr" and args.image_size else
+            {"volume_shape": tuple(args.volume_shape)} if name == "ct" and args.volume_shape else None)
+    task = task_params(name, workers, tiny=not (model_dir / "model_card.json").is_file(), grid=grid)
     t_ingest, summary = timed(run_ingest, task, source=folder, out_dir=tmp / f"{name}-data", seed=0,
                               salt="bench", workers=workers)
     n = summary.rows
@@ -115,6 +120,10 @@ def main() -> None:
     parser.add_argument("--models", default=str(ROOT / "models"), help="folder with cxr/ and ct/ models")
     parser.add_argument("--pages", type=int, default=8, help="studies predicted with pages (0: skip)")
     parser.add_argument("--tasks", default="cxr,ct", help="comma-separated demo tasks")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="2D grid side for a stand-in model (default: params.yaml's)")
+    parser.add_argument("--volume-shape", type=int, nargs=3, default=None, metavar=("D", "H", "W"),
+                        help="3D grid for a stand-in model (default: params.yaml's)")
     args = parser.parse_args()
 
     import logging

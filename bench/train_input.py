@@ -12,7 +12,7 @@ For the default 2D task model (params.yaml ``tasks.cxr.train``) on synthetic 2D 
 Prints images/s for each, the pipeline's share of step time (goal <= 10%) and the ratio pipeline
 alone / model (goal >= 5x). Then bfloat16 versus float32 step time on this CPU. Usage::
 
-    python bench/train_input.py [--steps 60] [--batch 16] [--preset strong]
+    python bench/train_input.py [--steps 60] [--batch 16] [--preset strong] [--size 128]
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="default: the task's batch_size")
     parser.add_argument("--preset", choices=list(PRESETS), default="mild",
                         help="augmentation preset (tasks.<t>.train.augment_preset)")
+    parser.add_argument("--size", type=int, default=None, help="image side (default: the task's)")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -73,6 +74,9 @@ def main() -> None:
 
     task = load_params(ROOT / "params.yaml").task("cxr")
     batch = args.batch or task.train.batch_size
+    if args.size:
+        task = task.model_copy(update={"ingest": task.ingest.model_copy(
+            update={"image_size": (args.size, args.size)})})
     h, w = task.ingest.image_size
     n = batch * (args.steps + 4)
     rng = np.random.default_rng(0)

@@ -29,18 +29,23 @@ RUNS = {
                  r"Grad-CAM / fwd\+bwd \(goal <= 1\.3x\)\s+\d+\.\d\d x"]),
     "explain3d": (["--volumes", "2", "--shape", "8", "16", "16", "--width", "4", "--repeats", "1"],
                   [r"gradcam .* ratio tf-keras-vis / compiled \d+\.\d x", r"layercam .* max \|difference\|"]),
-    "predict": (["--patients", "4", "--pages", "1", "--models", "no-such-folder"],
+    "predict": (["--patients", "4", "--pages", "1", "--models", "no-such-folder", "--image-size", "32",
+                 "--volume-shape", "16", "32", "32"],
                 [r"predict --no-pages +\d+\.\d studies/s",
                  r"predict / min\(ingest, forward\) = \d+\.\d\dx \(goal ~1\)"]),
-    "train_input": (["--steps", "3", "--batch", "4"],
+    "train_input": (["--steps", "3", "--batch", "4", "--size", "32"],
                     [r"pipeline share of step time: \d+\.\d%", r"bfloat16/float32 = \d+\.\d\d"]),
 }
 
 
 #: Runs every script of RUNS in one interpreter (one TensorFlow import for all), each as
-#: ``__main__`` with its own argv, between markers.
+#: ``__main__`` with its own argv, between markers. With ``eager``, TensorFlow functions run
+#: eagerly, as in the test processes (tests/conftest.py): smoke runs of tiny sizes, where tracing
+#: a training step costs more than the steps (the figures they print are not measurements).
 _ONE_PROCESS = """
 import runpy, sys, json
+import tensorflow as tf
+tf.config.run_functions_eagerly(sys.argv[2] == "eager")
 for script, args in json.loads(sys.argv[1]):
     print(f"@@@ {script}", flush=True)
     path = f"bench/{script.split(':')[0]}.py"
@@ -50,16 +55,22 @@ for script, args in json.loads(sys.argv[1]):
 """
 
 
-def test_bench_scripts_run_and_print_their_ratios():
+def _run_scripts(order: list[list], *, eager: bool) -> str:
+    """stdout of ``_ONE_PROCESS`` over ``[[script, args], ...]`` (asserting it succeeded)."""
     import json
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    order = [[script, RUNS[script][0]] for script in sorted(RUNS)]
-    res = subprocess.run([sys.executable, "-c", _ONE_PROCESS, json.dumps(order)], cwd=ROOT, env=env,
+    mode = "eager" if eager else "graph"
+    res = subprocess.run([sys.executable, "-c", _ONE_PROCESS, json.dumps(order), mode], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    return res.stdout
+
+
+def test_bench_scripts_run_and_print_their_ratios():
+    stdout = _run_scripts([[script, RUNS[script][0]] for script in sorted(RUNS)], eager=True)
     for script, (_, patterns) in RUNS.items():
-        section = res.stdout.split(f"@@@ {script}\n", 1)[1].split(f"@@@ end {script}", 1)[0]
+        section = stdout.split(f"@@@ {script}\n", 1)[1].split(f"@@@ end {script}", 1)[0]
         for pattern in patterns:
             assert re.search(pattern, section), f"{script}: {pattern!r} not in:\n{section}"
 
@@ -69,15 +80,13 @@ def test_real_data_bench_runs_variants_on_a_dataset_folder(tmp_path):
     from tests.builders import make_mixed_2d_folder
 
     folder = make_mixed_2d_folder(tmp_path / "ds", n_patients=16)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     args = ["--dataset", str(folder), "--labels", "normal,opacity", "--variants", "current,tta,nonsense",
             "--ingest", '{"image_size": [32, 32], "max_quarantine_fraction": 0.2}',
             "--train", '{"epochs": 1, "width": 8, "batch_size": 8}', "--out", str(tmp_path / "work"),
             "--explain"]
-    res = subprocess.run([sys.executable, "bench/real_data.py", *args], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = res.stdout
+    # graphs: its explain step scores 17 candidate maps over 10 views, where a traced gradient
+    # function pays off (eagerly: 62 of 72 s)
+    out = _run_scripts([["real_data", args]], eager=False)
     assert re.search(r"ingest: 32 samples, 3 rows quarantined", out)
     assert re.search(r"\| current \| 0 \| \d\.\d{3} \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", out), out
     # tta only changes evaluation: it reuses the trained model, and is compared with it pairwise

@@ -167,6 +167,7 @@ def test_evaluate_with_tta_averages_views_and_records_the_mode(trained_2d, tmp_p
     np.testing.assert_allclose(read_predictions(plain.predictions).probs[:, 1], p[0], atol=2e-6)
 
 
+@pytest.mark.graph  # many steps: tracing once is cheaper than eager steps; and graphs get tested here
 @pytest.mark.parametrize("kind", ["2d", "3d"])
 def test_auto_method_and_layer_are_chosen_on_val_and_recorded(kind, trained_2d, trained_3d, tmp_path):
     """explain.methods/layer: auto score the candidates on validation cases of the positive class

@@ -127,6 +127,7 @@ def test_pages_resume_after_a_failure_to_the_same_bytes(trained_2d, tmp_path, mo
 
 
 @pytest.mark.slow
+@pytest.mark.graph  # compares with a predict subprocess, which traces: same graphs, same bits
 def test_batch_predict_over_a_few_hundred_studies_resumes_after_a_kill(trained_2d, tmp_path):
     """`python -m pipeline predict --no-pages` over 240 studies, SIGKILLed mid-run, then rerun:
     the rerun skips the journal's studies and predictions.csv equals an uninterrupted run's."""

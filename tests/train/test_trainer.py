@@ -84,6 +84,7 @@ def test_model_loads_in_safe_mode_and_predicts_probabilities(trained):
         load_model(tmp / "model" / "model_card.json")
 
 
+@pytest.mark.graph  # many steps: tracing once is cheaper than eager steps; and graphs get tested here
 def test_learns_the_easy_signal(tmp_path, tiny_data):
     # raw weights: ~20 steps are too few for an EMA of momentum 0.99 (a ~100-step horizon)
     result = run_train(tmp_path, tiny_data, epochs=8, width=16, lr_head=3e-3, ema=False)
