@@ -55,6 +55,7 @@ def test_method_matches_its_reference_formula(rank, method):
     assert np.all((ours >= 0) & (ours <= 1))
 
 
+@pytest.mark.graph  # the compiled gradient pass as production runs it: traced
 @pytest.mark.parametrize("rank", [2, 3])
 @pytest.mark.parametrize("method", ["gradcam", "layercam"])
 def test_compiled_maps_equal_tf_keras_vis(rank, method):

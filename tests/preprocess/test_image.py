@@ -30,8 +30,10 @@ def test_resize_with_pad_keeps_aspect_and_mask_alignment(h, w, oh, ow, y, x):
         bx = (mx - geo["pad_left"] + 0.5) / geo["scale"]
         oy, ox = np.argwhere(mask).mean(axis=0)
         assert abs(by - oy) <= 1.5 / geo["scale"] + 1 and abs(bx - ox) <= 1.5 / geo["scale"] + 1
-        # and image content sits where the mask is (when the object is not sub-pixel in the output)
-        if min(ry, rx) * 2 * geo["scale"] >= 2:
+        # and image content sits where the mask is, when the object spans 3+ output pixels (at 2,
+        # area averaging off the pixel grid leaves every output pixel partly outside it:
+        # h=16, w=24 -> 8x8 gave a mean of 0.41 under the mask)
+        if min(ry, rx) * 2 * geo["scale"] >= 3:
             assert out[mout == 1].mean() > 0.5
 
 
