@@ -33,6 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.demo.dicom_writer import (  # noqa: E402  (after the path insert)
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    JPEG_2000_LOSSLESS,
+    JPEG_LS_LOSSLESS,
+    RLE_LOSSLESS,
+)
+
 
 def bare_loop(folder: Path, paths: list[str]) -> float:
     import pydicom
@@ -67,8 +74,8 @@ def stage(folder: Path, out: Path, workers: int, image_size: int | None = None) 
 
 
 #: ``--syntax`` choices: name -> transfer syntax UID.
-SYNTAXES = {"explicit": "1.2.840.10008.1.2.1", "jpeg-ls": "1.2.840.10008.1.2.4.80",
-            "j2k-lossless": "1.2.840.10008.1.2.4.90", "rle": "1.2.840.10008.1.2.5"}
+SYNTAXES = {"explicit": EXPLICIT_VR_LITTLE_ENDIAN, "jpeg-ls": JPEG_LS_LOSSLESS,
+            "j2k-lossless": JPEG_2000_LOSSLESS, "rle": RLE_LOSSLESS}
 
 
 def synthetic(folder: Path, *, files: int, size: int, seed: int = 0, syntax: str = "explicit") -> None:

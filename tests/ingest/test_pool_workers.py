@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.demo.dicom_writer import JPEG_2000_LOSSLESS
 from pipeline.ingest.pool import map_ordered
 from pipeline.io.dicom_pixels import PREFERRED_PLUGINS, THROUGHPUT_PLUGINS
 from tests.ingest.pool_jobs import decoder_preference
 
 ROOT = Path(__file__).resolve().parents[2]
-J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
+J2K_LOSSLESS = JPEG_2000_LOSSLESS
 
 #: Reads one large radiograph 12 times through the ingest's 2D path; prints page faults per read.
 _FAULTS = """
