@@ -13,7 +13,7 @@ overlaps the model (``min(ingest rate, 1 / forward time)``; goal: close to 1) an
 sum (``1 / (1 / ingest rate + forward time)``). The model is ``--models/<task>`` (e.g. the
 ``dvc repro`` outputs), else a small one trained here for a single epoch. Usage::
 
-    python bench/predict.py [--patients 60] [--models models] [--pages 8]
+    python bench/predict.py [--patients 60] [--models models] [--pages 8] [--workers N]
 """
 
 from __future__ import annotations
@@ -124,13 +124,15 @@ def main() -> None:
                         help="2D grid side for a stand-in model (default: params.yaml's)")
     parser.add_argument("--volume-shape", type=int, nargs=3, default=None, metavar=("D", "H", "W"),
                         help="3D grid for a stand-in model (default: params.yaml's)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="decoding processes for ingest and predict (default: every core)")
     args = parser.parse_args()
 
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    workers = len(os.sched_getaffinity(0))
-    print(f"cores: {workers}")
+    workers = args.workers or len(os.sched_getaffinity(0))
+    print(f"cores: {len(os.sched_getaffinity(0))}, workers: {workers}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.tasks.split(","):
             bench(name, args, workers, Path(tmp))

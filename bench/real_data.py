@@ -11,7 +11,8 @@ patients, one bootstrap over both, so the interval is about the difference itsel
 ``--explain`` each variant also runs the explain stage with the task's explain settings (the
 demo's ``auto`` method and layer, chosen on val) and reports, on the test cases with masks, the
 pointing game and IoU with their intervals and chance level, and the reported method's deletion
-win rate and flag.
+win rate and flag (``--explain-settings`` overrides the explain section). A variant that
+differs from another only in how it is evaluated (``tta``) reuses its model and explanations.
 
 Variants (each is ``current`` plus one change; ``proposed`` is the new defaults together):
 
@@ -119,7 +120,8 @@ def variant_doc(name: str, base: dict[str, Any]) -> dict[str, Any] | None:
     return merge(pinned, CHANGES[name]) if name in CHANGES else None
 
 
-def base_task(kind: str, source: Path, labels: list[str], ingest: dict, train: dict) -> dict[str, Any]:
+def base_task(kind: str, source: Path, labels: list[str], ingest: dict, train: dict,
+              explain: dict | None = None) -> dict[str, Any]:
     import yaml
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -128,6 +130,7 @@ def base_task(kind: str, source: Path, labels: list[str], ingest: dict, train: d
     doc["labels"] = labels
     doc["ingest"] = {**doc.get("ingest", {}), **ingest}
     doc["train"] = {**doc.get("train", {}), **train}
+    doc["explain"] = {**doc.get("explain", {}), **(explain or {})}
     doc.setdefault("evaluate", {})["bootstrap"] = doc.get("evaluate", {}).get("bootstrap", 1000)
     return doc
 
@@ -165,6 +168,8 @@ def paired_auroc_difference(a_csv: Path, b_csv: Path, positive: str, *, seed: in
 #: Trained models by (train-relevant params, seed): variants that differ only in how they are
 #: evaluated (TTA) reuse the same model, so their comparison is about evaluation alone.
 _TRAINED: dict[tuple[str, int], tuple[Path, Any, float]] = {}
+#: Explanations by (model key, explain params): such variants share them too.
+_EXPLAINED: dict[tuple[str, int, str], Path] = {}
 
 
 def run_variant(name: str, task: Any, data: Path, out: Path, seed: int, *, explain: bool = False
@@ -182,9 +187,13 @@ def run_variant(name: str, task: Any, data: Path, out: Path, seed: int, *, expla
         _TRAINED[key] = (run_dir / "model", result, time.time() - start)
     model_dir, result, train_s = _TRAINED[key]
     metrics_path = run_dir / "metrics.json"
-    explain_dir = run_dir / "explain" if explain else None
-    if explain_dir is not None:
-        run_explain(task, data_dir=data, model_dir=model_dir, out_dir=explain_dir, seed=seed)
+    explain_dir = None
+    if explain:
+        explain_key = (*key, task.explain.model_dump_json())
+        if explain_key not in _EXPLAINED:
+            run_explain(task, data_dir=data, model_dir=model_dir, out_dir=run_dir / "explain", seed=seed)
+            _EXPLAINED[explain_key] = run_dir / "explain"
+        explain_dir = _EXPLAINED[explain_key]
     run_evaluate(task, data_dir=data, model_dir=model_dir, explain_dir=explain_dir,
                  out_dir=run_dir / "eval", metrics_path=metrics_path, seed=seed)
     m = json.loads(metrics_path.read_text())
@@ -226,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temp folder)")
     ap.add_argument("--explain", action="store_true",
                     help="also explain each variant and report localization on the test masks")
+    ap.add_argument("--explain-settings", default="{}",
+                    help="JSON overrides of the explain section (default: the demo task's, auto)")
     ap.add_argument("--define", action="append", default=[], metavar="NAME=BASE:JSON",
                     help="an extra variant: BASE (a variant name) plus JSON section overrides, e.g. "
                          "long=proposed:'{\"train\": {\"epochs\": 40}}'")
@@ -245,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     if kind == "auto":
         first = (args.dataset / "labels.csv").read_text().splitlines()[1].split(",")[0]
         kind = "3d" if first.endswith((".nii", ".nii.gz")) or (args.dataset / first).is_dir() else "2d"
-    base = base_task(kind, args.dataset.resolve(), labels, json.loads(args.ingest), json.loads(args.train))
+    base = base_task(kind, args.dataset.resolve(), labels, json.loads(args.ingest), json.loads(args.train),
+                     json.loads(args.explain_settings))
     out = args.out or Path(tempfile.mkdtemp(prefix="real_data_"))
     source = args.dataset.resolve()
 

@@ -29,8 +29,10 @@ RUNS = {
                  r"Grad-CAM / fwd\+bwd \(goal <= 1\.3x\)\s+\d+\.\d\d x"]),
     "explain3d": (["--volumes", "2", "--shape", "8", "16", "16", "--width", "4", "--repeats", "1"],
                   [r"gradcam .* ratio tf-keras-vis / compiled \d+\.\d x", r"layercam .* max \|difference\|"]),
+    # one worker: in a process that imported TensorFlow every pool spawns fresh interpreters
+    # (~1.5 s each, 8 pools); the pooled path has its own tests (tests/stages/test_predict_batch.py)
     "predict": (["--patients", "4", "--pages", "1", "--models", "no-such-folder", "--image-size", "32",
-                 "--volume-shape", "16", "32", "32"],
+                 "--volume-shape", "16", "32", "32", "--workers", "1"],
                 [r"predict --no-pages +\d+\.\d studies/s",
                  r"predict / min\(ingest, forward\) = \d+\.\d\dx \(goal ~1\)"]),
     "train_input": (["--steps", "3", "--batch", "4", "--size", "32"],
@@ -83,10 +85,11 @@ def test_real_data_bench_runs_variants_on_a_dataset_folder(tmp_path):
     args = ["--dataset", str(folder), "--labels", "normal,opacity", "--variants", "current,tta,nonsense",
             "--ingest", '{"image_size": [32, 32], "max_quarantine_fraction": 0.2}',
             "--train", '{"epochs": 1, "width": 8, "batch_size": 8}', "--out", str(tmp_path / "work"),
-            "--explain"]
-    # graphs: its explain step scores 17 candidate maps over 10 views, where a traced gradient
-    # function pays off (eagerly: 62 of 72 s)
-    out = _run_scripts([["real_data", args]], eager=False)
+            "--explain", "--explain-settings",
+            '{"methods": ["gradcam", "layercam"], "layer": "last", "deletion_random": 2}']
+    # two methods at one layer, not the demo's auto choice among 17 candidates over 10 views
+    # (tests/stages/test_explain_evaluate.py tests that choice, traced): eagerly, like the smoke
+    out = _run_scripts([["real_data", args]], eager=True)
     assert re.search(r"ingest: 32 samples, 3 rows quarantined", out)
     assert re.search(r"\| current \| 0 \| \d\.\d{3} \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", out), out
     # tta only changes evaluation: it reuses the trained model, and is compared with it pairwise
@@ -99,6 +102,8 @@ def test_real_data_bench_runs_variants_on_a_dataset_folder(tmp_path):
     ci = r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]"
     row = rf"\| current \| 0 \| {ci} \(\d\.\d{{3}}\) \| {ci} \| [a-z+-]+ @ \S+, deletion win \d\.\d\d"
     assert re.search(row, table), table
+    assert re.search(r"\| tta \| 0 \| .* gradcam @ ", table), table  # the model's explanations, shared
+    assert not (tmp_path / "work" / "tta_s0" / "explain").exists()
 
 
 def test_real_data_guidance_variant_is_current_plus_mask_guidance():

@@ -99,10 +99,33 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("notebook-work")
 
 
-def _execute(name: str, task: str, workdir: Path, tmp_path: Path, monkeypatch, **params) -> dict:
+#: An IPython startup file for the kernels of the notebooks that train or explain: their
+#: ``tf.function``s run eagerly, as in the test processes (tests/conftest.py), where tiny models
+#: cost less to run than to trace. The same library code traces in the ``dvc repro`` and
+#: ``dvc exp run`` tests; ``MEDVISION_TEST_GRAPH=1`` keeps graphs here too.
+_EAGER_STARTUP = """
+import tensorflow as tf
+
+tf.config.run_functions_eagerly(True)
+"""
+
+
+def _eager_ipython_dir(workdir: Path) -> Path:
+    startup = workdir / "ipython-eager" / "profile_default" / "startup"
+    startup.mkdir(parents=True, exist_ok=True)
+    (startup / "00-eager.py").write_text(_EAGER_STARTUP, encoding="utf-8")
+    return workdir / "ipython-eager"
+
+
+def _execute(name: str, task: str, workdir: Path, tmp_path: Path, monkeypatch, *, eager: bool = False,
+             **params) -> dict:
     import papermill as pm
 
+    from tests.conftest import _eager_wanted
+
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    if eager and _eager_wanted():
+        monkeypatch.setenv("IPYTHONDIR", str(_eager_ipython_dir(workdir)))
     summary = tmp_path / "summary.json"
     run_dir = tmp_path / "cwd"  # not the repository: the notebook must not depend on its cwd
     run_dir.mkdir()
@@ -190,7 +213,8 @@ def test_02_augmentations_keep_masks_aligned_and_paste_back(task, workdir, tmp_p
 @pytest.mark.slow
 def test_03_variant_trained_compared_and_turned_into_dvc_exp(workdir, tmp_path, monkeypatch):
     variant = {"dropout": 0.0, "pooling": "max"}  # pooling is not in params.yaml: needs "+"
-    summary = _execute("03_train_and_compare", "cxr", workdir, tmp_path, monkeypatch, VARIANT=variant)
+    summary = _execute("03_train_and_compare", "cxr", workdir, tmp_path, monkeypatch, eager=True,
+                       VARIANT=variant)
     assert set(summary["metrics"]) == {"pipeline", "variant"}
     for name, doc in summary["metrics"].items():
         for split in ("val", "test"):
@@ -208,7 +232,8 @@ def test_03_variant_trained_compared_and_turned_into_dvc_exp(workdir, tmp_path, 
 @pytest.mark.parametrize("task", ["cxr", "ct"])
 def test_04_maps_on_the_image_grid_and_deletion_curves(task, workdir, tmp_path, monkeypatch):
     fractions = [0.0, 0.1, 0.3]
-    summary = _execute("04_explain_case", task, workdir, tmp_path, monkeypatch, FRACTIONS=fractions)
+    summary = _execute("04_explain_case", task, workdir, tmp_path, monkeypatch, eager=True,
+                       FRACTIONS=fractions)
     manifest = {r["sample_id"]: r for r in read_table(_data_dir(workdir, task) / "manifest.csv")}
     case = manifest[summary["case"]]
     assert case["split"] == "test" and case["label"] == summary["label"]

@@ -200,6 +200,7 @@ def test_auto_method_and_layer_are_chosen_on_val_and_recorded(kind, trained_2d, 
         assert 0.0 <= case["outside_body"] <= 1.0 and 0.0 <= case["border"] <= 1.0
 
 
+@pytest.mark.graph  # 8 candidates over several views: traced once, cheaper than eager steps
 def test_explicit_methods_with_auto_layer_put_the_chosen_method_first(trained_2d, tmp_path):
     task = task_2d(explain={"methods": ["gradcam", "hirescam"], "layer": "auto"})
     result = run_explain(task, data_dir=trained_2d["data"], model_dir=trained_2d["model"],
@@ -209,6 +210,7 @@ def test_explicit_methods_with_auto_layer_put_the_chosen_method_first(trained_2d
     assert {c["method"] for c in result.faithfulness["selection"]["candidates"]} == {"gradcam", "hirescam"}
 
 
+@pytest.mark.graph  # 8 candidates over several views: traced once, cheaper than eager steps
 def test_auto_without_a_positive_validation_case_chooses_on_all_of_them(trained_2d, tmp_path, monkeypatch,
                                                                           caplog):
     """A small split may hold no validation case of the explained class (the dvc test's tiny ct

@@ -115,11 +115,13 @@ def test_deterministic_runs_give_identical_weights(tmp_path, tiny_data):
 
     from tests.train.test_distribute import _cmd, _env
 
-    for name in ("a", "b"):
-        res = subprocess.run(_cmd(tiny_data, tmp_path / name, {"deterministic": True, "epochs": 1}),
-                             env=_env(), capture_output=True, text=True, timeout=900,
-                             cwd=Path(__file__).resolve().parents[2])
-        assert res.returncode == 0 and "RESULT" in res.stdout, res.stderr[-2000:]
+    # side by side: separate processes share nothing, and one process per core halves the wait
+    procs = [subprocess.Popen(_cmd(tiny_data, tmp_path / name, {"deterministic": True, "epochs": 1}),
+                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[2]) for name in ("a", "b")]
+    for proc in procs:
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0 and "RESULT" in out, err[-2000:]
     wa = load_model(tmp_path / "a" / "model" / "model.keras").get_weights()
     wb = load_model(tmp_path / "b" / "model" / "model.keras").get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb, strict=True))
