@@ -38,9 +38,10 @@ def write_table(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]],
     extra = sorted({k for r in rows for k in r} - set(leading))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(leading + extra)
+    columns = leading + extra
+    writer.writerow(columns)
     for r in rows:
-        writer.writerow([_cell(r.get(k)) for k in leading + extra])
+        writer.writerow([_cell(r.get(k)) for k in columns])
     write_text(path, buf.getvalue())
 
 

@@ -13,6 +13,7 @@ no header values.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -152,7 +153,39 @@ def _dictionary_vr(tag: Any) -> str | None:
         return None
 
 
+@functools.cache
+def tag_of(keyword: str) -> Any:
+    """The ``pydicom.tag.BaseTag`` of a DICOM keyword, looked up once per process.
+
+    Raises:
+        KeyError: Not a keyword of pydicom's data dictionary.
+    """
+    from pydicom.datadict import tag_for_keyword
+    from pydicom.tag import Tag
+
+    number = tag_for_keyword(keyword)
+    if number is None:
+        raise KeyError(f"not a DICOM keyword: {keyword!r}")
+    return Tag(number)
+
+
+def header_value(ds: Any, keyword: str, default: Any = None) -> Any:
+    """``ds.get(keyword, default)``, by tag.
+
+    pydicom maps a keyword to its tag on every keyword access (2.6 us); by tag it is 0.9 us.
+    Reading one small radiograph takes some 40 header accesses, a tenth of the per-file work
+    on MedMNIST-size files (``bench/ingest.py --size 28``).
+    """
+    elem = ds.get(tag_of(keyword))
+    return default if elem is None else elem.value
+
+
+def has_element(ds: Any, keyword: str) -> bool:
+    """``keyword in ds``, by tag (see :func:`header_value`)."""
+    return tag_of(keyword) in ds
+
+
 def is_image_sop(ds: Any) -> bool:
     """True unless the SOP class is a known non-image object."""
-    uid = str(ds.get("SOPClassUID", ""))
+    uid = str(header_value(ds, "SOPClassUID", ""))
     return not any(uid.startswith(p) for p in NON_IMAGE_SOP_PREFIXES)

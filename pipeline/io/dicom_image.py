@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.io.dicom import open_dicom
+from pipeline.io.dicom import has_element, header_value, open_dicom
 from pipeline.io.dicom_pixels import DEFAULT_MAX_PIXEL_BYTES, check_pixel_data, decode_pixels
 from pipeline.io.errors import InputRejected
 from pipeline.preprocess.intensity import linear_window, percentile_window, voi_window
@@ -89,7 +89,7 @@ def image_from_dataset(
         values = (_modality_frames(pixels, ds, None) if all_frames
                   else _modality_lut(pixels[0], ds, index))
         image, meta["voi"] = _apply_voi(values, ds, window=window, percentiles=percentiles)
-        if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        if str(header_value(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
             image = np.subtract(1.0, image, out=image if image.dtype == np.float32 else None)
     else:
         raise InputRejected(f"unsupported SamplesPerPixel={samples}", code="bad_header")
@@ -107,21 +107,21 @@ def image_from_dataset(
 def technical_meta(ds: Any) -> dict[str, Any]:
     """Non-PHI technical attributes worth keeping in a manifest."""
     ts = getattr(ds, "file_meta", {}).get("TransferSyntaxUID", None)
-    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    spacing = header_value(ds, "PixelSpacing") or header_value(ds, "ImagerPixelSpacing")
     return {
-        "modality": str(ds.get("Modality", "")),
-        "sop_class_uid": str(ds.get("SOPClassUID", "")),
-        "photometric": str(ds.get("PhotometricInterpretation", "")),
-        "bits_allocated": int(ds.get("BitsAllocated", 0) or 0),
-        "bits_stored": int(ds.get("BitsStored", 0) or 0),
-        "pixel_representation": int(ds.get("PixelRepresentation", 0) or 0),
+        "modality": str(header_value(ds, "Modality", "")),
+        "sop_class_uid": str(header_value(ds, "SOPClassUID", "")),
+        "photometric": str(header_value(ds, "PhotometricInterpretation", "")),
+        "bits_allocated": int(header_value(ds, "BitsAllocated", 0) or 0),
+        "bits_stored": int(header_value(ds, "BitsStored", 0) or 0),
+        "pixel_representation": int(header_value(ds, "PixelRepresentation", 0) or 0),
         "transfer_syntax": str(ts) if ts is not None else "",
-        "rows": int(ds.get("Rows", 0) or 0),
-        "columns": int(ds.get("Columns", 0) or 0),
-        "frames": int(ds.get("NumberOfFrames", 1) or 1),
+        "rows": int(header_value(ds, "Rows", 0) or 0),
+        "columns": int(header_value(ds, "Columns", 0) or 0),
+        "frames": int(header_value(ds, "NumberOfFrames", 1) or 1),
         "pixel_spacing": [float(v) for v in spacing] if spacing else None,
-        "rescale_slope": _float_or_none(ds.get("RescaleSlope")),
-        "rescale_intercept": _float_or_none(ds.get("RescaleIntercept")),
+        "rescale_slope": _float_or_none(header_value(ds, "RescaleSlope")),
+        "rescale_intercept": _float_or_none(header_value(ds, "RescaleIntercept")),
     }
 
 
@@ -158,9 +158,9 @@ def _modality_lut(frame: np.ndarray, ds: Any, index: int) -> np.ndarray:
 
     slope_icept = _per_frame_rescale(ds, index)
     try:
-        if slope_icept is None and "ModalityLUTSequence" not in ds:
-            slope_icept = (float(ds.get("RescaleSlope", 1.0) or 1.0),
-                           float(ds.get("RescaleIntercept", 0.0) or 0.0))
+        if slope_icept is None and not has_element(ds, "ModalityLUTSequence"):
+            slope_icept = (float(header_value(ds, "RescaleSlope", 1.0) or 1.0),
+                           float(header_value(ds, "RescaleIntercept", 0.0) or 0.0))
         if slope_icept is not None:
             return _rescale(frame, *slope_icept)
         return np.asarray(apply_modality_lut(frame, ds))  # LUT output: integers
@@ -192,7 +192,7 @@ def _per_frame_rescale(ds: Any, index: int) -> tuple[float, float] | None:
     """Rescale of frame ``index`` from the (per-frame or shared) functional groups, if present."""
     for seq_name, item_index in (("PerFrameFunctionalGroupsSequence", index),
                                  ("SharedFunctionalGroupsSequence", 0)):
-        seq = ds.get(seq_name)
+        seq = header_value(ds, seq_name)
         if not seq or item_index >= len(seq):
             continue
         pvt = seq[item_index].get("PixelValueTransformationSequence")
@@ -211,9 +211,9 @@ def _apply_voi(
     if isinstance(window, tuple | list):
         return linear_window(values, float(window[0]), float(window[1])), "explicit"
     if window == "auto":
-        if ds.get("VOILUTSequence"):
+        if header_value(ds, "VOILUTSequence"):
             return _voi_lut_sequence(values, ds), "voi_lut"
-        if "WindowCenter" in ds and "WindowWidth" in ds:
+        if has_element(ds, "WindowCenter") and has_element(ds, "WindowWidth"):
             return _file_window(values, ds), "window"
     elif window != "percentile":
         raise ValueError(f"window must be 'auto', 'percentile' or (center, width). Received: {window!r}")
