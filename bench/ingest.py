@@ -11,7 +11,10 @@ radiographs of that many pixels a side, as many as ``--files``):
 
 Prints files/s for both and the ratio, then the peak memory of the stage at 1x and 4x the
 files (goal: independent of dataset size). Goals on 2 cores: >= 1.0x the bare loop on small
-files (28 x 28, MedMNIST-size), >= 1.2x on 1k x 1k and larger. Usage::
+files (28 x 28, MedMNIST-size), >= 1.2x on 1k x 1k and larger. Each ratio is printed with its
+ceiling, ``cores / per-file work``: the stage does more per file than the bare loop (windowing,
+resizing, the manifest's header attributes), so all cores can beat the loop by that much at
+most. The demo mix has no fixed goal (an older ">= 1.6x" sat above its ceiling, ~1.3x). Usage::
 
     python bench/ingest.py [--patients 100] [--repeat 4]          # the cxr demo (mixed sizes)
     python bench/ingest.py --size 28 --files 5000 --repeat 1      # small files
@@ -191,7 +194,7 @@ def main() -> None:
         import pipeline.ingest  # noqa: F401
 
         size_px = args.size if 0 < args.size < 128 else None  # small files: stored at their size
-        goal = 1.6 if not args.size else (1.0 if args.size < 1024 else 1.2)
+        goal = None if not args.size else (1.0 if args.size < 1024 else 1.2)
         sets = [(f"1x ({n} files)", folder, paths)]
         if args.repeat > 1:
             big = replicate(folder, tmp / "big", args.repeat)
@@ -208,8 +211,10 @@ def main() -> None:
                 times["stage"].append(stage(data, tmp / f"out-{len(files)}-{r}", workers, size_px))
                 times["one"].append(stage(data, tmp / f"out1-{len(files)}-{r}", 1, size_px))
             t_bare, t_stage, t_one = (min(times[k]) for k in ("bare", "stage", "one"))
+            target = f"goal >= {goal}x" if goal else "no fixed goal"
             print(f"{name:18s} bare loop {len(files) / t_bare:7.1f} files/s | stage "
-                  f"{len(files) / t_stage:7.1f} files/s | ratio {t_bare / t_stage:.2f}x (goal >= {goal}x)")
+                  f"{len(files) / t_stage:7.1f} files/s | ratio {t_bare / t_stage:.2f}x ({target}; "
+                  f"ceiling {workers * t_bare / t_one:.2f}x)")
             print(f"{'':18s} stage, 1 worker {len(files) / t_one:7.1f} files/s: per-file work "
                   f"{t_one / t_bare:.2f}x the bare loop's; {workers} workers = {t_one / t_stage:.2f}x "
                   "1 worker")

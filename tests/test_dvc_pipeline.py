@@ -50,12 +50,15 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
     for task in params["tasks"].values():
         task["ingest"]["max_quarantine_fraction"] = 0.3  # tiny demos: 3 broken rows weigh more
         # width 16: width 8 at 128x128 hits a oneDNN crash in TF 2.21 on this CPU (see issue notes)
-        task["train"].update(epochs=1, width=16, batch_size=4)
+        # no EMA: its per-variable updates cost a sixth of a 1-epoch train stage's tracing here;
+        # EMA through the trainer has its own tests (tests/train/test_ema.py, test_trainer.py)
+        task["train"].update(epochs=1, width=16, batch_size=4, ema=False)
         task["evaluate"] = {**task.get("evaluate", {}), "bootstrap": 100}
-        # one method at the last layer, 2 random deletions: the selection itself (auto) has its
-        # own tests (tests/stages/test_explain_evaluate.py); here the stages' wiring is the point
+        # one method at the last layer, single views, 2 random deletions: the selection itself
+        # (auto) and view averaging have their own tests (tests/stages/test_explain_evaluate.py,
+        # tests/explain/test_averaged.py); here the stages' wiring is the point
         task["explain"] = {**task.get("explain", {}), "methods": ["gradcam"], "layer": "last",
-                           "deletion_random": 2}
+                           "deletion_random": 2, "tta": "none"}
     # 42% of the demo's CT voxels, same field of view (6.67 mm voxels instead of 5 mm)
     params["tasks"]["ct"]["ingest"].update(volume_shape=[24, 48, 48], target_spacing=[20 / 3] * 3)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

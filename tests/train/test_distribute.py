@@ -88,22 +88,22 @@ def test_multi_worker_strategy_with_two_local_processes(tmp_path, tiny_data):
 
 
 def test_killed_run_resumes_from_last_completed_epoch(tmp_path, tiny_data):
-    train = {"epochs": 6, "width": 16}
+    train = {"epochs": 4, "width": 16}
     proc = subprocess.Popen(_cmd(tiny_data, tmp_path, train), cwd=ROOT, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     deadline = time.time() + 600
-    for line in proc.stdout:  # kill -9 right after epoch 3 has been reported (and backed up)
+    for line in proc.stdout:  # kill -9 right after epoch 2 has been reported (and backed up)
         seen.append(line)
-        if line.startswith("Epoch 4/6") or time.time() > deadline:
+        if line.startswith("Epoch 3/4") or time.time() > deadline:
             break
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert any(line.startswith("Epoch 3/6") for line in seen), "".join(seen)[-2000:]
+    assert any(line.startswith("Epoch 2/4") for line in seen), "".join(seen)[-2000:]
     assert not (tmp_path / "model" / "model.keras").exists()
     res = subprocess.run(_cmd(tiny_data, tmp_path, train), cwd=ROOT, env=_env(), capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     epochs = [line.split()[1] for line in res.stdout.splitlines() if line.startswith("Epoch ")]
-    assert epochs[0] in ("3/6", "4/6") and "1/6" not in epochs  # resumed, not restarted
-    assert read_card(tmp_path / "model")["epochs_run"] == 6
+    assert epochs[0] in ("2/4", "3/4") and "1/4" not in epochs  # resumed, not restarted
+    assert read_card(tmp_path / "model")["epochs_run"] == 4
