@@ -66,9 +66,10 @@ def _eager_tensorflow():
     Tracing a training step costs 5-15 s on a 2-core CPU, and the tests train tiny models on a
     few batches: eagerly, the tiny 2D stage fixture takes 6.7 s instead of 15.9. The graphs are
     still tested: every stage run in a subprocess (``dvc repro`` and ``dvc exp run`` end to
-    end, the CLI, the notebooks, the benchmarks, multi-worker training) traces as in
-    production, and ``graph``-marked tests trace here. ``MEDVISION_TEST_GRAPH=1`` traces
-    everywhere. Session-scoped and autouse, so it is set before the shared trained fixtures.
+    end, the CLI, multi-worker training) traces as in production, and ``graph``-marked tests
+    trace here (the notebook kernels that train and the bench smoke run eagerly too).
+    ``MEDVISION_TEST_GRAPH=1`` traces everywhere. Session-scoped and autouse, so it is set
+    before the shared trained fixtures.
     """
     import tensorflow as tf
 
