@@ -33,6 +33,9 @@ RUNS = {
                   [r"gradcam .* ratio tf-keras-vis / compiled \d+\.\d x", r"layercam .* max \|difference\|"]),
     # one worker: in a process that imported TensorFlow every pool spawns fresh interpreters
     # (~1.5 s each, 8 pools); the pooled path has its own tests (tests/stages/test_predict_batch.py)
+    "optimizer": (["--tasks", "cxr", "--size", "32", "--rounds", "1", "--steps", "1"],
+                  [r"first step keras / fused = \d+\.\d\dx \(goal >= 2x\)",
+                   r"later step keras / fused = \d+\.\d\dx \(goal ~1\)"]),
     "predict": (["--patients", "4", "--pages", "1", "--models", "no-such-folder", "--image-size", "32",
                  "--volume-shape", "16", "32", "32", "--workers", "1"],
                 [r"predict --no-pages +\d+\.\d studies/s",

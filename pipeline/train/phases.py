@@ -125,12 +125,15 @@ def set_trainable(model: Any, task: TaskParams, unfreeze: int | str) -> None:
 
 def make_optimizer(tp: Any, *, lr: float, steps: int, warmup: int, policy: str) -> Any:
     """AdamW on the warm-up + cosine schedule; EMA of the weights when ``tp.ema`` (the averages
-    live in the AdamW, also inside a ``LossScaleOptimizer``)."""
+    live in the AdamW, also inside a ``LossScaleOptimizer``). Keras' AdamW with a fused update
+    (:class:`pipeline.train.optimizer.FusedAdamW`: the same steps, a fifth of the trace time)."""
     import keras
 
+    from pipeline.train.optimizer import FusedAdamW
+
     schedule = warmup_cosine(lr, total_steps=steps, warmup_steps=warmup, min_lr_fraction=tp.min_lr_fraction)
-    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=tp.weight_decay,
-                                 use_ema=tp.ema, ema_momentum=tp.ema_momentum)
+    opt = FusedAdamW(learning_rate=schedule, weight_decay=tp.weight_decay,
+                     use_ema=tp.ema, ema_momentum=tp.ema_momentum)
     if policy == "mixed_float16":  # dynamic loss scaling so float16 gradients don't underflow
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
