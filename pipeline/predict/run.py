@@ -134,7 +134,7 @@ def _run_chunks(predictor: Predictor, studies: list[Candidate], journal: Journal
         for k, group in itertools.groupby(todo, key=lambda c: c.position // chunk):
             items = [(c, None if c.rejection else next(decoded)) for c in group]
             journal.append(k, _predict_chunk(predictor, items, seen, work / "cases", pages=pages,
-                                             show_free_text=show_free_text))
+                                             show_free_text=show_free_text, chunk=chunk))
             bar.update(len(items))
             _test_pause()
     finally:
@@ -142,7 +142,8 @@ def _run_chunks(predictor: Predictor, studies: list[Candidate], journal: Journal
 
 
 def _predict_chunk(predictor: Predictor, items: list[tuple[Candidate, Any]], seen: dict[str, int],
-                   cases_dir: Path, *, pages: bool, show_free_text: bool) -> list[dict[str, Any]]:
+                   cases_dir: Path, *, pages: bool, show_free_text: bool,
+                   chunk: int) -> list[dict[str, Any]]:
     """Journal rows of one chunk: rejections, and the predictions of one forward batch."""
     rows: list[dict[str, Any]] = []
     usable = []
@@ -158,7 +159,7 @@ def _predict_chunk(predictor: Predictor, items: list[tuple[Candidate, Any]], see
             continue
         seen[sid] = candidate.position
         usable.append(prepared)
-    for prepared, probs in zip(usable, _probabilities(predictor, usable), strict=True):
+    for prepared, probs in zip(usable, _probabilities(predictor, usable, chunk), strict=True):
         predicted, probability = predictor.point.decide(probs, predictor.labels)
         log.debug("predict %s: %s (p=%.3f)", prepared.sample_id, predicted, probability)
         if pages:
@@ -173,15 +174,18 @@ def _predict_chunk(predictor: Predictor, items: list[tuple[Candidate, Any]], see
     return sorted(rows, key=lambda r: r["position"])
 
 
-def _probabilities(predictor: Predictor, usable: list[Any]) -> Iterator[np.ndarray]:
+def _probabilities(predictor: Predictor, usable: list[Any], chunk: int) -> Iterator[np.ndarray]:
     """Every label's probability for each study, from one forward batch (with the TTA views)."""
+    from pipeline.evaluate.inference import fixed_batch
     from pipeline.evaluate.tta import tta_predict
 
     if not usable:
         return iter(())
     grid = np.stack([p.sample.image for p in usable])  # uint8, as images.npy stores it
     x = grid if predictor.served else grid.astype(np.float32) / np.float32(255.0)
-    out = tta_predict(predictor.predict_batch, x, mode=predictor.tta)  # views move pixels only
+    # one forward batch per chunk, padded to the chunk size: a study's probability does not
+    # depend on how many others in its chunk were usable (pipeline.evaluate.inference)
+    out = tta_predict(fixed_batch(predictor.predict_batch, chunk), x, mode=predictor.tta)
     if predictor.problem == "binary":
         out = np.stack([1.0 - out[:, 0], out[:, 0]], axis=1)
     return iter(out)
