@@ -4,12 +4,6 @@ eagerly and traced; and its traced update is a fraction of AdamW's graph."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
@@ -18,7 +12,6 @@ import tensorflow as tf
 from pipeline.train.optimizer import FusedAdamW
 from pipeline.train.schedule import warmup_cosine
 
-ROOT = Path(__file__).resolve().parents[2]
 # step 3 gives one variable no gradient on purpose (Keras warns, skips it, still averages it)
 pytestmark = pytest.mark.filterwarnings("ignore:Gradients do not exist")
 SHAPES = {"kernel": (3, 4), "bias": (4,), "table": (6, 2)}
@@ -153,44 +146,5 @@ def test_config_round_trip_and_compiled_model_reload(tmp_path):
     assert int(loaded.optimizer.iterations.numpy()) == 1
 
 
-MIRRORED = """
-import json, sys
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import keras, numpy as np
-from pipeline.train.optimizer import FusedAdamW
-from pipeline.train.schedule import warmup_cosine
-
-def run(cls):  # a schedule: its rate reaches the update per replica
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 5)).astype("float32")
-    y = (x[:, :1] > 0).astype("float32")
-    with strategy.scope():
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="relu"),
-                                  keras.layers.Dense(1, activation="sigmoid")])
-        schedule = warmup_cosine(0.05, total_steps=8, warmup_steps=2, min_lr_fraction=0.1)
-        model.compile(optimizer=cls(schedule, weight_decay=0.1, use_ema=True, ema_momentum=0.8),
-                      loss="binary_crossentropy", jit_compile=False)
-    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
-    return strategy.num_replicas_in_sync, [w.tolist() for w in model.get_weights()]
-
-replicas, fused = run(FusedAdamW)
-_, keras_ = run(keras.optimizers.AdamW)
-print(json.dumps({"replicas": replicas, "fused": fused, "keras": keras_}))
-"""
-
-
-@pytest.mark.slow
-def test_fused_equals_keras_under_mirrored_strategy_traced():
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TF_CONFIG", None)
-    res = subprocess.run([sys.executable, "-c", MIRRORED], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300, env=env)
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["replicas"] == 2
-    for a, b in zip(out["fused"], out["keras"], strict=True):  # fit ends on the EMA weights
-        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-5, atol=1e-6)
+# Under MirroredStrategy (2 logical CPUs, traced, with a schedule): tests/train/test_ema.py's
+# subprocess also compares FusedAdamW with Keras' AdamW (one TensorFlow import for both).
