@@ -33,11 +33,12 @@ def build(task, policy: str):
     import keras
 
     from pipeline.train import objective
+    from pipeline.train.optimizer import FusedAdamW
     from pipeline.train.trainer import build_task_model
 
     keras.mixed_precision.set_global_policy(policy)
     model = build_task_model(task, (*task.ingest.image_size, 1))
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3), jit_compile=False,
+    model.compile(optimizer=FusedAdamW(1e-3), jit_compile=False,  # the trainer's AdamW
                   loss=objective.make_loss("binary", class_balance="none", label_smoothing=0.0,
                                            focal_gamma=0.0))
     return model

@@ -34,6 +34,12 @@ def resnet50_2d(tmp_path_factory) -> tuple[keras.Model, str]:
     return model, str(path)
 
 
+@pytest.fixture(scope="module")
+def gray_3d(resnet50_2d) -> keras.Model:
+    """build_model's own path: the 1-channel 3D ResNet50 inflated from the weights file."""
+    return _build("3d", 1, resnet50_2d[1])
+
+
 def _pooled(model: keras.Model, x: np.ndarray) -> np.ndarray:
     features = keras.Model(model.input, model.get_layer("head_pool").output)
     return keras.ops.convert_to_numpy(features(x, training=False))
@@ -84,9 +90,9 @@ def test_inflate_kernel_rejects(kwargs, message):
 
 # --- whole models ----------------------------------------------------------------------------
 
-def test_build_inflates_every_matching_layer(resnet50_2d):
-    model_2d, path = resnet50_2d
-    model_3d = _build("3d", 1, path)
+def test_build_inflates_every_matching_layer(resnet50_2d, gray_3d):
+    model_2d, _ = resnet50_2d
+    model_3d = gray_3d
     convs = [layer.name for layer in model_2d.layers if isinstance(layer, keras.layers.Conv2D)]
     bns = [layer.name for layer in model_2d.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert (len(convs), len(bns)) == (53, 53)
@@ -115,12 +121,12 @@ def test_boring_volume_center_inflation_is_exact(resnet50_2d):
     np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
 
 
-def test_boring_volume_mean_inflation_gray_is_close(resnet50_2d):
+def test_boring_volume_mean_inflation_gray_is_close(resnet50_2d, gray_3d):
     # build_model's path: 1-channel input, 'mean' inflation. Interior slices match the 2D net;
     # depth-border slices (zero padding) and the averaged caffe channel mean make it approximate.
     _, path = resnet50_2d
     expected = _pooled(_build("2d", 1, path), _image(1))
-    got = _pooled(_build("3d", 1, path), _boring(_image(1)))
+    got = _pooled(gray_3d, _boring(_image(1)))
     assert np.corrcoef(got[0], expected[0])[0, 1] > 0.99
 
 
