@@ -167,14 +167,18 @@ def test_evaluate_with_tta_averages_views_and_records_the_mode(trained_2d, tmp_p
     np.testing.assert_allclose(read_predictions(plain.predictions).probs[:, 1], p[0], atol=2e-6)
 
 
-@pytest.mark.graph  # many steps: tracing once is cheaper than eager steps; and graphs get tested here
-@pytest.mark.parametrize("kind", ["2d", "3d"])
+# 2D traced (10 views: tracing once is cheaper than eager steps; and graphs get tested here),
+# 3D eagerly (single views)
+@pytest.mark.parametrize("kind", [pytest.param("2d", marks=pytest.mark.graph), "3d"])
 def test_auto_method_and_layer_are_chosen_on_val_and_recorded(kind, trained_2d, trained_3d, tmp_path):
     """explain.methods/layer: auto score the candidates on validation cases of the positive class
     and write the choice with its evidence to faithfulness.json, from where evaluate copies it
     into metrics (predict reads the method and layer back)."""
     trained, make = (trained_2d, task_2d) if kind == "2d" else (trained_3d, task_3d)
-    task = make(explain={"methods": "auto", "layer": "auto"})
+    # 2D: the default flip_shift views (the demo's setting); 3D: single views, a tenth of the maps
+    # (view averaging: tests/explain/test_averaged.py)
+    views = {} if kind == "2d" else {"tta": "none"}
+    task = make(explain={"methods": "auto", "layer": "auto", **views})
     result = run_explain(task, data_dir=trained["data"], model_dir=trained["model"],
                          out_dir=tmp_path / "explain", seed=0)
     selection = result.faithfulness["selection"]
@@ -200,9 +204,8 @@ def test_auto_method_and_layer_are_chosen_on_val_and_recorded(kind, trained_2d, 
         assert 0.0 <= case["outside_body"] <= 1.0 and 0.0 <= case["border"] <= 1.0
 
 
-@pytest.mark.graph  # 8 candidates over several views: traced once, cheaper than eager steps
-def test_explicit_methods_with_auto_layer_put_the_chosen_method_first(trained_2d, tmp_path):
-    task = task_2d(explain={"methods": ["gradcam", "hirescam"], "layer": "auto"})
+def test_explicit_methods_with_auto_layer_put_the_chosen_method_first(trained_2d, tmp_path):  # eager
+    task = task_2d(explain={"methods": ["gradcam", "hirescam"], "layer": "auto", "tta": "none"})
     result = run_explain(task, data_dir=trained_2d["data"], model_dir=trained_2d["model"],
                          out_dir=tmp_path, seed=0)
     assert set(result.methods) == {"gradcam", "hirescam"}
@@ -210,7 +213,6 @@ def test_explicit_methods_with_auto_layer_put_the_chosen_method_first(trained_2d
     assert {c["method"] for c in result.faithfulness["selection"]["candidates"]} == {"gradcam", "hirescam"}
 
 
-@pytest.mark.graph  # 8 candidates over several views: traced once, cheaper than eager steps
 def test_auto_without_a_positive_validation_case_chooses_on_all_of_them(trained_2d, tmp_path, monkeypatch,
                                                                           caplog):
     """A small split may hold no validation case of the explained class (the dvc test's tiny ct
@@ -230,8 +232,9 @@ def test_auto_without_a_positive_validation_case_chooses_on_all_of_them(trained_
 
     monkeypatch.setattr(stage, "select_cases", negatives_only)
     caplog.set_level(logging.WARNING, logger="pipeline.explain.run")
-    result = run_explain(task_2d(explain={"methods": ["gradcam", "hirescam"], "layer": "auto"}),
-                         data_dir=trained_2d["data"], model_dir=trained_2d["model"], out_dir=tmp_path, seed=0)
+    task = task_2d(explain={"methods": ["gradcam", "hirescam"], "layer": "auto", "tta": "none"})
+    result = run_explain(task, data_dir=trained_2d["data"], model_dir=trained_2d["model"], out_dir=tmp_path,
+                         seed=0)
     n_val = sum(r["split"] == "val" for r in read_table(trained_2d["data"] / "manifest.csv"))
     assert result.faithfulness["selection"]["n_cases"] == n_val
     assert any("no validation case labelled 'opacity'" in r.getMessage() for r in caplog.records)
