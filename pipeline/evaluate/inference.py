@@ -42,10 +42,11 @@ def predict_probs(model: Any, images: Any, indices: np.ndarray, *, batch_size: i
     from pipeline.evaluate.tta import check_tta_mode, tta_predict
 
     check_tta_mode(tta)
+    predict = fixed_batch(model.predict_on_batch, batch_size)
     outs = []
     for start in range(0, len(indices), batch_size):
         x = load_inputs(images, indices[start:start + batch_size])
-        outs.append(tta_predict(fixed_batch(model.predict_on_batch, batch_size), x, mode=tta))
+        outs.append(tta_predict(predict, x, mode=tta))
     n_out = int(model.outputs[0].shape[-1])
     return np.concatenate(outs) if outs else np.zeros((0, n_out))
 
