@@ -21,6 +21,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: One strategy object per kind and devices (or cluster) for the life of the process. A second
+#: ``MirroredStrategy`` over the same devices restarts the collective instance keys, so its first
+#: all-reduce collides with the first strategy's ("Shape mismatch in the collective instance 100
+#: ... different input shapes at different members of the collective op", tensorflow#62790):
+#: training twice in one process (a notebook kernel, ``bench/real_data.py``'s variants) failed.
+#: ``MultiWorkerMirroredStrategy`` can be configured once per process at all.
+_STRATEGIES: dict[tuple, Any] = {}
+
 
 def resolve_strategy_name(name: str, *, n_gpus: int | None = None, tf_config: str | None = None) -> str:
     """Concrete strategy name for ``auto``; validates the others."""
@@ -45,18 +53,27 @@ def resolve_strategy_name(name: str, *, n_gpus: int | None = None, tf_config: st
 
 
 def make_strategy(name: str) -> Any:
-    """Create the tf.distribute strategy for ``name`` (``auto`` resolved here)."""
+    """The tf.distribute strategy for ``name`` (``auto`` resolved here).
+
+    Mirrored and multi-worker strategies are created once per process and reused by later
+    calls with the same devices or cluster (see ``_STRATEGIES``).
+    """
     import tensorflow as tf
 
     resolved = resolve_strategy_name(name)
-    if resolved == "multi_worker":
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    elif resolved == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        strategy = tf.distribute.MirroredStrategy(devices=devices)
-    else:
+    if resolved == "default":
         strategy = tf.distribute.get_strategy()
+    else:
+        if resolved == "multi_worker":
+            key = (resolved, os.environ.get("TF_CONFIG", ""))
+        else:
+            gpus = tf.config.list_logical_devices("GPU")
+            key = (resolved, tuple(d.name for d in (gpus or tf.config.list_logical_devices("CPU"))))
+        strategy = _STRATEGIES.get(key)
+        if strategy is None:
+            strategy = (tf.distribute.MultiWorkerMirroredStrategy() if resolved == "multi_worker"
+                        else tf.distribute.MirroredStrategy(devices=list(key[1])))
+            _STRATEGIES[key] = strategy
     log.info("strategy %s with %d replica(s)", resolved, strategy.num_replicas_in_sync)
     return strategy
 

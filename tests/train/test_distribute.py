@@ -1,5 +1,6 @@
-"""tf.distribute on CPU: MirroredStrategy over 2 logical CPUs, MultiWorkerMirroredStrategy with two
-local processes, and a training process killed with SIGKILL that resumes from its last epoch."""
+"""tf.distribute on CPU: MirroredStrategy over 2 logical CPUs (the trainer, then EMA and FusedAdamW
+on other models in the same process), MultiWorkerMirroredStrategy with two local processes, and a
+training process killed with SIGKILL that resumes from its last epoch."""
 
 from __future__ import annotations
 
@@ -42,13 +43,56 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def test_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_data):
-    res = subprocess.run(_cmd(tiny_data, tmp_path, {"strategy": "mirrored", "epochs": 1}, logical_cpus=2),
-                         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+#: One process with two logical CPUs for every MirroredStrategy check (a TensorFlow import each):
+#: the trainer, then tests/train/test_ema.py's EMA and FusedAdamW checks on other models under
+#: ``make_strategy("mirrored")`` again. That second call used to create a second
+#: ``MirroredStrategy``, whose collective instance keys collided with the first's (tensorflow#62790,
+#: "Shape mismatch in the collective instance 100"): a notebook kernel or ``bench/real_data.py``
+#: could not train twice in one process. Now it reuses the first.
+MIRRORED = """
+import json, sys
+from pathlib import Path
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pipeline.train.distribute import make_strategy
+from pipeline.train.trainer import train
+from tests.train.test_ema import mirrored_checks
+from tests.train.test_trainer import make_task
+data, out = Path(sys.argv[1]), Path(sys.argv[2])
+train(make_task(strategy="mirrored", epochs=1), data_dir=data, model_dir=out / "model",
+      live_dir=out / "live", backup_root=out / "backup", seed=3)
+print(json.dumps(mirrored_checks(make_strategy("mirrored"), out / "ema")))
+"""
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory, tiny_data) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("mirrored")
+    res = subprocess.run([sys.executable, "-c", MIRRORED, str(tiny_data), str(out)], cwd=ROOT, env=_env(),
+                         capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    card = read_card(tmp_path / "model")
+    return out, json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_mirrored_strategy_on_two_logical_cpus(mirrored):
+    out, report = mirrored
+    card = read_card(out / "model")
     assert card["replicas"] == 2 and card["global_batch_size"] == 16  # 8 per replica
     assert card["params"]["lr_scaling"] == "linear"
+    assert report["replicas"] == 2  # and the later trainings in the process ran (tensorflow#62790)
+
+
+def test_ema_and_fused_adamw_under_mirrored_strategy(mirrored):
+    """The averages are what validation, the checkpoint and the saved model see; FusedAdamW (the
+    trainer's AdamW) equals Keras' AdamW traced under the strategy, a schedule's rate reaching the
+    update per replica."""
+    from tests.train.test_ema import EPOCHS
+
+    _, report = mirrored
+    assert all(report["val_loss_is_ema"]) and len(report["val_loss_is_ema"]) == EPOCHS
+    assert report["saved_is_ema"] and not report["saved_is_raw"]
+    assert report["fused_vs_keras"] < 1e-5 and report["fused_moved"] > 0.1
 
 
 def _params_file(path: Path, **train_kw) -> Path:

@@ -1,12 +1,9 @@
 """EMA of the weights on a one-layer model: validation, the checkpoint and the saved model use the
-averages; training itself is untouched; a killed run resumes its averages."""
+averages; training itself is untouched; a killed run resumes its averages. Under MirroredStrategy:
+``mirrored_checks``, run by tests/train/test_distribute.py in its two-logical-CPU process."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,59 +115,41 @@ def test_a_killed_run_resumes_with_its_averages(tmp_path):
     assert read_best(tmp_path / "killed").score == read_best(tmp_path / "whole").score
 
 
-MIRRORED = """
-import json, sys
-import numpy as np, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from pathlib import Path
-import keras
-from pipeline.train.ema import ema_pairs
-from pipeline.train.optimizer import FusedAdamW
-from pipeline.train.schedule import warmup_cosine
-from tests.train import test_ema as t
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-with strategy.scope():
-    model, probe = t._fit(Path(sys.argv[1]), ema=True)
-best = t.read_best(Path(sys.argv[1]))
-saved = t.load_model(best.model_path).get_weights()
-_, (xv, yv) = t._data()
+def mirrored_checks(strategy, out: Path) -> dict:
+    """Under ``strategy`` (two replicas): a fit with EMA, its checkpoint and saved model; then
+    FusedAdamW against Keras' AdamW with a schedule, EMA and weight decay. Run by
+    tests/train/test_distribute.py in its MirroredStrategy process."""
+    import keras
 
-def weights_after_fit(cls):  # FusedAdamW against Keras' AdamW, a schedule, EMA, weight decay
-    (x, y), _ = t._data()
+    from pipeline.train.optimizer import FusedAdamW
+    from pipeline.train.schedule import warmup_cosine
+
     with strategy.scope():
-        keras.utils.set_random_seed(0)
-        net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="relu"),
-                                keras.layers.Dense(1, activation="sigmoid")])
-        schedule = warmup_cosine(0.05, total_steps=12, warmup_steps=2, min_lr_fraction=0.1)
-        net.compile(optimizer=cls(schedule, weight_decay=0.1, use_ema=True, ema_momentum=0.8),
-                    loss="binary_crossentropy", jit_compile=False)
-    net.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)  # ends on the averages
-    return net.get_weights()
+        _, probe = _fit(out, ema=True)
+    best = read_best(out)
+    saved = load_model(best.model_path).get_weights()
+    (x, y), (xv, yv) = _data()
 
-fused, reference = weights_after_fit(FusedAdamW), weights_after_fit(keras.optimizers.AdamW)
-print(json.dumps({
-    "replicas": strategy.num_replicas_in_sync,
-    "val_loss_is_ema": [abs(l["val_loss"] - t._bce(e, xv, yv)) < 1e-4 for l, e in zip(probe.logs, probe.ema)],
-    "saved_is_ema": all(np.allclose(s, e) for s, e in zip(saved, probe.ema[best.score.epoch - 1])),
-    "saved_is_raw": all(np.allclose(s, r) for s, r in zip(saved, probe.raw[best.score.epoch - 1])),
-    "fused_vs_keras": max(float(np.abs(a - b).max()) for a, b in zip(fused, reference)),
-    "fused_moved": max(float(np.abs(a).max()) for a in fused),
-}))
-"""
+    def weights_after_fit(cls):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, activation="relu"),
+                                    keras.layers.Dense(1, activation="sigmoid")])
+            schedule = warmup_cosine(0.05, total_steps=12, warmup_steps=2, min_lr_fraction=0.1)
+            net.compile(optimizer=cls(schedule, weight_decay=0.1, use_ema=True, ema_momentum=0.8),
+                        loss="binary_crossentropy", jit_compile=False)
+        net.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)  # ends on the averages
+        return net.get_weights()
 
-
-@pytest.mark.slow
-def test_ema_under_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    """Also FusedAdamW (the trainer's AdamW) against Keras' AdamW under the same strategy, traced:
-    a schedule's rate reaches the update per replica (one subprocess for both: a TensorFlow
-    import and a strategy each)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TF_CONFIG", None)
-    res = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300, env=env)
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["replicas"] == 2 and all(out["val_loss_is_ema"]) and len(out["val_loss_is_ema"]) == EPOCHS
-    assert out["saved_is_ema"] and not out["saved_is_raw"]
-    assert out["fused_vs_keras"] < 1e-5 and out["fused_moved"] > 0.1
+    fused, reference = weights_after_fit(FusedAdamW), weights_after_fit(keras.optimizers.AdamW)
+    return {
+        "replicas": strategy.num_replicas_in_sync,
+        "val_loss_is_ema": [abs(lg["val_loss"] - _bce(e, xv, yv)) < 1e-4
+                            for lg, e in zip(probe.logs, probe.ema, strict=True)],
+        "saved_is_ema": all(np.allclose(s, e) for s, e in zip(saved, probe.ema[best.score.epoch - 1],
+                                                               strict=True)),
+        "saved_is_raw": all(np.allclose(s, r) for s, r in zip(saved, probe.raw[best.score.epoch - 1],
+                                                               strict=True)),
+        "fused_vs_keras": max(float(np.abs(a - b).max()) for a, b in zip(fused, reference, strict=True)),
+        "fused_moved": max(float(np.abs(a).max()) for a in fused),
+    }
