@@ -45,7 +45,7 @@ RUNS = {
 }
 
 
-#: Runs every script of RUNS in one interpreter (one TensorFlow import for all), each as
+#: Runs scripts in one interpreter (one TensorFlow import for all), each as
 #: ``__main__`` with its own argv, between markers. With ``eager``, TensorFlow functions run
 #: eagerly, as in the test processes (tests/conftest.py): smoke runs of tiny sizes, where tracing
 #: a training step costs more than the steps (the figures they print are not measurements).
@@ -74,32 +74,46 @@ def _run_scripts(order: list[list], *, eager: bool) -> str:
     return res.stdout
 
 
-def test_bench_scripts_run_and_print_their_ratios():
-    stdout = _run_scripts([[script, RUNS[script][0]] for script in sorted(RUNS)], eager=True)
-    for script, (_, patterns) in RUNS.items():
-        section = stdout.split(f"@@@ {script}\n", 1)[1].split(f"@@@ end {script}", 1)[0]
-        for pattern in patterns:
-            assert re.search(pattern, section), f"{script}: {pattern!r} not in:\n{section}"
-
-
-def test_real_data_bench_runs_variants_on_a_dataset_folder(tmp_path):
+def _real_data_args(work: Path) -> list[str]:
     """bench/real_data.py on a tiny folder made here (never ../shared/data in tests)."""
     from tests.builders import make_mixed_2d_folder
 
-    folder = make_mixed_2d_folder(tmp_path / "ds", n_patients=16)
-    args = ["--dataset", str(folder), "--labels", "normal,opacity", "--variants", "current,tta,nonsense",
-            "--ingest", '{"image_size": [32, 32], "max_quarantine_fraction": 0.2}',
-            "--train", '{"epochs": 1, "width": 8, "batch_size": 8}', "--out", str(tmp_path / "work"),
-            "--explain", "--explain-settings",
-            '{"methods": ["gradcam", "layercam"], "layer": "last", "deletion_random": 2}']
+    folder = make_mixed_2d_folder(work / "ds", n_patients=16)
     # two methods at one layer, not the demo's auto choice among 17 candidates over 10 views
     # (tests/stages/test_explain_evaluate.py tests that choice, traced): eagerly, like the smoke
-    out = _run_scripts([["real_data", args]], eager=True)
+    return ["--dataset", str(folder), "--labels", "normal,opacity", "--variants", "current,tta,nonsense",
+            "--ingest", '{"image_size": [32, 32], "max_quarantine_fraction": 0.2}',
+            "--train", '{"epochs": 1, "width": 8, "batch_size": 8}', "--out", str(work / "work"),
+            "--explain", "--explain-settings",
+            '{"methods": ["gradcam", "layercam"], "layer": "last", "deletion_random": 2}']
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> tuple[dict[str, str], Path]:
+    """Every script of RUNS, then bench/real_data.py, in one process: each script's output."""
+    work = tmp_path_factory.mktemp("bench")
+    order = [[script, RUNS[script][0]] for script in sorted(RUNS)] + [["real_data", _real_data_args(work)]]
+    stdout = _run_scripts(order, eager=True)
+    sections = {script: stdout.split(f"@@@ {script}\n", 1)[1].split(f"@@@ end {script}", 1)[0]
+                for script, _ in order}
+    return sections, work
+
+
+def test_bench_scripts_run_and_print_their_ratios(smoke):
+    sections, _ = smoke
+    for script, (_, patterns) in RUNS.items():
+        for pattern in patterns:
+            assert re.search(pattern, sections[script]), f"{script}: {pattern!r} not in:\n{sections[script]}"
+
+
+def test_real_data_bench_runs_variants_on_a_dataset_folder(smoke):
+    sections, work = smoke
+    out = sections["real_data"]
     assert re.search(r"ingest: 32 samples, 3 rows quarantined", out)
     assert re.search(r"\| current \| 0 \| \d\.\d{3} \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", out), out
     # tta only changes evaluation: it reuses the trained model, and is compared with it pairwise
     assert re.search(r"\| tta \| 0 \| .* \| [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\] \|", out), out
-    assert len(list((tmp_path / "work").glob("*/model/model.keras"))) == 1
+    assert len(list((work / "work").glob("*/model/model.keras"))) == 1
     assert "nonsense: unknown variant" in out
     assert re.search(r"tta\s+\d\.\d{3}  \((\d\.\d{3}x|n/a)\)", out)  # n/a: baseline AUROC 0
     # --explain: localization on the test masks, with the reported method's deletion check
@@ -108,7 +122,7 @@ def test_real_data_bench_runs_variants_on_a_dataset_folder(tmp_path):
     row = rf"\| current \| 0 \| {ci} \(\d\.\d{{3}}\) \| {ci} \| [a-z+-]+ @ \S+, deletion win \d\.\d\d"
     assert re.search(row, table), table
     assert re.search(r"\| tta \| 0 \| .* gradcam @ ", table), table  # the model's explanations, shared
-    assert not (tmp_path / "work" / "tta_s0" / "explain").exists()
+    assert not (work / "work" / "tta_s0" / "explain").exists()
 
 
 def test_real_data_guidance_variant_is_current_plus_mask_guidance():
