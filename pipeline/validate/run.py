@@ -45,18 +45,21 @@ def run_validate(task: TaskParams, *, model_dir: Path, metrics_path: Path, eval_
     """
     from pipeline.report.external import write_cohort_index
 
-    _reset(layout)
     if not task.external:
+        _reset(layout)
         _write_empty(layout)
         write_cohort_index(layout.report, task_name=task.name, cohorts={})
         log.info("validate %s: no external cohorts (tasks.%s.external is empty)", task.name, task.name)
         return {}
     from pipeline.evaluate.predictions import read_predictions
-    from pipeline.train.card import load_trained
+    from pipeline.train.card import load_trained, read_card
     from pipeline.validate.locked import load_locked
 
-    model, card = load_trained(model_dir, task)
-    locked = load_locked(task, card=card, metrics_path=metrics_path)
+    # The locked decision first: without evaluate's metrics for this model the run fails at
+    # once, before TensorFlow loads the model, and leaves the previous outputs as they were.
+    locked = load_locked(task, card=read_card(model_dir), metrics_path=metrics_path)
+    _reset(layout)
+    model, _ = load_trained(model_dir, task)
     internal_path = eval_dir / INTERNAL_PREDICTIONS
     internal = read_predictions(internal_path).select("test") if internal_path.is_file() else None
     if internal is None:

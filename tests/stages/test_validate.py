@@ -113,3 +113,21 @@ def test_a_task_without_cohorts_writes_placeholders(tmp_path):
     page = _Text()
     page.feed((layout.report / "index.html").read_text())
     assert "External validation" in page.title and "No external cohorts" in "".join(page.text)
+
+
+def test_without_evaluates_metrics_it_fails_at_once_and_keeps_the_previous_outputs(trained_2d, tmp_path):
+    """The locked threshold comes from evaluate's metrics for this model: without them, a clear
+    error naming the file, raised before the model is loaded (a model folder with only its card
+    is enough to get there) and before any earlier output is removed."""
+    model_dir = tmp_path / "card_only"
+    model_dir.mkdir()
+    shutil.copy2(trained_2d["model"] / "model_card.json", model_dir / "model_card.json")
+    layout = _layout(tmp_path / "out")
+    (layout.metrics / "site.json").parent.mkdir(parents=True)
+    (layout.metrics / "site.json").write_text('{"earlier": true}')
+    task = task_2d(external={"site": {"source": str(tmp_path / "site")}})
+    expected = r"needs .*missing\.json written by evaluate .* run the evaluate stage first"
+    with pytest.raises(ValueError, match=expected):
+        run_validate(task, model_dir=model_dir, metrics_path=tmp_path / "missing.json", eval_dir=tmp_path,
+                     layout=layout, seed=0, salt="s")
+    assert json.loads((layout.metrics / "site.json").read_text()) == {"earlier": True}
