@@ -63,19 +63,22 @@ def make_strategy(name: str) -> Any:
     resolved = resolve_strategy_name(name)
     if resolved == "default":
         strategy = tf.distribute.get_strategy()
+    elif resolved == "multi_worker":
+        strategy = _once(("multi_worker", os.environ.get("TF_CONFIG", "")),
+                         tf.distribute.MultiWorkerMirroredStrategy)
     else:
-        if resolved == "multi_worker":
-            key = (resolved, os.environ.get("TF_CONFIG", ""))
-        else:
-            gpus = tf.config.list_logical_devices("GPU")
-            key = (resolved, tuple(d.name for d in (gpus or tf.config.list_logical_devices("CPU"))))
-        strategy = _STRATEGIES.get(key)
-        if strategy is None:
-            strategy = (tf.distribute.MultiWorkerMirroredStrategy() if resolved == "multi_worker"
-                        else tf.distribute.MirroredStrategy(devices=list(key[1])))
-            _STRATEGIES[key] = strategy
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        strategy = _once(("mirrored", *devices), lambda: tf.distribute.MirroredStrategy(devices=devices))
     log.info("strategy %s with %d replica(s)", resolved, strategy.num_replicas_in_sync)
     return strategy
+
+
+def _once(key: tuple, create: Any) -> Any:
+    """The strategy cached under ``key``, created by ``create()`` on first use."""
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = create()
+    return _STRATEGIES[key]
 
 
 def scaled_lr(lr: float, replicas: int, rule: str) -> float:
