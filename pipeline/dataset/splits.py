@@ -117,20 +117,23 @@ def stratified_group_fold(y: np.ndarray, groups: np.ndarray, *, n_splits: int, s
 
     per_fold = np.zeros((n_splits, n_classes))
     share = y_cnt.reshape(1, 1, -1).astype(float)
-    diagonal = np.arange(n_splits)
     in_first = np.zeros(n_groups, dtype=bool)
     candidates = np.empty((n_splits, n_splits, n_classes))
+    shares = np.empty_like(candidates)
+    moved = candidates.reshape(n_splits * n_splits, n_classes)[:: n_splits + 1]  # [c, c]: a view
+    sizes = [0.0] * n_splits  # per_fold.sum(axis=1): integer counts, so exact in any order
+    group_sizes = counts.sum(axis=1).tolist()
     for g in order:
         candidates[:] = per_fold  # [c] = the folds if g goes to fold c
-        candidates[diagonal, diagonal] += counts[g]
-        scores = _mean_std_across_folds(candidates / share).tolist()
-        sizes = per_fold.sum(axis=1).tolist()
+        np.add(moved, counts[g], out=moved)
+        scores = _mean_std_across_folds(np.divide(candidates, share, out=shares)).tolist()
         best, best_score, best_size = 0, np.inf, np.inf
         for fold, (score, size) in enumerate(zip(scores, sizes, strict=True)):
             tie = abs(score - best_score) <= 1e-8 + 1e-5 * abs(best_score)  # np.isclose
             if score < best_score or (tie and size < best_size):
                 best, best_score, best_size = fold, score, size
         per_fold[best] += counts[g]
+        sizes[best] += group_sizes[g]
         in_first[g] = best == 0
     return np.flatnonzero(in_first[groups_inv])
 

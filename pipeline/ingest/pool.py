@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
-from pipeline.ingest.samples import SampleJob, SampleResult, process
+from pipeline.ingest.samples import SampleJob, SampleResult, process, warm_imports
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ def run_jobs(jobs: list[SampleJob], *, workers: int, progress: bool, label: str)
         # 2D files take milliseconds: batch them to amortise the round trip. 3D series take
         # seconds each: one per task keeps the workers evenly loaded.
         method = ctx.get_start_method() if ctx is not None else "spawn"
+        if method == "fork":  # forked workers inherit the modules instead of importing them
+            warm_imports(jobs[0].kind)
         chunk = CHUNK_2D.get(method, CHUNK_2D["spawn"]) if jobs and jobs[0].kind == "2d" else 1
         for result in map_ordered(process, jobs, workers=workers, chunk=chunk, on_crash=_crashed, ctx=ctx):
             yield result

@@ -64,7 +64,11 @@ def sniff_format(path: str | os.PathLike[str]) -> str | None:
     """``"png"``, ``"jpeg"`` or ``"tiff"`` when the file starts with that format's signature,
     else None (DICOM or anything else: the DICOM reader decides and rejects)."""
     with open(path, "rb") as fh:
-        head = fh.read(8)
+        return format_of(fh.read(8))
+
+
+def format_of(head: bytes) -> str | None:
+    """:func:`sniff_format` of a file's first bytes (at least 8)."""
     for name, prefixes in MAGIC.items():
         if head.startswith(prefixes):
             return name

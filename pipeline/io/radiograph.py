@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.io.dicom_pixels import DEFAULT_MAX_PIXEL_BYTES
-from pipeline.io.image_file import DEFAULT_MAX_COLOUR_SHARE, read_image_file, sniff_format
+from pipeline.io.image_file import DEFAULT_MAX_COLOUR_SHARE, format_of, read_image_file
 
 
 @dataclass(frozen=True)
@@ -51,23 +51,31 @@ def read_radiograph(
     Raises:
         InputRejected: Unusable input, with a one-line PHI-free reason and a code.
     """
-    from pipeline.io.dicom import open_dicom
+    from pipeline.io.dicom import read_dicom
     from pipeline.io.dicom_image import image_from_dataset
     from pipeline.io.errors import InputRejected
 
     path = Path(path)
-    if path.is_dir():
-        raise InputRejected("2D tasks take one image file per row; got a directory", code="bad_path")
-    try:
-        fmt = sniff_format(path)
+    try:  # opened once: sniffed, then read as DICOM from the same handle
+        fh = open(path, "rb")  # noqa: SIM115  (closed below)
     except OSError as exc:
+        if path.is_dir():
+            raise InputRejected("2D tasks take one image file per row; got a directory",
+                                code="bad_path") from None
         raise InputRejected(f"cannot read file ({type(exc).__name__})", code="unreadable") from None
+    with fh:
+        try:
+            fmt = format_of(fh.read(8))
+            fh.seek(0)
+        except OSError as exc:
+            raise InputRejected(f"cannot read file ({type(exc).__name__})", code="unreadable") from None
+        if fmt is None:
+            ds = read_dicom(fh)
     if fmt is not None:
         image, meta = read_image_file(path, window=window, percentiles=percentiles, frame=frame,
                                       max_pixel_bytes=max_pixel_bytes,
                                       max_colour_share=max_colour_share)
         return Radiograph(image, meta, None)
-    ds = open_dicom(path)
     image, meta = image_from_dataset(ds, window=window, percentiles=percentiles, frame=frame,
                                      max_pixel_bytes=max_pixel_bytes)
     return Radiograph(image, {"format": "dicom", **meta}, ds)

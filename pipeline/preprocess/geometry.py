@@ -16,6 +16,7 @@ parsing loose manifest columns.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -44,15 +45,10 @@ class PadResize:
 
     @classmethod
     def fit(cls, source_shape: Sequence[int], output_shape: Sequence[int]) -> PadResize:
-        """The geometry :func:`~pipeline.preprocess.image.resize_with_pad` applies."""
-        in_h, in_w = int(source_shape[0]), int(source_shape[1])
-        out_h, out_w = int(output_shape[0]), int(output_shape[1])
-        if min(in_h, in_w, out_h, out_w) < 1:
-            raise ValueError(f"shapes must be positive. Received: {source_shape} -> {output_shape}")
-        scale = min(out_h / in_h, out_w / in_w)
-        new_h = max(1, min(out_h, round(in_h * scale)))
-        new_w = max(1, min(out_w, round(in_w * scale)))
-        return cls((in_h, in_w), (out_h, out_w), float(scale), (out_h - new_h) // 2, (out_w - new_w) // 2)
+        """The geometry :func:`~pipeline.preprocess.image.resize_with_pad` applies (one object
+        per shape pair: archives repeat a few detector sizes)."""
+        return _pad_resize(int(source_shape[0]), int(source_shape[1]), int(output_shape[0]),
+                           int(output_shape[1]))
 
     @property
     def content_shape(self) -> tuple[int, int]:
@@ -80,6 +76,10 @@ class PadResize:
         return (out > 0.5).astype(np.uint8) if nearest else np.clip(out, 0.0, 1.0)
 
     def to_json(self) -> str:
+        return self._json
+
+    @functools.cached_property
+    def _json(self) -> str:  # once per object (:meth:`PadResize.fit` reuses them)
         return _to_json(self)
 
 
@@ -130,10 +130,24 @@ class ResampleCrop:
         return uncrop_or_pad(grid, self.crop_info, pad_value=pad_value)
 
     def to_json(self) -> str:
+        return self._json
+
+    @functools.cached_property
+    def _json(self) -> str:  # once per object (:meth:`PadResize.fit` reuses them)
         return _to_json(self)
 
 
 Geometry = PadResize | ResampleCrop
+
+
+@functools.lru_cache(maxsize=256)
+def _pad_resize(in_h: int, in_w: int, out_h: int, out_w: int) -> PadResize:
+    if min(in_h, in_w, out_h, out_w) < 1:
+        raise ValueError(f"shapes must be positive. Received: {(in_h, in_w)} -> {(out_h, out_w)}")
+    scale = min(out_h / in_h, out_w / in_w)
+    new_h = max(1, min(out_h, round(in_h * scale)))
+    new_w = max(1, min(out_w, round(in_w * scale)))
+    return PadResize((in_h, in_w), (out_h, out_w), float(scale), (out_h - new_h) // 2, (out_w - new_w) // 2)
 
 
 def _to_json(geometry: Geometry) -> str:

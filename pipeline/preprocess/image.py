@@ -43,9 +43,15 @@ def resize_with_pad(
         interp = cv2.INTER_NEAREST
     else:
         interp = cv2.INTER_AREA if geo.scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
-    if image.ndim == 3 and resized.ndim == 2:  # cv2 drops a single channel axis
-        resized = resized[..., None]
+    info = {"scale": geo.scale, "pad_top": geo.pad_top, "pad_left": geo.pad_left}
+    if (new_h, new_w) == image.shape[:2]:
+        resized = image  # same size: cv2.resize would only copy it
+    else:
+        resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
+        if image.ndim == 3 and resized.ndim == 2:  # cv2 drops a single channel axis
+            resized = resized[..., None]
+    if geo.output_shape == (new_h, new_w):  # nothing to pad: a new array, never the input
+        return (resized.copy() if resized is image else resized), info
     out = np.full(geo.output_shape + image.shape[2:], pad_value, dtype=image.dtype)
     out[geo.pad_top:geo.pad_top + new_h, geo.pad_left:geo.pad_left + new_w] = resized
-    return out, {"scale": geo.scale, "pad_top": geo.pad_top, "pad_left": geo.pad_left}
+    return out, info

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -97,6 +99,9 @@ def voi_window(values: np.ndarray, center: float, width: float, function: str = 
 
 #: Widest integer value range :func:`percentiles` counts with a histogram (larger: sorting).
 _HISTOGRAM_MAX_RANGE = 1 << 20
+#: Integer arrays up to this size are sorted instead (28 x 28 uint8: 8.5 vs 16 us; at 64 x 64
+#: the histogram is ahead).
+_SORT_MAX_SIZE = 2048
 
 
 def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
@@ -109,6 +114,8 @@ def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
     values = np.asarray(values)
     if values.dtype.kind not in "iu" or values.size == 0:
         return np.percentile(values, qs)
+    if values.size <= _SORT_MAX_SIZE:
+        return _sorted_percentiles(values, qs)
     flat = values.ravel()
     low, high = int(flat.min()), int(flat.max())
     if high - low >= _HISTOGRAM_MAX_RANGE:
@@ -125,3 +132,17 @@ def percentiles(values: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
     v_below = np.searchsorted(cumulative, below, side="right") + low
     v_above = np.searchsorted(cumulative, above, side="right") + low
     return v_below + (positions - below) * (v_above - v_below)
+
+
+def _sorted_percentiles(values: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """:func:`percentiles` of a small integer array by sorting it: the same order statistics and
+    the same float arithmetic as the histogram path, so the same bits."""
+    ordered = np.sort(values, axis=None)
+    last = ordered.size - 1
+    out = []
+    for q in qs:
+        position = q / 100.0 * last
+        below = math.floor(position)
+        v_below, v_above = int(ordered[below]), int(ordered[min(below + 1, last)])
+        out.append(v_below + (position - below) * (v_above - v_below))
+    return np.array(out, dtype=np.float64)

@@ -14,7 +14,7 @@ import numpy as np
 from pipeline.demo.dicom_writer import JPEG_2000_LOSSLESS
 from pipeline.ingest.pool import map_ordered
 from pipeline.io.dicom_pixels import PREFERRED_PLUGINS, THROUGHPUT_PLUGINS
-from tests.ingest.pool_jobs import decoder_preference
+from tests.ingest.pool_jobs import FIRST_JOB_IMPORTS, decoder_preference
 
 ROOT = Path(__file__).resolve().parents[2]
 J2K_LOSSLESS = JPEG_2000_LOSSLESS
@@ -68,3 +68,29 @@ def test_workers_prefer_single_threaded_decoders_and_the_parent_keeps_its_choice
     assert got[0][0] == "pylibjpeg"  # OpenJPEG without GDCM's thread pool
     assert decoder_preference(0) == PREFERRED_PLUGINS[J2K_LOSSLESS]  # this process: unchanged
     assert PREFERRED_PLUGINS[J2K_LOSSLESS][0] == "gdcm"  # alone, GDCM's threads win
+
+
+def test_forked_workers_inherit_what_they_import_for_their_first_job(tmp_path):
+    """A forking pool imports the workers' modules first (``warm_imports``): pydicom with its
+    decoder plugins, Pillow, OpenCV, nibabel, SciPy. Without that, every worker of every pool
+    imported them again (0.25 s of CPU each). The control run shows what the workers would
+    import; with the warm imports they import nothing, for each kind of input ingest reads."""
+    from pipeline.demo import generate_demo
+    from tests.builders import make_3d_folder, make_mixed_2d_folder
+
+    flat = make_mixed_2d_folder(tmp_path / "2d", n_patients=3)  # DICOM, PNG, JPEG, TIFF, broken
+    volumes = make_3d_folder(tmp_path / "3d", n=2)  # NIfTI
+    generate_demo("ct", tmp_path / "ct", seed=0, n_patients=2)  # DICOM series
+    inputs = {"2d": sorted(str(p) for p in (flat / "img").iterdir()),
+              "3d": [str(volumes / "v0.nii.gz"), str(tmp_path / "ct" / "series" / "vol_000")]}
+    res = subprocess.run([sys.executable, "-c", FIRST_JOB_IMPORTS, json.dumps(inputs)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+
+    assert out["method"] == "fork"
+    for kind in ("2d", "3d"):
+        assert out["cold"][kind]["used"] == out["warm"][kind]["used"] >= 2
+        assert {"pydicom", "cv2"} <= set(out["cold"][kind]["new"])  # the control
+        assert out["warm"][kind]["new"] == [], kind
+    assert "nibabel" in out["cold"]["3d"]["new"]

@@ -267,6 +267,37 @@ def test_format_is_told_by_content_not_extension(tmp_path):
     assert info.value.code == "not_dicom"
 
 
+def test_radiograph_reads_dicom_through_its_one_handle_and_names_what_it_cannot_open(tmp_path):
+    """read_radiograph opens a file once, sniffs it and reads DICOM from the same handle: the
+    same image and metadata as opening the DICOM path directly, the dataset knows its file,
+    and the handle is closed. A folder, a missing and an empty file get their own codes."""
+    import gc
+    import warnings
+
+    from pipeline.demo.dicom_files import write_file
+    from pipeline.demo.dicom_writer import make_image_dataset
+    from pipeline.io.dicom_image import read_dicom_image
+
+    pixels = (gradient().astype(np.uint16) * 16)
+    path = tmp_path / "cr.dcm"
+    write_file(make_image_dataset(pixels, bits_stored=12, window=(2048, 4096)), path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)  # an unclosed handle fails the test
+        source = read_radiograph(path)
+        gc.collect()
+    image, meta = read_dicom_image(path)
+    np.testing.assert_array_equal(source.image, image)
+    assert source.meta == {"format": "dicom", **meta}
+    assert source.dataset.filename == str(path)
+
+    (tmp_path / "series").mkdir()
+    (tmp_path / "empty.dcm").write_bytes(b"")
+    for name, code in (("series", "bad_path"), ("missing.dcm", "unreadable"), ("empty.dcm", "empty")):
+        with pytest.raises(InputRejected) as info:
+            read_radiograph(tmp_path / name)
+        assert info.value.code == code, (name, info.value.reason)
+
+
 def test_text_chunks_never_reach_the_metadata(tmp_path):
     from PIL import PngImagePlugin
 

@@ -59,3 +59,25 @@ def test_percentile_window_ignores_outliers_and_handles_constant():
     out = percentile_window(values, 1, 99)
     assert out.max() == 1.0 and out.min() == 0.0 and 0.4 < out[500] < 0.6
     assert percentile_window(np.full(10, 3.0)).max() == 0.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(h=st.integers(8, 64), w=st.integers(8, 64), channel=st.booleans(),
+       mode=st.sampled_from(["image", "mask"]))
+def test_same_size_and_unpadded_resizes_equal_the_general_path_and_never_alias_the_input(h, w, channel, mode):
+    """Same size: no resampling (cv2 would only copy); exact fit: cv2's output, no padding copy.
+    Either way a new array with the same values the padded path gives."""
+    import cv2
+
+    rng = np.random.default_rng(h * 100 + w)
+    image = rng.random((h, w, 1) if channel else (h, w)).astype(np.float32)
+    same, geo = resize_with_pad(image, (h, w), mode=mode)
+    assert geo == {"scale": 1.0, "pad_top": 0, "pad_left": 0}
+    np.testing.assert_array_equal(same, image)
+    assert not np.shares_memory(same, image)
+
+    doubled, geo = resize_with_pad(image, (2 * h, 2 * w), mode=mode)  # scales exactly, no padding
+    interp = cv2.INTER_NEAREST if mode == "mask" else cv2.INTER_LINEAR
+    expected = cv2.resize(image, (2 * w, 2 * h), interpolation=interp).reshape(doubled.shape)
+    np.testing.assert_array_equal(doubled, expected)
+    assert geo == {"scale": 2.0, "pad_top": 0, "pad_left": 0} and doubled.shape[2:] == image.shape[2:]

@@ -81,14 +81,27 @@ def test_bad_window_names_the_rule(width, function, match):
 @given(
     data=st.lists(st.integers(-40000, 70000), min_size=1, max_size=400),
     qs=st.lists(st.floats(0, 100), min_size=1, max_size=4),
-    dtype=st.sampled_from([np.int16, np.int32, np.int64, np.uint16]),
+    dtype=st.sampled_from([np.int16, np.int32, np.int64, np.uint16, np.uint8]),
+    large=st.booleans(),
 )
-def test_histogram_percentiles_equal_numpy(data, qs, dtype):
+def test_integer_percentiles_equal_numpy_and_both_paths_agree_to_the_bit(data, qs, dtype, large):
+    """Small integer arrays are sorted, larger ones counted (``np.bincount``): both give numpy's
+    percentiles, and the same bits as each other (a sample's intensities do not depend on the
+    path its size picks)."""
+    from unittest import mock
+
+    from pipeline.preprocess import intensity
+
     info = np.iinfo(dtype)
     values = np.clip(np.array(data), info.min, info.max).astype(dtype)
+    if large:  # past the sorting limit: the histogram path
+        values = np.resize(values, intensity._SORT_MAX_SIZE + 1 + len(data))
+    got = percentiles(values, tuple(qs))
     # the reference in int64: numpy interpolates int16 data in int16 and can overflow
-    np.testing.assert_allclose(percentiles(values, tuple(qs)), np.percentile(values.astype(np.int64), qs),
-                               rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(got, np.percentile(values.astype(np.int64), qs), rtol=1e-12, atol=1e-9)
+    limit = 0 if values.size <= intensity._SORT_MAX_SIZE else values.size  # the other path
+    with mock.patch.object(intensity, "_SORT_MAX_SIZE", limit):
+        np.testing.assert_array_equal(percentiles(values, tuple(qs)), got)
 
 
 def test_percentiles_of_float_and_wide_integer_data_fall_back_to_numpy():
