@@ -165,6 +165,37 @@ def test_road_values_are_finite_in_range_and_only_where_removed(seed, shape, sha
     np.testing.assert_array_equal(out[~removed], images[~removed])
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**16), st.sampled_from([(1, 7), (6, 9), (3, 4, 5), (2, 6, 3)]), st.floats(0.05, 0.9),
+       st.integers(1, 2))
+def test_road_solves_the_neighbour_mean_equations_up_to_the_borders(seed, shape, share, channels):
+    """Without noise, every removed pixel is the weighted mean of its in-bounds neighbours
+    (weight 1 / number of offset axes), removed neighbours included: at edges and corners too,
+    and never across two images of the batch."""
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=(3, *shape, channels)).astype(np.float32)
+    removed = rng.random((3, *shape)) < share
+    removed[0] = False  # a batch member with nothing removed, next to ones with borders removed
+    removed[(1, *(0,) * len(shape))] = removed[(2, *(n - 1 for n in shape))] = True  # corners
+    for member in removed[1:]:  # an image removed entirely is filled with its mean instead
+        if member.all():
+            member[tuple(n // 2 for n in shape)] = False
+    out = noisy_linear_imputation(images, removed, noise=0.0).astype(np.float64)
+    for index in zip(*np.nonzero(removed), strict=True):
+        total, weights = np.zeros(channels), 0.0
+        for offset in itertools.product((-1, 0, 1), repeat=len(shape)):
+            at = tuple(i + o for i, o in zip(index[1:], offset, strict=True))
+            if any(offset) and all(0 <= a < n for a, n in zip(at, shape, strict=True)):
+                weight = 1.0 / sum(map(abs, offset))
+                total += weight * out[(index[0], *at)]
+                weights += weight
+        # a mean of known values lies within their range: the final clip changes nothing
+        np.testing.assert_allclose(out[index], total / weights, atol=1e-4)
+    np.testing.assert_array_equal(out[~removed], images[~removed])
+
+
 def test_road_with_every_pixel_removed_gives_the_mean_and_noise_is_seeded():
     image = _ramp((8, 8))
     out = noisy_linear_imputation(image, np.ones((1, 8, 8), bool), noise=0.0)
