@@ -81,11 +81,19 @@ def generate(out_dir: Path, *, seed: int = 0, n_patients: int | None = None) -> 
     Raises:
         ValueError: ``n_patients < 1``.
     """
+    from pipeline.utils.processes import ordered_map
+
     anatomy, phis = patients(seed, KIND, n_patients, DEFAULT_PATIENTS, draw_thorax_anatomy)
     out_dir = Path(out_dir)
-    rows = [_write_volume(out_dir, spec, anatomy[spec.patient], phis[spec.patient], seed)
+    # each volume draws from its own generator: the same bytes on one core or several
+    jobs = [(out_dir, spec, anatomy[spec.patient], phis[spec.patient], seed)
             for spec in plan(seed, len(anatomy))]
+    rows = ordered_map(_write_volume_job, jobs)
     return write_labels(out_dir, ["path", "label", "mask"], rows)
+
+
+def _write_volume_job(job: tuple[Path, VolumeSpec, ThoraxAnatomy, PHI, int]) -> list[str]:
+    return _write_volume(*job)
 
 
 def make_grid(spec: VolumeSpec, anatomy: ThoraxAnatomy,

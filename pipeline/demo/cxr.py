@@ -97,11 +97,19 @@ def generate(out_dir: Path, *, seed: int = 0, n_patients: int | None = None) -> 
     Raises:
         ValueError: ``n_patients < 1``.
     """
+    from pipeline.utils.processes import ordered_map
+
     anatomy, phis = patients(seed, _KIND, n_patients, DEFAULT_PATIENTS, draw_chest_anatomy)
     out_dir = Path(out_dir)
-    rows = [_write_job(out_dir, job, anatomy[job.patient], phis[job.patient], seed)
+    # each image draws from its own generator: the same bytes on one core or several
+    jobs = [(out_dir, job, anatomy[job.patient], phis[job.patient], seed)
             for job in plan(seed, len(anatomy))]
+    rows = ordered_map(_write_job_args, jobs, chunksize=8)
     return write_labels(out_dir, ["path", "label", "mask"], rows)
+
+
+def _write_job_args(args: tuple[Path, ImageJob, ChestAnatomy, PHI, int]) -> list[str]:
+    return _write_job(*args)
 
 
 def _write_job(out_dir: Path, job: ImageJob, anatomy: ChestAnatomy, phi: PHI,

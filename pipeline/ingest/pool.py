@@ -91,14 +91,9 @@ def start_context() -> Any:
     that trained a model, a caller with threads) ``spawn``: every worker starts a fresh
     interpreter and imports the decoders again (about a second), but nothing is inherited.
     """
-    import sys
-    import threading
+    from pipeline.utils.processes import fork_context
 
-    others = [t for t in threading.enumerate()
-              if t is not threading.main_thread() and t.name != "tqdm_monitor"]
-    if "fork" in mp.get_all_start_methods() and "tensorflow" not in sys.modules and not others:
-        return mp.get_context("fork")
-    return mp.get_context("spawn")
+    return fork_context() or mp.get_context("spawn")
 
 
 #: Seconds between a worker's checks that the process that started it is still alive.

@@ -32,15 +32,34 @@ PHI_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber
 @pytest.fixture(scope="module")
 def cxr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cxr")
-    assert generate_demo("cxr", out, seed=0, n_patients=N_PATIENTS) == out / "labels.csv"
+    with in_this_process():
+        assert generate_demo("cxr", out, seed=0, n_patients=N_PATIENTS) == out / "labels.csv"
     return out
 
 
 @pytest.fixture(scope="module")
 def ct_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ct")
-    assert generate_demo("ct", out, seed=0, n_patients=N_CT_PATIENTS) == out / "labels.csv"
+    with in_this_process():
+        assert generate_demo("ct", out, seed=0, n_patients=N_CT_PATIENTS) == out / "labels.csv"
     return out
+
+
+def in_this_process():
+    """Generate without worker processes (as where forking is unsafe: TensorFlow, threads)."""
+    from unittest import mock
+
+    return mock.patch("pipeline.utils.processes.fork_context", return_value=None)
+
+
+#: Generates a demo in a fresh interpreter, where it may fork workers; prints whether it did.
+_ON_EVERY_CORE = """
+import sys
+from pipeline.demo import generate_demo
+from pipeline.utils.processes import cores, fork_context
+generate_demo(sys.argv[1], sys.argv[2], seed=0, n_patients=int(sys.argv[3]))
+print(fork_context() is not None and cores() >= 2)
+"""
 
 
 def _rows(root: Path) -> list[dict[str, str]]:
@@ -70,11 +89,24 @@ def test_unknown_kind_and_bad_patient_count_raise(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["cxr", "ct"])
-def test_same_seed_gives_identical_bytes(kind: str, cxr_dir: Path, ct_dir: Path,
-                                         tmp_path: Path) -> None:
+def test_same_seed_gives_identical_bytes_in_one_process_or_on_every_core(
+        kind: str, cxr_dir: Path, ct_dir: Path, tmp_path: Path) -> None:
+    """The demo stage's process forks a worker per core (each file draws from its own
+    generator); the fixtures generated the same demo in this process, file by file."""
+    import subprocess
+    import sys
+
     first = cxr_dir if kind == "cxr" else ct_dir
-    generate_demo(kind, tmp_path, seed=0, n_patients=N_PATIENTS if kind == "cxr" else N_CT_PATIENTS)
-    assert _hashes(tmp_path) == _hashes(first)
+    n = N_PATIENTS if kind == "cxr" else N_CT_PATIENTS
+    res = subprocess.run([sys.executable, "-c", _ON_EVERY_CORE, kind, str(tmp_path / "forked"), str(n)],
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[-1] == "True"  # it did fork (2+ cores here and in CI)
+    assert _hashes(tmp_path / "forked") == _hashes(first)
+    with in_this_process():
+        generate_demo(kind, tmp_path / "again", seed=0, n_patients=n)
+    assert _hashes(tmp_path / "again") == _hashes(first)
 
 
 def test_different_seed_gives_different_data(cxr_dir: Path, tmp_path: Path) -> None:
