@@ -65,5 +65,7 @@ class ValidateLayout:
         return self.report / name
 
     @property
-    def roots(self) -> tuple[Path, ...]:
-        return (self.work, self.eval, self.metrics, self.report)
+    def owned(self) -> tuple[Path, ...]:
+        """What the stage writes and clears before a run: the roots, but inside ``eval`` only
+        its ``predictions`` and ``plots`` (DVC keeps a tracked ``.gitignore`` there)."""
+        return (self.work, self.predictions_dir, self.eval / "plots", self.metrics, self.report)

@@ -169,7 +169,7 @@ def _cohort_section(name: str, source: Any, cohort: Any) -> dict[str, Any]:
 
 def _reset(layout: ValidateLayout) -> None:
     """Remove an earlier run's outputs, so a removed cohort leaves nothing behind."""
-    for root in layout.roots:
+    for root in layout.owned:
         if root.exists():
             shutil.rmtree(root)
     for path in (layout.work, layout.predictions_dir, layout.metrics, layout.report,

@@ -105,9 +105,17 @@ def test_a_task_without_cohorts_writes_placeholders(tmp_path):
     layout = _layout(tmp_path)
     (layout.metrics / "stale.json").parent.mkdir(parents=True)
     (layout.metrics / "stale.json").write_text("{}")  # an earlier run's removed cohort
+    layout.plots_dir("roc").mkdir(parents=True)
+    (layout.plot("roc", "stale")).write_text("[]")
+    layout.predictions_dir.mkdir(parents=True)
+    layout.predictions("stale").write_text("sample_id\n")
+    (layout.eval / ".gitignore").write_text("/predictions\n")  # DVC's, tracked by git
     assert run_validate(task_2d(), model_dir=tmp_path / "no_model", metrics_path=tmp_path / "none.json",
                         eval_dir=tmp_path / "none", layout=layout, seed=0, salt="s") == {}
     assert [p.name for p in layout.metrics.iterdir()] == [EMPTY]
+    assert [p.name for p in layout.plots_dir("roc").iterdir()] == [EMPTY]
+    assert not list(layout.predictions_dir.iterdir())
+    assert (layout.eval / ".gitignore").read_text() == "/predictions\n"  # not the stage's to remove
     assert json.loads((layout.metrics / EMPTY).read_text()) == {}
     assert all(json.loads((layout.plots_dir(k) / EMPTY).read_text()) == [] for k in PLOT_KINDS)
     page = _Text()
