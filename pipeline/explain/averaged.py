@@ -32,12 +32,15 @@ def view_averaged_maps(compute: Callable[[np.ndarray], np.ndarray], images: np.n
 
     Args:
         compute: Channels-last batch -> float32 maps ``(N, *spatial)`` in [0, 1] on its grid, for
-            a fixed class per image (the caller resolves it on the original images).
+            a fixed class per image (the caller resolves it on the original images); or ``M``
+            maps per image stacked as ``(M * N, *spatial)`` (the ``m``-th block of ``N``: one
+            method's maps; every map is moved back and averaged on its own).
         images: ``(N, H, W, C)`` or ``(N, D, H, W, C)``.
         mode: ``none`` (``compute(images)`` itself), ``flip``, ``shift`` or ``flip_shift``.
 
     Returns:
-        float32 ``(N, *spatial)`` in [0, 1], each map's maximum 1 (or all zero).
+        float32 ``(N, *spatial)`` (or ``(M * N, *spatial)``) in [0, 1], each map's maximum 1 (or
+        all zero).
 
     Raises:
         ValueError: An unknown mode.
@@ -47,10 +50,12 @@ def view_averaged_maps(compute: Callable[[np.ndarray], np.ndarray], images: np.n
     check_tta_mode(mode)
     if mode == "none":
         return compute(images)
-    total = np.zeros(images.shape[:-1], np.float32)
-    covered = np.zeros(images.shape[:-1], np.float32)
+    total = covered = None
     for view in view_specs(mode, tuple(images.shape)):
         maps = compute(apply_view(images, view))[..., None]
+        if total is None:
+            total = np.zeros(maps.shape[:-1], np.float32)
+            covered = np.zeros(maps.shape[:-1], np.float32)
         ones = np.ones_like(maps)
         back = View(False, -view.dh, -view.dw)  # undo the shift first, then the mirror
         maps, ones = (apply_view(a, back, fill="zero") for a in (maps, ones))

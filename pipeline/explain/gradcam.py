@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -135,12 +135,43 @@ class Explainer:
         out = np.zeros(images.shape[:-1], np.float32)
         cams = self._engine(method, backend, batch_size, max_n)
         step = 1 if method == "scorecam" else batch_size  # Score-CAM picks channels per image
-        for c in np.unique(classes):  # batches of one class: one gradient pass each
-            rows_of_class = np.flatnonzero(classes == c)
-            for start in range(0, len(rows_of_class), step):
-                rows = rows_of_class[start:start + step]
-                out[rows] = to_input_grid(cams(images[rows], int(c)), images.shape[1:-1])
+        for c, rows in _class_batches(classes, step):
+            out[rows] = to_input_grid(cams(images[rows], c), images.shape[1:-1])
         return out
+
+    def shares_pass(self, method: str) -> bool:
+        """Whether ``method`` (default backend) is a formula of the compiled gradient pass at the
+        target layer (:meth:`_own`): HiResCAM, LayerCAM, and Grad-CAM in 3D."""
+        return not self.members and (method in ("hirescam", "layercam")
+                                     or (method == "gradcam" and self.spatial_rank == 3))
+
+    def shared_maps(self, images: np.ndarray, methods: tuple[str, ...], *, batch_size: int = 16,
+                    tta: str = "none") -> dict[str, np.ndarray]:
+        """``{method: maps(images, method=method, ...)}`` for methods that :meth:`shares_pass`,
+        from one gradient pass per batch and view instead of one per method (the same maps:
+        the formulas read the same activations and gradients). ``explain.methods: auto`` scores
+        HiResCAM, LayerCAM and (3D) Grad-CAM at every candidate layer: a third of the passes.
+
+        Raises:
+            ValueError: A method that does not share the pass, or bad images or options.
+        """
+        if not methods or not all(self.shares_pass(m) for m in methods):
+            raise ValueError(f"methods must be formulas of the compiled gradient pass (hirescam, layercam; "
+                             f"gradcam in 3D) of a single model. Received: {list(methods)}")
+        check_tta_mode(tta)
+        images = _check_images(self.model, images)
+        classes = resolve_class_index(self.model, images, None, batch_size=batch_size)
+
+        def stacked(batch: np.ndarray) -> np.ndarray:  # (len(methods) * n, *spatial)
+            out = np.zeros((len(methods), *batch.shape[:-1]), np.float32)
+            for c, rows in _class_batches(classes, batch_size):
+                (acts,), (grads,) = self.activations_and_gradients(batch[rows], c, (self.layer,))
+                for m, method in enumerate(methods):
+                    out[m, rows] = to_input_grid(cam_formula(acts, grads, method), batch.shape[1:-1])
+            return out.reshape(-1, *batch.shape[1:-1])
+
+        maps = view_averaged_maps(stacked, images, tta).reshape(len(methods), *images.shape[:-1])
+        return dict(zip(methods, maps, strict=True))
 
     def _engine(self, method: str, backend: str, batch_size: int,
                 max_n: int | None) -> Callable[[np.ndarray, int], np.ndarray]:
@@ -326,6 +357,15 @@ def compute_maps(model: Any, images: np.ndarray, *, method: str = "gradcam", lay
     explainer = Explainer(model, layer=layer, backbone=backbone)
     return explainer.maps(images, method=method, class_index=class_index, batch_size=batch_size,
                           max_n=max_n, backend=backend, tta=tta)
+
+
+def _class_batches(classes: np.ndarray, step: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(class, rows)``: the images of each class in batches of at most ``step`` (one gradient
+    pass each)."""
+    for c in np.unique(classes):
+        rows_of_class = np.flatnonzero(classes == c)
+        for start in range(0, len(rows_of_class), step):
+            yield int(c), rows_of_class[start:start + step]
 
 
 def _check_images(model: Any, images: np.ndarray) -> np.ndarray:

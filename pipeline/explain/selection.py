@@ -116,20 +116,36 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
     n_masked = 0 if masks is None else int(np.asarray(masks).reshape(len(images), -1).any(axis=1).sum())
     explainers: dict[str, Any] = {}
     reusable: dict[tuple[str, str], np.ndarray] = {}  # (method, layer) -> maps, for gradcam-layercam
+    shared: dict[tuple[str, str], np.ndarray] = {}  # computed with another method's pass, not used yet
 
     def maps_of(method: str, explainer: Any) -> np.ndarray:
         key = (method, explainer.layer)
         if key not in reusable:
-            maps = explainer.maps(images, method=method, batch_size=batch_size, tta=tta)
+            maps = shared.pop(key) if key in shared else explainer.maps(
+                images, method=method, batch_size=batch_size, tta=tta)
             if method not in ("gradcam", "layercam"):
                 return maps
             reusable[key] = maps
         return reusable[key]
 
-    rows = []
-    for method, layer in pairs:
+    def share_pass(layer: str, explainer: Any) -> None:
+        """The candidates at ``layer`` whose maps one gradient pass gives, computed together."""
+        group = tuple(m for m, at in pairs if at == layer and explainer.shares_pass(m)
+                      and (m, explainer.layer) not in reusable)
+        if len(group) > 1:
+            maps = explainer.shared_maps(images, group, batch_size=batch_size, tta=tta)
+            shared.update({(m, explainer.layer): v for m, v in maps.items()})
+
+    # layer by layer (blends last), so that shared maps wait for at most one layer's candidates;
+    # the rows keep the candidates' order
+    order = sorted(range(len(pairs)), key=lambda i: (pairs[i][0] == "gradcam-layercam",
+                                                     layers.index(pairs[i][1]), i))
+    rows: list[dict[str, Any]] = [{} for _ in pairs]
+    for i in order:
+        method, layer = pairs[i]
         if layer not in explainers:
             explainers[layer] = Explainer(model, layer=layer, backbone=backbone)
+            share_pass(layer, explainers[layer])
         explainer = explainers[layer]
         if method == "gradcam-layercam":
             maps = blend(maps_of("gradcam", explainer), maps_of("layercam", explainer.finer))
@@ -145,7 +161,7 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
             scores = localization_scores(maps, masks)
             row.update(pointing_game=_mean(scores.hit), iou=_mean(scores.iou),
                        energy=_mean(scores.energy), chance=_mean(scores.chance))
-        rows.append(row)
+        rows[i] = row
         located = (f", pointing {row['pointing_game']}, IoU {row['iou']}" if masks is not None else "")
         log.info("explain candidate %s @ %s: deletion %+.3f (win %.2f%s)%s", method, row["layer"],
                  row["deletion_difference"], row["deletion_win_rate"],

@@ -130,3 +130,45 @@ def test_the_choice_is_never_clearly_worse_at_pointing_and_prefers_faithful_maps
     for r in pool:
         if key(r["pointing_game"]) >= mine and r is not best:
             assert key(r["iou"]) <= key(best["iou"])
+
+
+@pytest.mark.parametrize(("rank", "tta"), [(2, "none"), (2, "flip_shift"), (3, "flip")])
+def test_methods_of_one_gradient_pass_share_it_and_give_the_same_maps(rank, tta):
+    """HiResCAM, LayerCAM and (3D) Grad-CAM read the same activations and gradients: computed
+    together they are bit for bit what each method gives alone, with or without view averaging,
+    over batches of mixed classes."""
+    from pipeline.explain.gradcam import Explainer
+
+    model = small_cnn(rank, size=16 if rank == 3 else 32, n_outputs=3, activation="softmax")
+    images = np.random.default_rng(rank).uniform(0, 1, (5,) + model.inputs[0].shape[1:]).astype(np.float32)
+    explainer = Explainer(model, layer="first")
+    methods = ("hirescam", "layercam") + (("gradcam",) if rank == 3 else ())
+    together = explainer.shared_maps(images, methods, batch_size=2, tta=tta)
+    assert list(together) == list(methods)
+    for method in methods:
+        np.testing.assert_array_equal(together[method], explainer.maps(images, method=method,
+                                                                        batch_size=2, tta=tta))
+    not_shared = ("gradcam",) if rank == 2 else ("gradcam++",)  # 2D Grad-CAM is tf-explain's
+    with pytest.raises(ValueError, match="compiled gradient pass"):
+        explainer.shared_maps(images, ("layercam", *not_shared))
+
+
+def test_selection_takes_one_gradient_pass_per_layer_for_the_methods_that_share_it(monkeypatch):
+    from pipeline.explain.gradcam import Explainer
+
+    passes: list[tuple[str, ...]] = []
+    original = Explainer.activations_and_gradients
+
+    def counted(self, images, class_index, layers):
+        passes.append(tuple(layers))
+        return original(self, images, class_index, layers)
+
+    monkeypatch.setattr(Explainer, "activations_and_gradients", counted)
+    model = small_cnn(3, size=16)
+    images = np.random.default_rng(0).uniform(0, 1, (3, 16, 16, 16, 1)).astype(np.float32)
+    choice = select(model, images, None, methods=("gradcam", "hirescam", "layercam"),
+                    layers=("first", "last"), fraction=0.1, n_random=2, seed=0, batch_size=4)
+    # the rows keep the candidates' order (method by method), although computed layer by layer
+    assert [(c["method"], c["layer"]) for c in choice.candidates] == [
+        (m, layer) for m in ("gradcam", "hirescam", "layercam") for layer in ("first", "last")]
+    assert sorted(passes) == [("first",), ("last",)]  # one batch per layer, not three
