@@ -141,9 +141,12 @@ class Explainer:
 
     def shares_pass(self, method: str) -> bool:
         """Whether ``method`` (default backend) is a formula of the compiled gradient pass at the
-        target layer (:meth:`_own`): HiResCAM, LayerCAM, and Grad-CAM in 3D."""
-        return not self.members and (method in ("hirescam", "layercam")
-                                     or (method == "gradcam" and self.spatial_rank == 3))
+        target layer (:meth:`_own`, as :meth:`_engine` routes it): HiResCAM, LayerCAM, and
+        Grad-CAM in 3D."""
+        if self.members:
+            return False
+        engine = self._engine(method, "auto", 1, None)
+        return isinstance(engine, functools.partial) and engine.func == self._own
 
     def shared_maps(self, images: np.ndarray, methods: tuple[str, ...], *, batch_size: int = 16,
                     tta: str = "none") -> dict[str, np.ndarray]:

@@ -44,6 +44,8 @@ def ordered_map(func: Callable[[T], R], jobs: Sequence[T], *, chunksize: int = 1
     on its arguments only (its own seeded random generator, its own files). An exception in a
     job is raised here. Spawned interpreters are never used: they would re-import the caller's
     modules (a second or more each), which short jobs in a notebook or a test do not repay.
+    For the project's own jobs (the demo); decoding untrusted files goes through
+    :func:`pipeline.ingest.pool.map_ordered`, which adds crash isolation and bounded memory.
 
     Args:
         func: A picklable (module-level) function of one job.
