@@ -29,6 +29,14 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPEN
     os.environ.setdefault(_var, "1")
 _THREAD_LIMITS = None
 
+# No per-example time limit in property tests: a test asserts behaviour, and a loaded CI worker
+# (two xdist workers, TensorFlow in one) can take an innocent example past Hypothesis' default
+# 200 ms. Speed lives in bench/.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("medvision", deadline=None)
+_hypothesis_settings.load_profile("medvision")
+
 
 def pytest_configure(config) -> None:
     global _THREAD_LIMITS

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -40,12 +39,12 @@ def test_cis_contain_the_estimate_and_are_reproducible():
         assert e.n_valid == 500
 
 
-def test_one_thousand_resamples_of_all_binary_metrics_are_fast():
+def test_one_thousand_resamples_of_all_binary_metrics_are_all_valid():
+    # (Its speed, about 0.03 s, is not timed here: tests assert behaviour, bench/ measures.)
     stats, patients = _binary_stats(n=60)
-    start = time.perf_counter()
     est = bootstrap(stats, patients, n_boot=1000, seed=0)
-    assert time.perf_counter() - start < 2.0  # the budget is 5 s; typically ~0.03 s
     assert est[(None, "auroc")].n_valid == 1000
+    assert est[(None, "auroc")].low < est[(None, "auroc")].value < est[(None, "auroc")].high
 
 
 def test_resample_counts_draw_patients_with_replacement():
