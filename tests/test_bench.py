@@ -40,6 +40,9 @@ RUNS = {
                  "--volume-shape", "16", "32", "32", "--workers", "1"],
                 [r"predict --no-pages +\d+\.\d studies/s",
                  r"predict / min\(ingest, forward\) = \d+\.\d\dx \(goal ~1\)"]),
+    "road": (["--volumes", "2", "--shape", "8", "16", "16", "--width", "4", "--repeats", "1"],
+             [r"ratio road / mean = \d+\.\d\dx",
+              r"\(c\) noisy_linear_imputation, random mask +\d+\.\d ms per volume"]),
     "train_input": (["--steps", "3", "--batch", "4", "--size", "32"],
                     [r"pipeline share of step time: \d+\.\d%", r"bfloat16/float32 = \d+\.\d\d"]),
 }

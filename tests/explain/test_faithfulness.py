@@ -150,6 +150,23 @@ def test_road_on_broadcast_batches_and_isolated_pixels():
     np.testing.assert_allclose(out, np.broadcast_to(image, out.shape), atol=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(18, 20), (10, 12, 14)])
+def test_road_imputes_an_image_the_same_alone_or_in_any_batch(shape):
+    """Each image's system is solved on its own, to its own tolerance: the deletion test's
+    variants do not change with the batch size that chunks them (a compact hole next to
+    scattered pixels, which converge in far fewer iterations)."""
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(3, *shape, 2)).astype(np.float32)
+    removed = rng.random((3, *shape)) < 0.1  # scattered, as random deletions
+    removed[(1, *(slice(2, n - 3) for n in shape))] = True  # compact, as a map's top pixels
+    together = noisy_linear_imputation(images, removed, noise=0.0)
+    for i in range(3):
+        alone = noisy_linear_imputation(images[i:i + 1], removed[i:i + 1], noise=0.0)
+        np.testing.assert_array_equal(alone[0], together[i])
+    reordered = noisy_linear_imputation(images[::-1], removed[::-1], noise=0.0)
+    np.testing.assert_array_equal(reordered[::-1], together)
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 2**16), st.sampled_from([(9, 11), (5, 6, 7)]), st.floats(0.0, 1.0),
        st.floats(0.0, 0.5), st.integers(1, 3))
