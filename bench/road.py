@@ -68,7 +68,8 @@ def main() -> None:
     volumes = np.stack([gaussian_filter(rng.normal(size=shape), 2) for _ in range(args.volumes)])
     volumes = volumes[..., None].astype(np.float32)
     grid = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1)
-    maps = np.stack([np.exp(-(((grid - rng.uniform(0.3, 0.7, 3) * shape) / (np.array(shape) / 6)) ** 2).sum(-1))
+    spread = np.array(shape) / 6
+    maps = np.stack([np.exp(-(((grid - rng.uniform(0.3, 0.7, 3) * shape) / spread) ** 2).sum(-1))
                      for _ in range(args.volumes)]).astype(np.float32)
     print(f"resnet18_3d width {args.width}, {args.volumes} volumes of {list(shape)}, "
           f"{args.fraction:.0%} masked, 1 map + {args.random} random masks per volume")
@@ -79,7 +80,8 @@ def main() -> None:
             return deletion_test(model, volumes, maps, fraction=args.fraction, n_random=args.random,
                                  fill=fill, seed=0)
         seconds[fill] = median_seconds(call, args.repeats)
-        print(f"({'a' if fill == 'mean' else 'b'}) deletion_test fill={fill:4s} {seconds[fill]:7.3f} s per call "
+        letter = "a" if fill == "mean" else "b"
+        print(f"({letter}) deletion_test fill={fill:4s} {seconds[fill]:7.3f} s per call "
               f"({seconds[fill] / args.volumes * 1000:.0f} ms per volume)")
     print(f"ratio road / mean = {seconds['road'] / seconds['mean']:.2f}x")
 

@@ -10,6 +10,7 @@ with the images of all cases). The checks a record must pass before it is shown 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -154,7 +155,10 @@ class CaseRow:
         outcome: ``"correct"``, ``"incorrect"`` or ``"unknown"`` (no ground truth).
         margin: Distance of the decision from flipping: ``|probability - threshold|``, or
             the gap between the two largest class probabilities when there is no threshold.
-        low_confidence: ``margin`` is below the report's low-confidence margin.
+        uncertain: With a threshold, the probabilities ``(low, high)`` around it within which
+            a call is low-confidence (:func:`uncertain_interval`); None without a threshold.
+        low_confidence: The probability lies strictly inside ``uncertain``; without a
+            threshold, ``margin`` is below the report's low-confidence margin.
         thumbnail: PNG data URI of a small overlay, or ``""``.
     """
 
@@ -167,6 +171,7 @@ class CaseRow:
     category: str | None
     outcome: str
     margin: float
+    uncertain: tuple[float, float] | None
     low_confidence: bool
     thumbnail: str = ""
 
@@ -181,7 +186,10 @@ def summarize(case: CaseRecord, *, low_confidence_margin: float, positive_label:
 
     Args:
         case: A case that passed :func:`~pipeline.report.case_checks.validate`.
-        low_confidence_margin: Decisions closer than this to flipping are low-confidence.
+        low_confidence_margin: The uncertain band: with a threshold, its half-width at a
+            threshold of 0.5, carried to the case's threshold on the log-odds scale
+            (:func:`uncertain_interval`); without one, the largest low-confidence gap between
+            the two most likely labels.
         positive_label: For binary tasks, the label a positive call means; when given, a case
             without a ``category`` but with a ground truth gets one ("false positive"...).
         thumbnail: Data URI of the case's thumbnail, kept on the row.
@@ -191,6 +199,11 @@ def summarize(case: CaseRecord, *, low_confidence_margin: float, positive_label:
     else:
         outcome = CORRECT if case.true_label == case.predicted_label else INCORRECT
     margin = decision_margin(case.probability, case.threshold, case.probabilities)
+    if case.threshold is None:
+        uncertain, low_confidence = None, margin < low_confidence_margin
+    else:
+        uncertain = uncertain_interval(case.threshold, low_confidence_margin)
+        low_confidence = uncertain[0] < case.probability < uncertain[1]
     category = case.category.strip().lower() if case.category else None
     if category is None and positive_label is not None and outcome != UNKNOWN:
         called = case.predicted_label == positive_label
@@ -200,9 +213,29 @@ def summarize(case: CaseRecord, *, low_confidence_margin: float, positive_label:
         sample_id=case.sample_id, split=case.split, true_label=case.true_label,
         predicted_label=case.predicted_label, probability=float(case.probability),
         threshold=None if case.threshold is None else float(case.threshold),
-        category=category, outcome=outcome, margin=margin,
-        low_confidence=margin < low_confidence_margin, thumbnail=thumbnail,
+        category=category, outcome=outcome, margin=margin, uncertain=uncertain,
+        low_confidence=bool(low_confidence), thumbnail=thumbnail,
     )
+
+
+def uncertain_interval(threshold: float, band: float) -> tuple[float, float]:
+    """The probabilities ``(low, high)`` around ``threshold`` within which a call is uncertain.
+
+    ``band`` is the half-width at a threshold of 0.5 (0.1: 0.40-0.60), carried to other
+    thresholds on the log-odds scale, on which a classifier's scores move evenly: 0.1 gives
+    0.066-0.137 around a threshold of 0.096 and 0.86-0.93 around 0.9. A band of fixed width in
+    probability would flag every negative call below a low threshold (0.001 is within 0.1 of
+    0.096) and sit partly beyond 1 above a high one. A band of 0.5 or more covers (0, 1).
+    """
+    if band >= 0.5:
+        return 0.0, 1.0
+    t = min(max(float(threshold), 1e-9), 1.0 - 1e-9)
+    centre, half = math.log(t / (1.0 - t)), math.log((0.5 + band) / (0.5 - band))
+    return _sigmoid(centre - half), _sigmoid(centre + half)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 def decision_margin(probability: float, threshold: float | None,

@@ -23,7 +23,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from pipeline.report.case import UNKNOWN, CaseRecord, CaseRow, summarize
+from pipeline.report.case import UNKNOWN, CaseRecord, CaseRow, summarize, uncertain_interval
 from pipeline.report.case_checks import validate
 from pipeline.report.case_view import case_view, explained_label, model_size, with_label_heats
 from pipeline.report.localization import localization_rows, localization_warnings
@@ -90,8 +90,11 @@ def build_report(
         notes: Free-text notes listed on the index (escaped).
         positive_label: The label a positive call means (binary tasks); default: the second of
             two labels, none otherwise.
-        low_confidence_margin: Predictions whose probability is closer than this to the
-            threshold (or to the runner-up label) are flagged low-confidence, in (0, 1).
+        low_confidence_margin: The uncertain band, in (0, 1): a prediction is flagged
+            low-confidence when its probability is inside the band around its threshold (this
+            half-width at a threshold of 0.5, as wide on the log-odds scale at others:
+            :func:`~pipeline.report.case.uncertain_interval`) or, without a threshold, when
+            the two most likely labels are closer than this.
         highlight_limit: How many cases each review group on the index shows (>= 1).
         curves: Test-set plot rows as the evaluate stage writes them (``eval/<task>/plots``):
             ``{"roc": [...], "pr": [...], "calibration": [...]}``, drawn as inline SVG figures.
@@ -277,6 +280,8 @@ def _index_context(rows: list[CaseRow], review: Review, *, labels: list[str], me
         **shared, "rows": rows, "counts": counts, "labels": labels, "methods": methods,
         "kind_text": "2D images" if shared["kind"] == "2d" else "3D volumes",
         "threshold": threshold, "metric_rows": measures, "count_rows": settings,
+        "uncertain": (uncertain_interval(float(threshold), shared["margin"])
+                      if isinstance(threshold, int | float) else None),
         "localization_rows": localization_rows(metrics),
         "localization_warnings": localization_warnings(metrics),
         "confusion": confusion_matrix(metrics, labels), "groups": review.for_page(),

@@ -20,6 +20,7 @@ from pipeline.report.case import (
     decision_margin,
     orientation_marks,
     summarize,
+    uncertain_interval,
 )
 from pipeline.report.case_checks import validate
 from tests.report.conftest import LABELS, SHAPE_2D, SPECS_2D, case_2d, case_3d
@@ -91,6 +92,44 @@ def test_margin_with_threshold_is_the_distance_to_it(p: float, t: float) -> None
     m = decision_margin(p, t, {})
     assert m == pytest.approx(abs(p - t))
     assert 0.0 <= m <= 1.0
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+@given(t=st.floats(1e-4, 1 - 1e-4), band=st.floats(0.001, 0.499))
+def test_uncertain_band_is_the_half_width_at_one_half_carried_on_the_log_odds_scale(t, band) -> None:
+    low, high = uncertain_interval(t, band)
+    assert 0.0 < low < t < high < 1.0
+    half = _logit(0.5 + band)
+    assert _logit(high) - _logit(t) == pytest.approx(half, rel=1e-6)
+    assert _logit(t) - _logit(low) == pytest.approx(half, rel=1e-6)
+    wider = uncertain_interval(t, min(0.4995, band * 1.5))
+    assert wider[0] <= low and high <= wider[1]
+
+
+def test_uncertain_band_at_one_half_is_the_plain_band_and_a_half_or_more_covers_all() -> None:
+    assert uncertain_interval(0.5, 0.1) == pytest.approx((0.4, 0.6))
+    assert uncertain_interval(0.3, 0.5) == (0.0, 1.0)
+    low, high = uncertain_interval(0.0, 0.1)  # a threshold at the end still gives a band
+    assert 0.0 < low < high < 1e-6
+
+
+def test_a_clear_negative_below_a_low_threshold_is_not_low_confidence() -> None:
+    """The cxr demo's Youden threshold is 0.096. A fixed band of 0.1 flagged every call below it
+    (p = 0.001 is 0.095 from it) and calls up to 0.196; on the log-odds scale the band is
+    0.066-0.137, and a call far below or above it is confident."""
+    def row(p: float):
+        return summarize(case_2d(("s", "test", "normal", "normal" if p < 0.096 else "opacity", p, None),
+                                 threshold=0.096), low_confidence_margin=0.1)
+
+    assert not row(0.001).low_confidence and not row(0.19).low_confidence
+    assert row(0.08).low_confidence and row(0.12).low_confidence
+    assert row(0.001).margin == pytest.approx(0.095)  # still shown in probability units
+    assert row(0.08).uncertain == pytest.approx((0.0661, 0.1374), abs=1e-4)
+    no_threshold = summarize(case_2d(SPECS_2D[0], threshold=None), low_confidence_margin=0.1)
+    assert no_threshold.uncertain is None
 
 
 @given(ps=st.lists(probs, min_size=2, max_size=6))

@@ -15,8 +15,10 @@ import pytest
 
 from pipeline.report import CaseRecord, build_report
 from tests.report.conftest import (
+    CARD,
     HOT_ZYX,
     LABELS,
+    METRICS,
     SHAPE_3D,
     SPECS_2D,
     build_2d,
@@ -478,3 +480,28 @@ def test_binary_operating_point_defaults_to_the_flat_metrics_and_confusion_is_pa
              or "off" in (e.attrs.get("class") or "")]
     assert cells == ["num diag", "num off", "num off", "num diag"]
     assert {"7", "1", "2", "9"} <= set(page.text)
+
+
+def test_a_low_threshold_flags_only_calls_in_its_log_odds_band(tmp_path: Path) -> None:
+    """At a threshold of 0.096 (the cxr demo's Youden point), a band of 0.1 is 0.066-0.137: the
+    index says so and flags only the call inside it; a clear negative (0.001) and a call at
+    0.19, both within 0.1 of the threshold, are not flagged."""
+    specs = [("L1", "test", "normal", "normal", 0.001, None),
+             ("L2", "test", "opacity", "opacity", 0.12, None),
+             ("L3", "test", "opacity", "opacity", 0.19, None)]
+    out = build_report(tmp_path / "low", task_name="cxr", kind="2d", labels=LABELS,
+                       cases=[case_2d(s, threshold=0.096) for s in specs], card=CARD,
+                       metrics={**METRICS, "threshold": 0.096}, low_confidence_margin=0.1).parent
+    def text(path: Path) -> str:
+        return " ".join(" ".join(scan(path).text).split())
+
+    index = text(out / "index.html")
+    assert "lies in the uncertain band around the threshold, between 0.066 and 0.137" in index
+    flagged = {sid for sid in ("L1", "L2", "L3")
+               if "Low confidence" in text(out / "cases" / f"{sid}.html")}
+    assert flagged == {"L2"}
+    inside = text(out / "cases" / "L2.html")
+    assert "uncertain band around the threshold (0.066 to 0.137), 0.02 from it" in inside
+    clear = text(out / "cases" / "L1.html")
+    assert "Far from the threshold" in clear
+    assert "0.10 from the threshold (uncertain band 0.066 to 0.137)" in clear
