@@ -282,6 +282,7 @@ def _index_context(rows: list[CaseRow], review: Review, *, labels: list[str], me
         "threshold": threshold, "metric_rows": measures, "count_rows": settings,
         "uncertain": (uncertain_interval(float(threshold), shared["margin"])
                       if isinstance(threshold, int | float) else None),
+        "thresholded": any(r.threshold is not None for r in rows),
         "localization_rows": localization_rows(metrics),
         "localization_warnings": localization_warnings(metrics),
         "confusion": confusion_matrix(metrics, labels), "groups": review.for_page(),

@@ -262,6 +262,9 @@ def test_multiclass_without_threshold_uses_the_runner_up_margin(tmp_path: Path) 
     assert float(row.attrs["data-margin"]) == pytest.approx(0.05)
     assert row.attrs["data-low"] == "1" and row.attrs["data-outcome"] == "incorrect"
     assert page.by_id("group-other-errors").tag == "section"
+    text = " ".join(" ".join(page.text).split())
+    assert "when the two most likely labels are within 0.10 of each other" in text
+    assert "uncertain band" not in text  # no threshold, no band
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
@@ -497,6 +500,7 @@ def test_a_low_threshold_flags_only_calls_in_its_log_odds_band(tmp_path: Path) -
 
     index = text(out / "index.html")
     assert "lies in the uncertain band around the threshold, between 0.066 and 0.137" in index
+    assert "two most likely labels" not in index  # a binary task has a threshold
     flagged = {sid for sid in ("L1", "L2", "L3")
                if "Low confidence" in text(out / "cases" / f"{sid}.html")}
     assert flagged == {"L2"}
