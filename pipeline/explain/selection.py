@@ -98,44 +98,13 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
     Raises:
         ValueError: No image, or no candidate.
     """
-    from pipeline.evaluate.localization import localization_scores
-    from pipeline.explain.cam_rules import blend
-    from pipeline.explain.faithfulness import deletion_test
-    from pipeline.explain.gradcam import Explainer
-
     if not len(images):
         raise ValueError("no validation case of the explained class to choose the explanation on")
-    pairs = [(m, layer) for m in methods if m != "layercam-fusion" for layer in layers]
-    if "layercam-fusion" in methods:
-        pairs.append(("layercam-fusion", layers[len(layers) // 2]))
-    if not pairs:
-        raise ValueError(f"no candidate explanation: methods={list(methods)}, layers={list(layers)}")
-    pairs.sort(key=lambda pair: pair[0] == "gradcam-layercam")  # blended last: reuses the maps below
-    has_masks = masks is not None and int(np.count_nonzero(
-        np.asarray(masks).reshape(len(images), -1).any(axis=1))) >= MIN_MASKED
-    n_masked = 0 if masks is None else int(np.asarray(masks).reshape(len(images), -1).any(axis=1).sum())
-    explainers: dict[str, Any] = {}
-    reusable: dict[tuple[str, str], np.ndarray] = {}  # (method, layer) -> maps, for gradcam-layercam
-    shared: dict[tuple[str, str], np.ndarray] = {}  # computed with another method's pass, not used yet
-
-    def maps_of(method: str, explainer: Any) -> np.ndarray:
-        key = (method, explainer.layer)
-        if key not in reusable:
-            maps = shared.pop(key) if key in shared else explainer.maps(
-                images, method=method, batch_size=batch_size, tta=tta)
-            if method not in ("gradcam", "layercam"):
-                return maps
-            reusable[key] = maps
-        return reusable[key]
-
-    def share_pass(layer: str, explainer: Any) -> None:
-        """The candidates at ``layer`` whose maps one gradient pass gives, computed together."""
-        group = tuple(m for m, at in pairs if at == layer and explainer.shares_pass(m)
-                      and (m, explainer.layer) not in reusable)
-        if len(group) > 1:
-            maps = explainer.shared_maps(images, group, batch_size=batch_size, tta=tta)
-            shared.update({(m, explainer.layer): v for m, v in maps.items()})
-
+    pairs = _candidates(methods, layers)
+    masked = 0 if masks is None else int(np.asarray(masks).reshape(len(images), -1).any(axis=1).sum())
+    maps = _CandidateMaps(model, images, pairs, backbone=backbone, batch_size=batch_size, tta=tta)
+    score = {"fraction": fraction, "n_random": n_random, "seed": seed, "batch_size": batch_size,
+             "fill": fill}
     # layer by layer (blends last), so that shared maps wait for at most one layer's candidates;
     # the rows keep the candidates' order
     order = sorted(range(len(pairs)), key=lambda i: (pairs[i][0] == "gradcam-layercam",
@@ -143,33 +112,97 @@ def select(model: Any, images: np.ndarray, masks: np.ndarray | None, *, methods:
     rows: list[dict[str, Any]] = [{} for _ in pairs]
     for i in order:
         method, layer = pairs[i]
-        if layer not in explainers:
-            explainers[layer] = Explainer(model, layer=layer, backbone=backbone)
-            share_pass(layer, explainers[layer])
-        explainer = explainers[layer]
-        if method == "gradcam-layercam":
-            maps = blend(maps_of("gradcam", explainer), maps_of("layercam", explainer.finer))
-        else:
-            maps = maps_of(method, explainer)
-        deletion = deletion_test(model, images, maps, fraction=fraction, n_random=n_random, seed=seed,
-                                 batch_size=batch_size, fill=fill).summary(scored_on="predicted")
-        row: dict[str, Any] = {"method": method, "layer": explainer.layer,
-                               "deletion_difference": round(float(deletion["difference"]), 6),
-                               "deletion_win_rate": round(float(deletion["win_rate"]), 4),
-                               "deletion_flag": bool(deletion["flag"]), "fill": deletion["fill"]}
-        if masks is not None:
-            scores = localization_scores(maps, masks)
-            row.update(pointing_game=_mean(scores.hit), iou=_mean(scores.iou),
-                       energy=_mean(scores.energy), chance=_mean(scores.chance))
-        rows[i] = row
-        located = (f", pointing {row['pointing_game']}, IoU {row['iou']}" if masks is not None else "")
-        log.info("explain candidate %s @ %s: deletion %+.3f (win %.2f%s)%s", method, row["layer"],
-                 row["deletion_difference"], row["deletion_win_rate"],
-                 ", FLAG" if row["deletion_flag"] else "", located)
-    best, rule = choose(rows, n_masked=n_masked if has_masks else 0)
+        rows[i] = _score(model, images, masks, maps.of(method, layer), method=method,
+                         layer=maps.explainer(layer).layer, **score)
+    best, rule = choose(rows, n_masked=masked if masked >= MIN_MASKED else 0)
     for r in rows:
         r["chosen"] = r is best
-    return Choice(best["method"], best["layer"], rule, tuple(rows), len(images), n_masked)
+    return Choice(best["method"], best["layer"], rule, tuple(rows), len(images), masked)
+
+
+def _candidates(methods: Sequence[str], layers: Sequence[str]) -> list[tuple[str, str]]:
+    """(method, layer) pairs: every method at every layer, ``layercam-fusion`` once at the
+    middle layer, ``gradcam-layercam`` last (it reuses the maps of the candidates before it)."""
+    pairs = [(m, layer) for m in methods if m != "layercam-fusion" for layer in layers]
+    if "layercam-fusion" in methods:
+        pairs.append(("layercam-fusion", layers[len(layers) // 2]))
+    if not pairs:
+        raise ValueError(f"no candidate explanation: methods={list(methods)}, layers={list(layers)}")
+    pairs.sort(key=lambda pair: pair[0] == "gradcam-layercam")
+    return pairs
+
+
+class _CandidateMaps:
+    """The candidates' maps, each computed once: one :class:`~pipeline.explain.gradcam.Explainer`
+    per layer, the methods of one gradient pass at a layer computed together when the layer is
+    first used, and Grad-CAM and LayerCAM maps kept for ``gradcam-layercam``'s blend."""
+
+    def __init__(self, model: Any, images: np.ndarray, pairs: Sequence[tuple[str, str]], *,
+                 backbone: str | None, batch_size: int, tta: str) -> None:
+        self.model, self.images, self.pairs, self.backbone = model, images, pairs, backbone
+        self.batch_size, self.tta = batch_size, tta
+        self.explainers: dict[str, Any] = {}
+        self.reusable: dict[tuple[str, str], np.ndarray] = {}  # (method, layer) -> maps, for blends
+        self.shared: dict[tuple[str, str], np.ndarray] = {}  # from another method's pass, not used yet
+
+    def explainer(self, layer: str) -> Any:
+        if layer not in self.explainers:
+            from pipeline.explain.gradcam import Explainer
+
+            self.explainers[layer] = explainer = Explainer(self.model, layer=layer, backbone=self.backbone)
+            self._share_pass(layer, explainer)
+        return self.explainers[layer]
+
+    def of(self, method: str, layer: str) -> np.ndarray:
+        """The maps of candidate ``(method, layer)``."""
+        explainer = self.explainer(layer)
+        if method == "gradcam-layercam":
+            from pipeline.explain.cam_rules import blend
+
+            return blend(self._maps("gradcam", explainer), self._maps("layercam", explainer.finer))
+        return self._maps(method, explainer)
+
+    def _maps(self, method: str, explainer: Any) -> np.ndarray:
+        key = (method, explainer.layer)
+        if key not in self.reusable:
+            maps = self.shared.pop(key) if key in self.shared else explainer.maps(
+                self.images, method=method, batch_size=self.batch_size, tta=self.tta)
+            if method not in ("gradcam", "layercam"):
+                return maps
+            self.reusable[key] = maps
+        return self.reusable[key]
+
+    def _share_pass(self, layer: str, explainer: Any) -> None:
+        """The candidates at ``layer`` whose maps one gradient pass gives, computed together."""
+        group = tuple(m for m, at in self.pairs if at == layer and explainer.shares_pass(m)
+                      and (m, explainer.layer) not in self.reusable)
+        if len(group) > 1:
+            maps = explainer.shared_maps(self.images, group, batch_size=self.batch_size, tta=self.tta)
+            self.shared.update({(m, explainer.layer): v for m, v in maps.items()})
+
+
+def _score(model: Any, images: np.ndarray, masks: np.ndarray | None, maps: np.ndarray, *, method: str,
+           layer: str, fraction: float, n_random: int, seed: int, batch_size: int,
+           fill: str) -> dict[str, Any]:
+    """One candidate's row: its deletion test and, with masks, its localization."""
+    from pipeline.evaluate.localization import localization_scores
+    from pipeline.explain.faithfulness import deletion_test
+
+    deletion = deletion_test(model, images, maps, fraction=fraction, n_random=n_random, seed=seed,
+                             batch_size=batch_size, fill=fill).summary(scored_on="predicted")
+    row: dict[str, Any] = {"method": method, "layer": layer,
+                           "deletion_difference": round(float(deletion["difference"]), 6),
+                           "deletion_win_rate": round(float(deletion["win_rate"]), 4),
+                           "deletion_flag": bool(deletion["flag"]), "fill": deletion["fill"]}
+    if masks is not None:
+        scores = localization_scores(maps, masks)
+        row.update(pointing_game=_mean(scores.hit), iou=_mean(scores.iou),
+                   energy=_mean(scores.energy), chance=_mean(scores.chance))
+    located = f", pointing {row['pointing_game']}, IoU {row['iou']}" if masks is not None else ""
+    log.info("explain candidate %s @ %s: deletion %+.3f (win %.2f%s)%s", method, layer,
+             row["deletion_difference"], row["deletion_win_rate"],
+             ", FLAG" if row["deletion_flag"] else "", located)
+    return row
 
 
 def choose(rows: Sequence[dict[str, Any]], *, n_masked: int) -> tuple[dict[str, Any], str]:
