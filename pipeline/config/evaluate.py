@@ -26,6 +26,13 @@ class EvaluateParams(Frozen):
     #: mode back from metrics/<task>.json): none | flip (+ left-right mirror) | shift (+ 4 shifts
     #: of 4% of the side) | flip_shift (10 views). Mean of probabilities; see pipeline.evaluate.tta.
     tta: Literal["none", "flip", "shift", "flip_shift"] = "none"
+    #: External validation only, for comparison: refit the probability scale on a slice of each
+    #: cohort's patients and measure it on the rest (pipeline.validate.recalibration): none |
+    #: temperature (one scale on the logits) | platt (slope and intercept per label; not for
+    #: multi-class). The locked result is never replaced.
+    recalibration: Literal["none", "temperature", "platt"] = "none"
+    #: Share of a cohort's patients the recalibration is fitted on (stratified, seeded).
+    recalibration_share: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
 
     @field_validator("tta", mode="before")
     @classmethod

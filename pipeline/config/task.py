@@ -68,6 +68,9 @@ class TaskParams(Frozen):
             raise ValueError("ingest.volume_shape is for kind '3d'; use ingest.image_size for '2d'")
         if self.kind == "3d" and ing.image_size is not None:
             raise ValueError("ingest.image_size is for kind '2d'; use ingest.volume_shape for '3d'")
+        if self.evaluate.recalibration == "platt" and self.problem == "multiclass":
+            raise ValueError("evaluate.recalibration 'platt' fits each label on its own (binary and "
+                             "multi-label tasks); use 'temperature' or 'none' for a multi-class task")
         sources = {"data": self.data, **{f"external.{n}": c for n, c in self.external.items()}}
         expected = {"cxr": "2d", "ct": "3d"}
         for key, data in sources.items():

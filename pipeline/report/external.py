@@ -59,6 +59,7 @@ def write_cohort_page(out_dir: Path, *, task_name: str, cohort: str, doc: Mappin
         "comparison": _comparison_rows(ext, doc.get("cohort_threshold", {})),
         "comparison_text": _comparison_text(doc.get("cohort_threshold", {})),
         "subgroups": _subgroup_rows(doc.get("subgroups", {})),
+        "recalibration": _recalibration(doc.get("recalibration")),
     }
     path = out_dir / PAGE
     write_text(path, render("external.html", script="external.js", **context))
@@ -143,6 +144,32 @@ def _calibration_rows(section: Mapping[str, Any]) -> list[dict[str, str]]:
              "difference": _signed(drift[key]) if key in drift else "not computed",
              "difference_ci": ci_text(drift, key)}
             for key, name, meaning in CALIBRATION]
+
+
+def _recalibration(section: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The recalibration section's text and calibration rows, or None when not requested."""
+    if not section:
+        return None
+    fit, held = section.get("fitted_on", {}), section.get("measured_on", {})
+    text = (f"{str(section.get('method', '')).capitalize()} recalibration fitted on {fit.get('patients')} "
+            f"patients ({fit.get('samples')} cases) of this cohort and measured on the other "
+            f"{held.get('patients')} patients ({held.get('samples')} cases).")
+    if "skipped" in section:
+        return {"text": f"{text} Not computed: {section['skipped']}.", "rows": []}
+    value = section.get("threshold_on_recalibrated_scale")
+    if value is not None:
+        shown = (", ".join(f"{k} {format_number(v)}" for k, v in value.items()) if isinstance(value, dict)
+                 else format_number(value))
+        text += (f" The locked threshold corresponds to {shown} on the recalibrated scale, so the "
+                 "decisions and the ranking (AUROC) do not change: only the probabilities do.")
+    locked, refit = (section.get("held_out", {}).get(k, {}) for k in ("locked", "recalibrated"))
+    change = section.get("change", {})
+    rows = [{"name": name, "meaning": meaning, "internal": format_number(_num(locked.get(key))),
+             "external": format_number(_num(refit.get(key))),
+             "difference": _signed(change[key]) if key in change else "not computed",
+             "difference_ci": ci_text(change, key)}
+            for key, name, meaning in CALIBRATION]
+    return {"text": text, "rows": rows}
 
 
 def _comparison_rows(external: Mapping[str, Any], own: Mapping[str, Any]) -> list[dict[str, str]]:

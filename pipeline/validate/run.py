@@ -110,7 +110,8 @@ def validate_cohort(task: TaskParams, name: str, source: Any, *, model: Any, loc
         locked=locked.to_json(task.labels), cohort=_cohort_section(name, source, cohort),
         attributes={c: [r.get(c) or "" for r in cases.rows] for c in columns}, skipped=skipped,
         localization=cohort_localization(task, model, locked, cohort.data_dir, cases, seed=seed),
-        n_boot=ep.bootstrap, seed=seed, level=ep.ci_level, n_bins=ep.calibration_bins)
+        n_boot=ep.bootstrap, seed=seed, level=ep.ci_level, n_bins=ep.calibration_bins,
+        recalibration=ep.recalibration, recalibration_share=ep.recalibration_share)
     write_metrics(layout.metrics_file(name), doc)
     rows = cohort_plot_rows(task.problem, name, external, internal, locked.operating_point,
                             n_bins=ep.calibration_bins)

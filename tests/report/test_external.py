@@ -91,3 +91,30 @@ def test_markup_in_names_is_escaped(tmp_path):
     path = write_cohort_page(tmp_path / "x", task_name="<script>alert(1)</script>", cohort="x",
                              doc=DOC, internal=INTERNAL, curves={})
     assert "<script>alert(1)" not in path.read_text()
+
+
+def test_a_recalibration_section_is_shown_for_comparison_only_and_absent_without_one(tmp_path):
+    recal = {"for_comparison_only": True, "method": "platt", "share": 0.5,
+             "fitted_on": {"patients": 14, "samples": 41}, "measured_on": {"patients": 14, "samples": 43},
+             "parameters": {"slope": {"opacity": 0.8}, "intercept": {"opacity": -0.4}},
+             "threshold_on_recalibrated_scale": 0.21,
+             "held_out": {"locked": {"ece": 0.12, "brier": 0.09, "calibration_in_the_large": 0.08},
+                          "recalibrated": {"ece": 0.05, "brier": 0.07, "calibration_in_the_large": -0.01}},
+             "change": {"pairing": "paired", "ece": -0.07, "ece_ci_low": -0.12, "ece_ci_high": -0.01}}
+    page = _parse(write_cohort_page(tmp_path / "r", task_name="cxr", cohort="site_b",
+                                    doc={**DOC, "recalibration": recal}, internal=INTERNAL, curves={}))
+    assert any("For comparison only: probabilities recalibrated" in h for h in page.texts("h2"))
+    text = " ".join(page.texts("p"))
+    assert "Platt recalibration fitted on 14 patients (41 cases)" in text
+    assert "corresponds to 0.210 on the recalibrated scale" in text
+    assert "the locked results above remain the estimate" in " ".join(text.split())
+    assert {"Locked", "Recalibrated"} <= set(page.texts("th"))
+    assert "-0.070" in page.texts("td") and "-0.120 to -0.010" in page.texts("span")
+    skipped = _parse(write_cohort_page(
+        tmp_path / "s", task_name="cxr", cohort="site_b", internal=INTERNAL, curves={},
+        doc={**DOC, "recalibration": {**recal, "skipped": "too few patients"}}))
+    assert any("Not computed: too few patients" in t for t in skipped.texts("p"))
+    assert "Recalibrated" not in skipped.texts("th")
+    plain = _parse(write_cohort_page(tmp_path / "p", task_name="cxr", cohort="site_b", doc=DOC,
+                                     internal=INTERNAL, curves={}))
+    assert not any("recalibrated" in h for h in plain.texts("h2"))

@@ -61,7 +61,9 @@ def identical(trained_2d, tmp_path_factory):
                             explain_dir=None, out_dir=tmp / "eval", metrics_path=tmp / "metrics.json",
                             seed=5).metrics
     folder = _test_split_folder(trained_2d, tmp / "same_as_test")
-    cohort_task = task_2d(external={"same": {"source": str(folder)}})
+    # the recalibration rides along: a section apart, while ``external`` stays the locked result
+    cohort_task = task_2d(external={"same": {"source": str(folder)}},
+                          evaluate={"recalibration": "temperature"})
     layout = _layout(tmp / "out")
     docs = run_validate(cohort_task, model_dir=trained_2d["model"], metrics_path=tmp / "metrics.json",
                         eval_dir=tmp / "eval", layout=layout, seed=5, salt="s", workers=1)
@@ -99,6 +101,20 @@ def test_outputs_plots_and_report_page(identical):
     index = _Text()
     index.feed((layout.report / "index.html").read_text())
     assert "External validation" in index.title
+
+
+def test_the_recalibration_reaches_the_document_and_the_page_beside_the_locked_result(identical):
+    _, doc, layout = identical
+    section = doc["recalibration"]
+    assert section["for_comparison_only"] is True and section["method"] == "temperature"
+    patients = doc["external"]["n_patients"]
+    assert section["fitted_on"]["patients"] + section["measured_on"]["patients"] == patients
+    if "skipped" not in section:  # the tiny test split may hold too few patients to split
+        assert section["change"]["auroc"] == 0.0 and section["change"]["accuracy"] == 0.0
+        assert section["parameters"]["temperature"] > 0
+    page = _Text()
+    page.feed((layout.page("same") / "index.html").read_text())
+    assert "probabilities recalibrated on a slice of this cohort" in "".join(page.text)
 
 
 def test_a_task_without_cohorts_writes_placeholders(tmp_path):
