@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pipeline import __version__
 from pipeline.config import EXPLAIN_METHODS, ParamsError
@@ -46,6 +47,7 @@ def program_name(argv0: str | None = None) -> str:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The CLI: one subcommand per stage, each declared by its ``_add_<stage>``."""
     parser = argparse.ArgumentParser(
         prog=prog or program_name(),
         description="medvision pipeline stages (normally run by `dvc repro`).",
@@ -53,12 +55,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"%(prog)s (medvision) {__version__}")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for add in (_add_demo, _add_ingest, _add_train, _add_explain, _add_evaluate, _add_report,
+                _add_export_dicom, _add_validate, _add_export, _add_predict):
+        add(sub)
+    return parser
 
+
+def _add_demo(sub: Any) -> None:
     demo = sub.add_parser("demo", help="generate the demo dataset (or fingerprint a task's folder)")
     _common(demo)
     demo.add_argument("--out", type=Path, required=True, help="raw data folder, data/raw/<task>")
     demo.set_defaults(func=_stage("pipeline.stages.demo"))
 
+
+def _add_ingest(sub: Any) -> None:
     ingest = sub.add_parser("ingest", help="DICOM/NIfTI + labels.csv -> arrays, manifest, quarantine")
     _common(ingest)
     ingest.add_argument("--raw", type=Path, required=True,
@@ -68,6 +78,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(func=_stage("pipeline.stages.ingest"))
 
+
+def _add_train(sub: Any) -> None:
     train = sub.add_parser("train", help="fine-tune the task's model (2D backbone or 3D CNN)")
     _common(train)
     train.add_argument("--data", type=Path, required=True, help="ingest outputs, data/interim/<task>")
@@ -77,6 +89,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                        help="resumable training state (not a DVC output), .cache/train/<task>")
     train.set_defaults(func=_stage("pipeline.stages.train"))
 
+
+def _add_explain(sub: Any) -> None:
     explain = sub.add_parser("explain", help="Grad-CAM (2D/3D), Grad-CAM++, Score-CAM maps and deletion test")
     _common(explain)
     explain.add_argument("--data", type=Path, required=True, help="ingest outputs, data/interim/<task>")
@@ -84,6 +98,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     explain.add_argument("--out", type=Path, required=True, help="output folder, explain/<task>")
     explain.set_defaults(func=_stage("pipeline.stages.explain"))
 
+
+def _add_evaluate(sub: Any) -> None:
     evaluate = sub.add_parser("evaluate", help="metrics with bootstrap CIs, threshold chosen on val")
     _common(evaluate)
     evaluate.add_argument("--data", type=Path, required=True, help="ingest outputs, data/interim/<task>")
@@ -94,6 +110,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     evaluate.add_argument("--metrics", type=Path, required=True, help="metrics file, metrics/<task>.json")
     evaluate.set_defaults(func=_stage("pipeline.stages.evaluate"))
 
+
+def _add_report(sub: Any) -> None:
     report = sub.add_parser("report", help="static HTML report of the explained cases, for clinicians")
     _common(report)
     report.add_argument("--data", type=Path, required=True, help="ingest outputs, data/interim/<task>")
@@ -106,6 +124,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, required=True, help="report folder, reports/<task>")
     report.set_defaults(func=_stage("pipeline.stages.report"))
 
+
+def _add_export_dicom(sub: Any) -> None:
     export = sub.add_parser("export-dicom", help="overlays as DICOM Secondary Captures for PACS (opt-in)")
     _common(export)
     export.add_argument("--data", type=Path, required=True, help="ingest outputs, data/interim/<task>")
@@ -117,6 +137,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="for sources without orientation, e.g. 'L\\F' (PA chest, conventional display)")
     export.set_defaults(func=_stage("pipeline.stages.report:main_export_dicom"))
 
+
+def _add_validate(sub: Any) -> None:
     validate = sub.add_parser("validate", help="external validation: locked model and threshold on "
                                                "the task's external cohorts")
     _common(validate)
@@ -137,6 +159,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     validate.add_argument("--quiet", action="store_true", help="no progress bar")
     validate.set_defaults(func=_stage("pipeline.stages.validate"))
 
+
+def _add_export(sub: Any) -> None:
     serving = sub.add_parser("export", help="SavedModel, TFLite (and ONNX) exports for serving, verified")
     serving.add_argument("--model", type=Path, required=True, help="model folder, models/<task>")
     serving.add_argument("--out", type=Path, required=True,
@@ -156,6 +180,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                          help="also write model.onnx (needs: pip install 'medvision[onnx]')")
     serving.set_defaults(func=_stage("pipeline.stages.export"))
 
+
+def _add_predict(sub: Any) -> None:
     predict = sub.add_parser("predict", help="run a trained model on new studies and write the case report")
     predict.add_argument("--model", type=Path, required=True,
                          help="model folder, models/<task>, or an export folder, exports/serving/<task> "
@@ -172,7 +198,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.add_argument("--restart", action="store_true",
                          help="discard an unfinished run in --out made with other inputs or settings")
-
     predict.add_argument("--threshold", type=float, default=None,
                          help="operating threshold (binary); default: the one evaluate chose on val")
     predict.add_argument("--metrics", type=Path, default=None,
@@ -189,7 +214,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     predict.add_argument("--show-free-text", action="store_true",
                          help="also show free-text header fields (SeriesDescription; may hold PHI)")
     predict.set_defaults(func=_stage("pipeline.stages.predict"))
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
