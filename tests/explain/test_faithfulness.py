@@ -94,6 +94,20 @@ def test_rank_by_map_orders_values_and_shuffles_ties(heatmap, seed):
     assert (np.diff(values) <= 0).all()  # highest first, NaN last
 
 
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 9), st.integers(1, 9)),
+              elements=st.sampled_from([0.0, 0.25, 0.5, 1.0, np.nan])),
+       st.integers(0, 2**16), st.integers(0, 90))
+def test_the_top_of_the_ranking_is_the_full_rankings_prefix(heatmap, seed, top):
+    """Partition-then-sort gives the same first ``top`` indices as sorting everything, ties (in
+    the random keys' order) and NaN included, and leaves the generator in the same state."""
+    rng_full, rng_top = np.random.default_rng(seed), np.random.default_rng(seed)
+    full = rank_by_map(heatmap, rng_full)
+    head = rank_by_map(heatmap, rng_top, top=top)
+    np.testing.assert_array_equal(head, full[:top])
+    assert rng_full.random() == rng_top.random()  # the same draws: later masks are unchanged
+
+
 def test_ties_are_not_in_raster_order():
     orders = {tuple(rank_by_map(np.zeros((8, 8)), np.random.default_rng(s))[:6]) for s in range(5)}
     assert len(orders) == 5 and tuple(range(6)) not in orders
