@@ -2,7 +2,8 @@
 ``tasks.<t>.external`` ingested with the model's settings, predicted by the locked model with the
 locked TTA, measured at the locked threshold, localized with the locked explanation method and
 layer, and written as DVC metrics, plots and an HTML page (paths in
-:mod:`pipeline.validate.layout`). Nothing is fitted on the cohorts.
+:mod:`pipeline.validate.layout`). Nothing is fitted on the cohorts for the result; the optional
+recalibration (``evaluate.recalibration``) is measured apart, for comparison only.
 """
 
 from __future__ import annotations
