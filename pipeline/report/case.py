@@ -229,9 +229,21 @@ def uncertain_interval(threshold: float, band: float) -> tuple[float, float]:
     """
     if band >= 0.5:
         return 0.0, 1.0
-    t = min(max(float(threshold), 1e-9), 1.0 - 1e-9)
-    centre, half = math.log(t / (1.0 - t)), math.log((0.5 + band) / (0.5 - band))
+    centre, half = _logit(threshold), math.log((0.5 + band) / (0.5 - band))
     return _sigmoid(centre - half), _sigmoid(centre + half)
+
+
+def flip_distance(row: CaseRow) -> float:
+    """How far a call is from flipping on the scale its uncertain band uses: the log-odds
+    distance to the threshold, or the runner-up gap without a threshold."""
+    if row.threshold is None:
+        return row.margin
+    return abs(_logit(row.probability) - _logit(row.threshold))
+
+
+def _logit(p: float) -> float:
+    p = min(max(float(p), 1e-9), 1.0 - 1e-9)
+    return math.log(p / (1.0 - p))
 
 
 def _sigmoid(x: float) -> float:

@@ -18,6 +18,7 @@ from pipeline.report.case import (
     TRUE_POSITIVE,
     UNKNOWN,
     CaseRow,
+    flip_distance,
 )
 
 
@@ -76,7 +77,7 @@ class Review:
                   lambda r: r.category == TRUE_POSITIVE, lambda r: r.probability),
             Group("uncertain", "Least certain predictions",
                   "Predictions closest to the decision threshold; small image changes could flip them.",
-                  lambda r: r.low_confidence, lambda r: -r.margin),
+                  lambda r: r.low_confidence, lambda r: -flip_distance(r)),
         ]
 
     def offer(self, row: CaseRow) -> None:

@@ -241,3 +241,21 @@ def test_demo_like_pages_stay_within_the_page_size_budget(tmp_path: Path) -> Non
     build_report(tmp_path / "ct", task_name="ct", kind="3d", labels=LABELS, cases=[volume])
     page = (tmp_path / "ct" / "cases" / "S3001.html").stat().st_size
     assert page <= BUDGET_FIXED + BUDGET_3D * hu.size, page
+
+
+def test_the_least_certain_group_orders_by_the_scale_of_the_band() -> None:
+    """Around a threshold of 0.096, 0.13 is nearer to flipping than 0.07 on the log-odds scale
+    (0.34 vs 0.35), though farther in probability (0.034 vs 0.026): the group lists 0.13 first."""
+    from pipeline.report.case import flip_distance
+    from pipeline.report.review import Review
+
+    review = Review(positive_label="opacity", limit=8)
+    rows = {}
+    for sid, p in (("A", 0.07), ("B", 0.13), ("C", 0.001)):
+        pred = "opacity" if p >= 0.096 else "normal"
+        rows[sid] = summarize(case_2d((sid, "test", pred, pred, p, None), threshold=0.096),
+                              low_confidence_margin=0.1)
+        review.offer(rows[sid])
+    assert flip_distance(rows["B"]) < flip_distance(rows["A"]) and rows["A"].margin < rows["B"].margin
+    (group,) = [g for g in review.for_page() if g["key"] == "uncertain"]
+    assert [r.sample_id for r in group["rows"]] == ["B", "A"] and group["total"] == 2
